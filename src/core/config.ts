@@ -1,0 +1,277 @@
+/**
+ * @module config
+ * The one schema of hookgate's config, validated once where a config enters
+ * the system (a file, a config stream), with types inferred from it. Every
+ * problem is reported with the path of the field (`routes[2].match.domain:
+ * ...`), all at once, never just the first.
+ *
+ * Resolving relative paths against the config file's folder and reading
+ * files is the node runner's business (`node-runner/config-file.ts`); this
+ * module is runtime-neutral.
+ */
+
+import * as v from 'valibot';
+import { HookgateError } from './errors.ts';
+
+/**
+ * Parses a duration: a number of milliseconds, or a string like `"500ms"`,
+ * `"2s"`, `"1m"`, `"1.5s"`. Returns NaN when it is not one.
+ *
+ * @example
+ * parseDuration('2s') // 2000
+ */
+export function parseDuration(input: string | number): number {
+  if (typeof input === 'number') return input >= 0 && Number.isFinite(input) ? input : NaN;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(input);
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  return Math.round(n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000));
+}
+
+const Duration = v.pipe(
+  v.union([v.string(), v.number()], 'expected a duration such as "2s", "500ms" or a number of milliseconds'),
+  v.transform((x) => parseDuration(x)),
+  v.check((n) => !Number.isNaN(n), 'expected a duration such as "2s", "500ms" or a number of milliseconds'),
+);
+
+const Listen = v.pipe(
+  v.string(),
+  v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:8080"'),
+);
+
+const HeaderValues = v.record(v.string(), v.string());
+
+const OnError = v.picklist(['deny', 'allow'], 'expected "deny" or "allow"');
+
+const PluginSchema = v.pipe(
+  v.strictObject({
+    /** an executable */
+    path: v.optional(v.pipe(v.string(), v.minLength(1, 'expected a non-empty path'))),
+    /** argv: the program and its first arguments */
+    command: v.optional(v.pipe(v.array(v.string()), v.minLength(1, 'expected at least the program'))),
+    args: v.optional(v.array(v.string()), []),
+    env: v.optional(v.record(v.string(), v.string()), {}),
+    cwd: v.optional(v.string()),
+    on_error: v.optional(OnError, 'deny'),
+    with_body: v.optional(v.boolean(), false),
+    sha256: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits'), v.toLowerCase())),
+    autostart: v.optional(v.boolean(), false),
+    /** how long a started plugin may take to send `ready` before it is restarted */
+    ready_timeout: v.optional(Duration, 10_000),
+    /** Unix-socket connections per plugin */
+    pool_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), 16),
+    /** calls allowed to wait for a free connection when all are busy */
+    queue_limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 1024),
+  }),
+  v.check((p) => (p.path === undefined) !== (p.command === undefined), 'expected exactly one of "path" or "command"'),
+);
+
+const BindingSchema = v.union(
+  [
+    v.pipe(v.string(), v.minLength(1)),
+    v.strictObject({
+      plugin: v.pipe(v.string(), v.minLength(1)),
+      on_error: v.optional(OnError),
+      with_body: v.optional(v.boolean()),
+    }),
+  ],
+  'expected a plugin name or { plugin, on_error?, with_body? }',
+);
+
+const ProxyAction = v.strictObject({
+  type: v.literal('proxy'),
+  upstream: v.pipe(v.string(), v.minLength(1)),
+  fallback: v.optional(v.string()),
+  timeout: v.optional(Duration, 30_000),
+});
+const StaticAction = v.strictObject({
+  type: v.literal('static'),
+  status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)), 200),
+  body: v.optional(v.string(), ''),
+  headers: v.optional(HeaderValues, {}),
+});
+const RedirectAction = v.strictObject({
+  type: v.literal('redirect'),
+  to: v.pipe(v.string(), v.minLength(1)),
+  status: v.optional(v.picklist([301, 302, 303, 307, 308], 'expected 301, 302, 303, 307 or 308'), 302),
+});
+const ActionSchema = v.variant('type', [ProxyAction, StaticAction, RedirectAction], 'expected an action with type "proxy", "static" or "redirect"');
+
+const BalancerSchema = v.strictObject({
+  type: v.optional(v.picklist(['roundrobin', 'random', 'leastconn'], 'expected "roundrobin", "random" or "leastconn"'), 'roundrobin'),
+  targets: v.optional(v.array(v.pipe(v.string(), v.minLength(1))), []),
+  /** where the group key of grouped pools comes from: `header:Name` or `var:name` */
+  group_by: v.optional(v.pipe(v.string(), v.regex(/^(header|var):.+$/, 'expected "header:<Name>" or "var:<name>"'))),
+});
+
+const RouteSchema = v.strictObject({
+  id: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9._~-]+$/, 'expected letters, digits, ".", "_", "~" or "-"'))),
+  match: v.optional(
+    v.strictObject({
+      domain: v.optional(v.string()),
+      path: v.optional(v.string()),
+      methods: v.optional(v.array(v.pipe(v.string(), v.regex(/^[A-Za-z]+$/, 'expected an HTTP method'), v.toUpperCase()))),
+    }),
+    {},
+  ),
+  plugins: v.optional(v.array(BindingSchema), []),
+  plugin_timeout: v.optional(Duration, 5_000),
+  set: v.optional(v.record(v.string(), v.string()), {}),
+  balancer: v.optional(BalancerSchema),
+  action: v.union([v.pipe(v.string(), v.minLength(1)), ActionSchema], 'expected an action name or an inline action'),
+  edge_on_error: v.optional(
+    v.strictObject({
+      status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)), 503),
+      body: v.optional(v.string(), 'service unavailable\n'),
+    }),
+    {},
+  ),
+});
+
+const KeySchema = v.pipe(
+  v.strictObject({
+    id: v.pipe(v.string(), v.minLength(1)),
+    secret: v.optional(v.pipe(v.string(), v.minLength(16, 'expected at least 16 characters'))),
+    secret_env: v.optional(v.pipe(v.string(), v.minLength(1))),
+    expires_at: v.optional(v.pipe(v.string(), v.isoTimestamp('expected an ISO 8601 timestamp such as "2027-01-01T00:00:00Z"'))),
+  }),
+  v.check((k) => (k.secret === undefined) !== (k.secret_env === undefined), 'expected exactly one of "secret" or "secret_env"'),
+);
+
+export const ConfigSchema = v.strictObject({
+  gateway: v.optional(v.strictObject({ listen: v.optional(Listen, '127.0.0.1:8080') }), {}),
+  runner: v.optional(v.strictObject({ listen: v.optional(Listen), keys: v.optional(v.array(KeySchema), []) }), {}),
+  admin: v.optional(v.strictObject({ listen: v.optional(Listen, '127.0.0.1:9090') }), {}),
+  routes: v.optional(v.array(RouteSchema), []),
+  actions: v.optional(v.record(v.string(), ActionSchema), {}),
+  plugins: v.optional(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]+$/, 'expected a plugin name of letters, digits, ".", "_" or "-"')), PluginSchema), {}),
+});
+
+type Parsed = v.InferOutput<typeof ConfigSchema>;
+export type PluginConfig = Parsed['plugins'][string];
+export type Action = v.InferOutput<typeof ActionSchema>;
+export type BalancerConfig = v.InferOutput<typeof BalancerSchema>;
+
+/** A route's binding of one plugin, defaults filled in from the plugin. */
+export interface Binding {
+  plugin: string;
+  on_error: 'deny' | 'allow';
+  with_body: boolean;
+}
+
+/** A route after validation: id filled in, bindings normalized. */
+export interface Route extends Omit<Parsed['routes'][number], 'id' | 'plugins'> {
+  id: string;
+  /** index in `routes`, which is also the default id */
+  index: number;
+  plugins: Binding[];
+  /** the action's name when the route names one, else '' */
+  actionName: string;
+}
+
+/** A validated config, defaults filled in. */
+export interface Config extends Omit<Parsed, 'routes'> {
+  routes: Route[];
+}
+
+type PathItem = { key: unknown };
+
+function pathText(path: readonly PathItem[]): string {
+  let out = '';
+  for (const { key } of path) out += typeof key === 'number' ? `[${key}]` : out ? `.${String(key)}` : String(key);
+  return out || '(config)';
+}
+
+/**
+ * A union reports one issue per branch, with paths relative to the union;
+ * the branch that got furthest into the input is the one the author meant
+ * (the object with a bad field, not the string it also could have been).
+ */
+function deepest(issue: v.BaseIssue<unknown>, base: readonly PathItem[]): { issue: v.BaseIssue<unknown>; path: PathItem[] } {
+  let best = { issue, path: [...base, ...((issue.path ?? []) as PathItem[])] };
+  for (const sub of issue.issues ?? []) {
+    const d = deepest(sub, best.path);
+    if (d.path.length > best.path.length) best = d;
+  }
+  return best;
+}
+
+function describe(issue: v.BaseIssue<unknown>): string {
+  const d = deepest(issue, []);
+  const i = d.issue;
+  const msg =
+    i.kind === 'schema' && i.expected === 'never'
+      ? 'unknown field'
+      : i.kind === 'schema' && i.received === 'undefined'
+        ? 'required field is missing'
+        : i.message;
+  return `${pathText(d.path)}: ${msg}`;
+}
+
+/**
+ * Validates a config (already parsed from JSON5 or received as JSON) and
+ * fills in defaults. Throws `BAD_CONFIG` whose `problems` lists every
+ * problem found, each starting with the path of the field.
+ *
+ * @example
+ * try { const cfg = parseConfig(JSON5.parse(text)); }
+ * catch (e) { if (e instanceof ConfigError) for (const p of e.problems) console.error(p); }
+ */
+export function parseConfig(input: unknown): Config {
+  const res = v.safeParse(ConfigSchema, input, { abortEarly: false });
+  if (!res.success) throw new ConfigError(res.issues.map(describe));
+  const raw = res.output;
+  const problems: string[] = [];
+  const ids = new Map<string, number>();
+  const routes: Route[] = raw.routes.map((r, index) => {
+    const id = r.id ?? String(index);
+    const seen = ids.get(id);
+    if (seen !== undefined) problems.push(`routes[${index}].id: "${id}" is already the id of routes[${seen}]`);
+    else ids.set(id, index);
+    const plugins: Binding[] = r.plugins.map((b, j) => {
+      const name = typeof b === 'string' ? b : b.plugin;
+      const p = raw.plugins[name];
+      if (!p) problems.push(`routes[${index}].plugins[${j}]: no plugin named "${name}" in plugins`);
+      const over = typeof b === 'string' ? {} : b;
+      return {
+        plugin: name,
+        on_error: over.on_error ?? p?.on_error ?? 'deny',
+        with_body: over.with_body ?? p?.with_body ?? false,
+      };
+    });
+    let actionName = '';
+    if (typeof r.action === 'string') {
+      actionName = r.action;
+      if (!raw.actions[r.action]) problems.push(`routes[${index}].action: no action named "${r.action}" in actions`);
+    }
+    const action = typeof r.action === 'string' ? raw.actions[r.action] : r.action;
+    if (action?.type === 'proxy') {
+      if (action.fallback !== undefined && !raw.actions[action.fallback]) {
+        problems.push(`routes[${index}].action.fallback: no action named "${action.fallback}" in actions`);
+      }
+      if (action.upstream.includes('{target}') && !r.balancer) {
+        problems.push(`routes[${index}].balancer: the action's upstream uses {target}, so the route needs a balancer`);
+      }
+    }
+    return { ...r, id, index, plugins, actionName };
+  });
+  for (const [name, a] of Object.entries(raw.actions)) {
+    if (a.type === 'proxy' && a.fallback !== undefined) {
+      const fb = raw.actions[a.fallback];
+      if (!fb) problems.push(`actions.${name}.fallback: no action named "${a.fallback}" in actions`);
+      else if (fb.type === 'proxy') problems.push(`actions.${name}.fallback: "${a.fallback}" is a proxy; a fallback must be static or redirect`);
+    }
+  }
+  if (problems.length) throw new ConfigError(problems);
+  return { ...raw, routes };
+}
+
+/** A config that failed validation; `problems` has one line per problem, each naming its field. */
+export class ConfigError extends HookgateError {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super('BAD_CONFIG', `invalid config:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
+  }
+}
