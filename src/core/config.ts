@@ -233,7 +233,7 @@ export function parseConfig(input: unknown): Config {
       const name = typeof b === 'string' ? b : b.plugin;
       const p = raw.plugins[name];
       if (!p) problems.push(`routes[${index}].plugins[${j}]: no plugin named "${name}" in plugins`);
-      const over = typeof b === 'string' ? {} : b;
+      const over: { on_error?: 'deny' | 'allow'; with_body?: boolean } = typeof b === 'string' ? {} : b;
       return {
         plugin: name,
         on_error: over.on_error ?? p?.on_error ?? 'deny',

@@ -1,0 +1,29 @@
+/**
+ * @module clock
+ * Time as a dependency: everything in the runner that waits (restart
+ * backoff, ready and stop deadlines, hook deadlines) asks a Clock, so tests
+ * can drive time instead of sleeping.
+ */
+
+export type TimerHandle = { readonly __timer: unique symbol } | object;
+
+export interface Clock {
+  /** Milliseconds since some fixed point; only differences matter. */
+  now(): number;
+  /** Calls `fn` once after `ms`. The timer does not keep the process alive when `unref` is true. */
+  setTimeout(fn: () => void, ms: number, unref?: boolean): TimerHandle;
+  clearTimeout(handle: TimerHandle | undefined | null): void;
+}
+
+/** The real clock: performance.now and Node timers. */
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setTimeout(fn, ms, unref = false) {
+    const t = setTimeout(fn, ms);
+    if (unref) t.unref();
+    return t;
+  },
+  clearTimeout(handle) {
+    if (handle) clearTimeout(handle as NodeJS.Timeout);
+  },
+};

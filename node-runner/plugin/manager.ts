@@ -1,0 +1,529 @@
+/**
+ * @module plugin/manager
+ * Binds routes to plugins and dispatches hooks and pushes: which plugin
+ * processes run (from the config), what each is told in `configure`, the
+ * index of which routes have which hooks (read on every request), one call
+ * per route and phase fanned out to the route's plugins in order, and the
+ * `set_targets` / `set_speed` pushes addressed to routes.
+ *
+ * Verdict rules, for every data plane (self-hosted and edge):
+ * - on_request: plugins run in binding order; the first verdict that is not
+ *   an allow (deny, drop or fallback) short-circuits and is returned as the
+ *   plugin gave it. Allowed headers merge (a later plugin overrides an
+ *   earlier one's value), and later plugins see the headers earlier ones
+ *   added; `rp` and `sp` take the last non-empty value, `cq` is sticky.
+ * - on_response: plugins run in order, each seeing the status and headers
+ *   as earlier plugins left them; the merged result applies all of them.
+ * - on_connect: the first refusal wins.
+ * - A plugin that is down, restarting, not yet ready, times out, or answers
+ *   garbage or a forbidden header yields its binding's `on_error` verdict:
+ *   `deny` (503, and the verdict's `e` says why) or `allow` (the plugin is
+ *   skipped).
+ *
+ * Processes are `process.ts`'s business, sockets `pool.ts`'s, the pushed
+ * state `pushes.ts`'s; HTTP is the gateway's.
+ */
+
+import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
+import { decodeHookResult, encodeHookData } from '../../src/core/codec.ts';
+import { HookgateError } from '../../src/core/errors.ts';
+import { headerMapProblem, headerProblem } from '../../src/core/headers.ts';
+import type { Logger } from '../../src/core/log.ts';
+import {
+  HOOK,
+  HOOK_BIT,
+  type AuthorizeResult,
+  type ConnInfo,
+  type ConnResult,
+  type DisconnectInfo,
+  type HookName,
+  type RequestInfo,
+  type ResponseModResult,
+  type ResponsePair,
+} from '../../src/core/protocol.ts';
+import { realClock, type Clock } from '../clock.ts';
+import { SocketPool } from './pool.ts';
+import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type Spawner } from './process.ts';
+import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress } from './pushes.ts';
+import type { Reaper } from './reaper.ts';
+
+/** Every hook bit: what a plugin that has not declared its hooks yet is assumed to have (fail closed). */
+const ALL_HOOKS = HOOK_BIT.on_request | HOOK_BIT.on_response | HOOK_BIT.on_connect | HOOK_BIT.on_disconnect;
+
+export interface ManagerOptions {
+  logger: Logger;
+  clock?: Clock;
+  spawn?: Spawner;
+  reaper?: Reaper;
+  /** passed to every PluginProcess (tests shorten them) */
+  process?: Pick<PluginProcessOptions, 'stopGraceMs' | 'backoffBaseMs' | 'backoffMaxMs'>;
+}
+
+/** A plugin as the manager tracks it. */
+interface PluginEntry {
+  name: string;
+  key: string;
+  config: PluginConfig;
+  proc: PluginProcess;
+  pool: SocketPool | null;
+  /** HOOK_BIT mask from the last ready; ALL_HOOKS until the plugin has said */
+  hooks: number;
+  known: boolean;
+  configure: ConfigureParams[];
+  readyWaiters: Array<() => void>;
+}
+
+interface BindingEntry {
+  plugin: PluginEntry;
+  on_error: 'deny' | 'allow';
+  with_body: boolean;
+}
+
+interface RouteEntry {
+  route: Route;
+  bindings: BindingEntry[];
+  mask: number;
+}
+
+/** Status of one plugin, for health endpoints and tools. */
+export interface PluginStatus {
+  name: string;
+  state: PluginProcess['state'];
+  pid: number | undefined;
+  ready: boolean;
+  hooks: HookName[];
+  socket: string | null;
+  failures: number;
+  lastError: string;
+}
+
+const DENY_BODY = 'service unavailable\n';
+
+/**
+ * The plugin host of one runner.
+ *
+ * Contract: `apply` may be called again with a new config at any time
+ * (calls are serialized); plugins whose config is unchanged keep running
+ * and are re-sent `configure` only when their routes changed. The hook
+ * methods are safe to call concurrently, never throw, and settle by the
+ * route's `plugin_timeout` per plugin. `stop()` stops every plugin and is
+ * idempotent; the owner must call it.
+ */
+export class PluginManager {
+  readonly pushes = new PushStore();
+  #opts: ManagerOptions;
+  #log: Logger;
+  #clock: Clock;
+  #plugins = new Map<string, PluginEntry>();
+  #routes = new Map<string, RouteEntry>();
+  #applying: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  constructor(opts: ManagerOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger;
+    this.#clock = opts.clock ?? realClock;
+  }
+
+  /**
+   * Applies a (validated) config: starts plugins that are bound to a route
+   * or autostart, restarts those whose config changed, stops the rest, and
+   * sends `configure` for every bound route. Resolves once removed plugins
+   * have stopped; does not wait for new ones to become ready.
+   */
+  apply(config: Config): Promise<void> {
+    const run = this.#applying.then(() => this.#apply(config));
+    this.#applying = run.catch(() => {});
+    return run;
+  }
+
+  async #apply(config: Config): Promise<void> {
+    if (this.#stopped) throw new HookgateError('STOPPED', 'plugin manager was stopped');
+    const wanted = new Map<string, ConfigureParams[]>();
+    for (const route of config.routes) {
+      const params: ConfigureParams = { route_id: route.id };
+      const match: ConfigureParams['match'] = {};
+      if (route.match.domain) match.domain = route.match.domain;
+      if (route.match.path) match.path = route.match.path;
+      if (match.domain || match.path) params.match = match;
+      for (const b of route.plugins) {
+        const list = wanted.get(b.plugin) ?? [];
+        if (!list.some((p) => p.route_id === route.id)) list.push(params);
+        wanted.set(b.plugin, list);
+      }
+    }
+    for (const [name, p] of Object.entries(config.plugins)) {
+      if (p.autostart && !wanted.has(name)) wanted.set(name, [{ route_id: '' }]);
+    }
+
+    const stopping: Promise<void>[] = [];
+    for (const [name, entry] of this.#plugins) {
+      const next = config.plugins[name];
+      if (!wanted.has(name) || !next || JSON.stringify(next) !== entry.key) {
+        this.#plugins.delete(name);
+        stopping.push(this.#stopEntry(entry));
+      }
+    }
+    for (const [name, params] of wanted) {
+      let entry = this.#plugins.get(name);
+      if (!entry) {
+        entry = this.#createEntry(name, config.plugins[name]);
+        this.#plugins.set(name, entry);
+        entry.configure = params;
+        entry.proc.configure(params);
+        entry.proc.start();
+      } else if (JSON.stringify(params) !== JSON.stringify(entry.configure)) {
+        entry.configure = params;
+        entry.proc.configure(params);
+      }
+    }
+
+    const routes = new Map<string, RouteEntry>();
+    for (const route of config.routes) {
+      const bindings = route.plugins.map((b) => ({ plugin: this.#plugins.get(b.plugin)!, on_error: b.on_error, with_body: b.with_body }));
+      routes.set(route.id, { route, bindings, mask: 0 });
+    }
+    this.#routes = routes;
+    this.#recomputeMasks();
+    this.pushes.retain(new Set(routes.keys()));
+    await Promise.all(stopping);
+  }
+
+  /**
+   * The hooks a route's plugins declared, as a HOOK_BIT mask; 0 for a route
+   * without plugins or an unknown route. A plugin that has not declared its
+   * hooks yet counts as having all of them, so its routes fail closed.
+   *
+   * @example
+   * if (manager.hooksOf('api') & HOOK_BIT.on_request) verdict = await manager.onRequest('api', info);
+   */
+  hooksOf(routeId: string): number {
+    return this.#routes.get(routeId)?.mask ?? 0;
+  }
+
+  /** Whether the route binds a plugin that wants the request body. */
+  wantsBody(routeId: string): boolean {
+    return this.#routes.get(routeId)?.bindings.some((b) => b.with_body) ?? false;
+  }
+
+  /** The route as configured, or undefined. */
+  route(routeId: string): Route | undefined {
+    return this.#routes.get(routeId)?.route;
+  }
+
+  /** Resolves when the named plugin has said ready (or was found push-only); rejects after `timeoutMs`. */
+  whenReady(name: string, timeoutMs: number): Promise<void> {
+    const entry = this.#plugins.get(name);
+    if (!entry) return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `no plugin named "${name}" is running`));
+    if (entry.known && (entry.pool || entry.hooks === 0)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = this.#clock.setTimeout(() => {
+        const why = entry.proc.lastError ? ` (${entry.proc.lastError})` : '';
+        reject(new HookgateError('PLUGIN_UNAVAILABLE', `plugin "${name}" did not become ready within ${timeoutMs} ms${why}`));
+      }, timeoutMs);
+      entry.readyWaiters.push(() => {
+        this.#clock.clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  /** Status of every plugin the config wants running. */
+  status(): PluginStatus[] {
+    return [...this.#plugins.values()].map((e) => ({
+      name: e.name,
+      state: e.proc.state,
+      pid: e.proc.pid,
+      ready: e.pool !== null || (e.known && e.hooks === 0 && e.proc.state !== 'backoff'),
+      hooks: e.known ? (Object.keys(HOOK_BIT) as HookName[]).filter((h) => e.hooks & HOOK_BIT[h]) : [],
+      socket: e.pool?.path ?? null,
+      failures: e.proc.failures,
+      lastError: e.proc.lastError,
+    }));
+  }
+
+  /**
+   * Runs on_request for a route: one merged verdict (see the module doc).
+   * Never throws. An unknown route is denied (503): the caller's routing
+   * state is out of date.
+   */
+  async onRequest(routeId: string, info: RequestInfo): Promise<AuthorizeResult> {
+    const entry = this.#routes.get(routeId);
+    if (!entry) return denyOnError(`unknown route "${routeId}"`);
+    let data = info;
+    let withBody: Uint8Array | null = null;
+    let noBody: Uint8Array | null = null;
+    let merged: AuthorizeResult | null = null;
+    for (const b of entry.bindings) {
+      const p = b.plugin;
+      if (!(p.hooks & HOOK_BIT.on_request)) continue;
+      let res: AuthorizeResult;
+      try {
+        const bytes = b.with_body || !data.bd
+          ? (withBody ??= encodeHookData('on_request', data))
+          : (noBody ??= encodeHookData('on_request', { ...data, bd: null }));
+        res = decodeHookResult('on_request', await this.#call(p, HOOK.on_request, bytes, entry.route.plugin_timeout));
+        checkAuthorize(res);
+      } catch (err) {
+        this.#hookFailed(p, routeId, 'on_request', err);
+        if (b.on_error === 'allow') continue;
+        return denyOnError(`plugin "${p.name}": ${(err as Error).message}`);
+      }
+      if (!res.ok || res.dr || res.fb) return res;
+      merged ??= allowResult();
+      let added = false;
+      for (const k in res.h) {
+        merged.h[k] = res.h[k];
+        added = true;
+      }
+      if (added) {
+        data = { ...data, h: { ...data.h, ...res.h } };
+        withBody = noBody = null;
+      }
+      if (res.rp) merged.rp = res.rp;
+      if (res.cq) merged.cq = true;
+      if (res.sp) merged.sp = res.sp;
+    }
+    return merged ?? allowResult();
+  }
+
+  /** Runs on_response for a route: one merged modification. Never throws. */
+  async onResponse(routeId: string, pair: ResponsePair): Promise<ResponseModResult> {
+    const entry = this.#routes.get(routeId);
+    if (!entry) return { s: 503, h: {}, rm: [], e: `unknown route "${routeId}"` };
+    const merged: ResponseModResult = { s: 0, h: {}, rm: [], e: '' };
+    let cur = pair;
+    let changed = false;
+    let bytes: Uint8Array | null = null;
+    for (const b of entry.bindings) {
+      const p = b.plugin;
+      if (!(p.hooks & HOOK_BIT.on_response)) continue;
+      let res: ResponseModResult;
+      try {
+        if (changed || !bytes) {
+          const req = b.with_body || !cur.req.bd ? cur.req : { ...cur.req, bd: null };
+          bytes = encodeHookData('on_response', { req, resp: cur.resp });
+          changed = false;
+        }
+        res = decodeHookResult('on_response', await this.#call(p, HOOK.on_response, bytes, entry.route.plugin_timeout));
+        checkResponseMod(res);
+      } catch (err) {
+        this.#hookFailed(p, routeId, 'on_response', err);
+        if (b.on_error === 'allow') continue;
+        return { s: 503, h: {}, rm: [], e: `plugin "${p.name}": ${(err as Error).message}` };
+      }
+      if (res.s === 0 && res.rm.length === 0 && isEmpty(res.h)) continue;
+      const h = { ...cur.resp.h };
+      for (const name of res.rm) {
+        delete merged.h[name];
+        delete h[name];
+        if (!merged.rm.includes(name)) merged.rm.push(name);
+      }
+      for (const name in res.h) {
+        merged.h[name] = res.h[name];
+        h[name] = res.h[name];
+        const i = merged.rm.indexOf(name);
+        if (i >= 0) merged.rm.splice(i, 1);
+      }
+      if (res.s) merged.s = res.s;
+      cur = { req: cur.req, resp: { s: res.s || cur.resp.s, h } };
+      changed = true;
+    }
+    return merged;
+  }
+
+  /** Runs on_connect for a route: refused by the first plugin that refuses. Never throws. */
+  async onConnect(routeId: string, info: ConnInfo): Promise<ConnResult> {
+    const entry = this.#routes.get(routeId);
+    if (!entry) return { ok: false, e: `unknown route "${routeId}"` };
+    let bytes: Uint8Array | null = null;
+    for (const b of entry.bindings) {
+      const p = b.plugin;
+      if (!(p.hooks & HOOK_BIT.on_connect)) continue;
+      try {
+        bytes ??= encodeHookData('on_connect', info);
+        const res = decodeHookResult('on_connect', await this.#call(p, HOOK.on_connect, bytes, entry.route.plugin_timeout));
+        if (!res.ok) return { ok: false, e: '' };
+      } catch (err) {
+        this.#hookFailed(p, routeId, 'on_connect', err);
+        if (b.on_error === 'allow') continue;
+        return { ok: false, e: `plugin "${p.name}": ${(err as Error).message}` };
+      }
+    }
+    return { ok: true, e: '' };
+  }
+
+  /** Sends on_disconnect to the route's plugins that declared it; fire-and-forget, never throws. */
+  onDisconnect(routeId: string, info: DisconnectInfo): void {
+    const entry = this.#routes.get(routeId);
+    if (!entry) return;
+    let bytes: Uint8Array | null = null;
+    for (const b of entry.bindings) {
+      const p = b.plugin;
+      if (!(p.hooks & HOOK_BIT.on_disconnect) || !p.pool) continue;
+      bytes ??= encodeHookData('on_disconnect', info);
+      if (!p.pool.notify(HOOK.on_disconnect, bytes)) {
+        this.#log.warn({ plugin: p.name, route: routeId }, 'on_disconnect dropped: the plugin is not keeping up');
+      }
+    }
+  }
+
+  /** Stops every plugin and closes every pool. Idempotent. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    await this.#applying;
+    const entries = [...this.#plugins.values()];
+    this.#plugins.clear();
+    this.#routes = new Map();
+    await Promise.all(entries.map((e) => this.#stopEntry(e)));
+  }
+
+  #call(p: PluginEntry, type: (typeof HOOK)[HookName], bytes: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    if (!p.pool) {
+      const state = p.proc.state === 'backoff' ? 'restarting' : p.proc.state === 'ready' ? 'without a socket' : 'not ready';
+      return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`));
+    }
+    return p.pool.call(type, bytes, timeoutMs);
+  }
+
+  #hookFailed(p: PluginEntry, routeId: string, hook: HookName, err: unknown): void {
+    const e = err as HookgateError;
+    this.#log.warn({ plugin: p.name, route: routeId, hook, code: e.code, err: e.message }, 'hook call failed; applying on_error');
+  }
+
+  #createEntry(name: string, config: PluginConfig): PluginEntry {
+    const log = this.#log.child({ plugin: name });
+    const entry: PluginEntry = {
+      name,
+      key: JSON.stringify(config),
+      config,
+      proc: null as unknown as PluginProcess,
+      pool: null,
+      hooks: ALL_HOOKS,
+      known: false,
+      configure: [],
+      readyWaiters: [],
+    };
+    entry.proc = new PluginProcess(name, config, {
+      ...this.#opts.process,
+      logger: log,
+      clock: this.#clock,
+      spawn: this.#opts.spawn,
+      reaper: this.#opts.reaper,
+      onReady: (socket, hooks) => {
+        if (entry.pool && entry.pool.path !== socket) {
+          entry.pool.close();
+          entry.pool = null;
+        }
+        if (socket && !entry.pool && hooks !== 0) {
+          entry.pool = new SocketPool(socket, { size: config.pool_size, queueLimit: config.queue_limit, clock: this.#clock });
+        }
+        this.#setHooks(entry, hooks);
+      },
+      onNoReady: () => this.#setHooks(entry, 0),
+      onExit: () => {
+        entry.pool?.close();
+        entry.pool = null;
+      },
+      onPush: (method, params) => this.#onPush(entry, log, method, params),
+    });
+    return entry;
+  }
+
+  #setHooks(entry: PluginEntry, hooks: number): void {
+    entry.known = true;
+    if (entry.hooks !== hooks) {
+      entry.hooks = hooks;
+      this.#recomputeMasks();
+    }
+    for (const w of entry.readyWaiters.splice(0)) w();
+  }
+
+  async #stopEntry(entry: PluginEntry): Promise<void> {
+    entry.pool?.close();
+    entry.pool = null;
+    await entry.proc.stop();
+  }
+
+  #recomputeMasks(): void {
+    for (const r of this.#routes.values()) {
+      let mask = 0;
+      for (const b of r.bindings) mask |= b.plugin.hooks;
+      r.mask = mask;
+    }
+  }
+
+  #onPush(entry: PluginEntry, log: Logger, method: 'set_targets' | 'set_speed', params: unknown): void {
+    if (!this.#plugins.has(entry.name)) return;
+    try {
+      if (method === 'set_targets') {
+        const { to, set } = parseSetTargets(params);
+        const routes = this.#address(to, true, log, method);
+        this.pushes.setTargets(routes, set);
+        log.info({ routes, targets: set.targets.length, groups: set.groups ? Object.keys(set.groups) : undefined }, 'set_targets applied');
+      } else {
+        const { to, set } = parseSetSpeed(params);
+        const routes = this.#address(to, false, log, method);
+        this.pushes.setSpeed(routes, set);
+        log.info({ routes, ...set }, 'set_speed applied');
+      }
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, `${method} ignored`);
+    }
+  }
+
+  #address(to: PushAddress, needsBalancer: boolean, log: Logger, method: string): string[] {
+    const all = [...this.#routes.values()].map((r) => r.route);
+    const eligible = (r: Route) => !needsBalancer || r.balancer !== undefined;
+    if ('action' in to) {
+      const hits = all.filter((r) => r.actionName === to.action && eligible(r)).map((r) => r.id);
+      if (!hits.length) log.warn({ action: to.action }, `${method}: no route${needsBalancer ? ' with a balancer' : ''} uses this action`);
+      return hits;
+    }
+    if (to.route_id === '*') return all.filter(eligible).map((r) => r.id);
+    const r = this.#routes.get(to.route_id)?.route;
+    if (!r) {
+      log.warn({ route_id: to.route_id }, `${method}: no such route`);
+      return [];
+    }
+    if (!eligible(r)) {
+      log.warn({ route_id: to.route_id }, `${method}: the route has no balancer`);
+      return [];
+    }
+    return [r.id];
+  }
+}
+
+function allowResult(): AuthorizeResult {
+  return { ok: true, dr: false, fb: false, s: 0, b: '', h: {}, sp: null, cq: false, rp: '', e: '' };
+}
+
+function denyOnError(why: string): AuthorizeResult {
+  return { ok: false, dr: false, fb: false, s: 503, b: DENY_BODY, h: {}, sp: null, cq: false, rp: '', e: why };
+}
+
+function isEmpty(o: object): boolean {
+  for (const _ in o) return false;
+  return true;
+}
+
+/** A rewritten path must be an origin-form path: "/" first, no controls, spaces, "?" or "#". */
+const SAFE_PATH = /^\/[^\x00-\x20\x7f?#]*$/;
+
+function checkAuthorize(res: AuthorizeResult): void {
+  const p = headerMapProblem(res.h);
+  if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
+  if (res.rp && (!SAFE_PATH.test(res.rp) || res.rp.startsWith('//'))) {
+    throw new HookgateError('BAD_VERDICT', `forbidden verdict: rewrite path ${JSON.stringify(res.rp.slice(0, 100))} is not a plain absolute path`);
+  }
+  if (res.s !== 0 && (res.s < 100 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
+}
+
+function checkResponseMod(res: ResponseModResult): void {
+  const p = headerMapProblem(res.h);
+  if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
+  for (const name of res.rm) {
+    if (headerProblem(name, '').startsWith('header name')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove ${JSON.stringify(name)}`);
+  }
+  if (res.s !== 0 && (res.s < 100 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
+}

@@ -1,0 +1,275 @@
+/**
+ * @module plugin/pool
+ * The Unix-socket connection pool of one plugin socket (PROTOCOL.md §1):
+ * one call in flight per connection, no call ids, a deadline on every call,
+ * and a connection that failed or timed out is destroyed, never reused.
+ *
+ * Calls beyond the pool's size wait in a bounded FIFO queue (default 1024)
+ * for the next free connection; their wait counts against their deadline.
+ * A call that finds the queue full fails at once with `POOL_SATURATED`.
+ * We queue rather than open extra connections because a plugin sized for
+ * N connections should see at most N, and a full queue is the signal that
+ * the plugin, not the pool, is the bottleneck.
+ *
+ * on_disconnect is fire-and-forget: it goes out on one dedicated connection
+ * whose replies (a plugin should send none) are read and discarded, so a
+ * stray reply can never be taken for the answer to another call.
+ */
+
+import { connect, type Socket } from 'node:net';
+import { encodeEnvelopeFrame, FrameDecoder } from '../../src/core/codec.ts';
+import { HookgateError } from '../../src/core/errors.ts';
+import type { HookType } from '../../src/core/protocol.ts';
+import { realClock, type Clock, type TimerHandle } from '../clock.ts';
+
+export interface PoolOptions {
+  /** connections at most (default 16) */
+  size?: number;
+  /** calls allowed to wait for a connection (default 1024) */
+  queueLimit?: number;
+  clock?: Clock;
+  /** bytes the notify connection may buffer before notifications are dropped (default 1 MiB) */
+  notifyHighWater?: number;
+}
+
+interface Pending {
+  resolve: (payload: Uint8Array) => void;
+  reject: (err: Error) => void;
+  timer: TimerHandle | null;
+}
+
+interface Waiter extends Pending {
+  frame: Uint8Array;
+  deadline: number;
+}
+
+class Conn {
+  readonly socket: Socket;
+  readonly decoder = new FrameDecoder();
+  pending: Pending | null = null;
+  dead = false;
+  constructor(socket: Socket) {
+    this.socket = socket;
+  }
+}
+
+/**
+ * A pool of connections to one plugin socket.
+ *
+ * Contract: `call` is safe to call concurrently; each call settles exactly
+ * once, by its deadline at the latest: with the reply payload, or with a
+ * HookgateError (`HOOK_TIMEOUT`, `PLUGIN_UNAVAILABLE`, `POOL_SATURATED`,
+ * `FRAME_TOO_LARGE`, `STOPPED`). `close()` is idempotent, destroys every
+ * connection and fails every call in flight or waiting with `STOPPED`.
+ */
+export class SocketPool {
+  readonly path: string;
+  readonly size: number;
+  readonly queueLimit: number;
+  #clock: Clock;
+  #idle: Conn[] = [];
+  #open = 0;
+  #waiters: Waiter[] = [];
+  #closed = false;
+  #notify: Socket | null = null;
+  #notifyHighWater: number;
+
+  constructor(path: string, opts: PoolOptions = {}) {
+    this.path = path;
+    this.size = opts.size ?? 16;
+    this.queueLimit = opts.queueLimit ?? 1024;
+    this.#clock = opts.clock ?? realClock;
+    this.#notifyHighWater = opts.notifyHighWater ?? 1_048_576;
+  }
+
+  /** Connections open or opening. */
+  get connections(): number {
+    return this.#open;
+  }
+
+  /** Calls waiting for a connection. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
+  /**
+   * Sends one hook call (the envelope of `type` around the msgpack `data`)
+   * and resolves with the reply's payload. Rejects by `timeoutMs`.
+   *
+   * @example
+   * const payload = await pool.call(HOOK.on_request, encodeHookData('on_request', info), 5000);
+   */
+  call(type: HookType, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(stopped(this.path));
+    let frame: Uint8Array;
+    try {
+      frame = encodeEnvelopeFrame(type, data);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise((resolve, reject) => {
+      const conn = this.#idle.pop();
+      if (conn) return this.#send(conn, frame, { resolve, reject, timer: null }, timeoutMs);
+      if (this.#open < this.size) return this.#dial(frame, { resolve, reject, timer: null }, timeoutMs);
+      if (this.#waiters.length >= this.queueLimit) {
+        return reject(
+          new HookgateError('POOL_SATURATED', `plugin socket ${this.path}: all ${this.size} connections busy and ${this.queueLimit} calls already waiting`),
+        );
+      }
+      const waiter: Waiter = { resolve, reject, timer: null, frame, deadline: this.#clock.now() + timeoutMs };
+      waiter.timer = this.#clock.setTimeout(() => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        reject(timeout(this.path, timeoutMs, 'waiting for a free connection'));
+      }, timeoutMs);
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /**
+   * Sends a hook that gets no reply (on_disconnect). Never throws; when the
+   * plugin cannot take it right now (not connected, backed up), it is dropped
+   * and `false` returned.
+   */
+  notify(type: HookType, data: Uint8Array): boolean {
+    if (this.#closed) return false;
+    let frame: Uint8Array;
+    try {
+      frame = encodeEnvelopeFrame(type, data);
+    } catch {
+      return false;
+    }
+    let s = this.#notify;
+    if (!s || s.destroyed) {
+      s = connect(this.path);
+      s.on('error', () => {});
+      s.on('close', () => {
+        if (this.#notify === s) this.#notify = null;
+      });
+      s.on('data', () => {});
+      s.unref();
+      this.#notify = s;
+    }
+    if (s.writableLength > this.#notifyHighWater) return false;
+    s.write(frame);
+    return true;
+  }
+
+  /** Destroys every connection; calls in flight and waiting fail with `STOPPED`. Idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const w of this.#waiters.splice(0)) {
+      this.#clock.clearTimeout(w.timer);
+      w.reject(stopped(this.path));
+    }
+    for (const c of this.#idle.splice(0)) c.socket.destroy();
+    this.#notify?.destroy();
+    this.#notify = null;
+    // Busy connections are destroyed through their sockets' close handlers.
+    for (const c of this.#busy) this.#fail(c, stopped(this.path));
+  }
+
+  #busy = new Set<Conn>();
+
+  #dial(frame: Uint8Array, pending: Pending, timeoutMs: number): void {
+    this.#open++;
+    const socket = connect(this.path);
+    socket.setNoDelay?.(true);
+    const conn = new Conn(socket);
+    this.#busy.add(conn);
+    socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.#fail(conn, new HookgateError('PLUGIN_UNAVAILABLE', `plugin socket ${this.path}: ${err.code ?? err.message}`, { cause: err }));
+    });
+    socket.on('close', () => {
+      this.#fail(conn, new HookgateError('PLUGIN_UNAVAILABLE', `plugin socket ${this.path}: connection closed by the plugin`));
+    });
+    this.#send(conn, frame, pending, timeoutMs);
+  }
+
+  #send(conn: Conn, frame: Uint8Array, pending: Pending, timeoutMs: number): void {
+    this.#busy.add(conn);
+    conn.pending = pending;
+    pending.timer = this.#clock.setTimeout(() => {
+      this.#fail(conn, timeout(this.path, timeoutMs, 'waiting for the reply'));
+    }, timeoutMs);
+    conn.socket.write(frame);
+  }
+
+  #onData(conn: Conn, chunk: Buffer): void {
+    if (conn.dead) return;
+    let frames: Uint8Array[];
+    try {
+      frames = conn.decoder.push(chunk);
+    } catch (err) {
+      return this.#fail(conn, err as Error);
+    }
+    if (frames.length === 0) return;
+    const pending = conn.pending;
+    if (!pending || frames.length > 1 || conn.decoder.pending > 0) {
+      // More than one reply to one call: the plugin is out of step with us.
+      return this.#fail(
+        conn,
+        new HookgateError('BAD_PAYLOAD', `plugin socket ${this.path}: reply without a call in flight; connection closed`),
+      );
+    }
+    conn.pending = null;
+    this.#clock.clearTimeout(pending.timer);
+    this.#release(conn);
+    pending.resolve(frames[0]);
+  }
+
+  #release(conn: Conn): void {
+    const w = this.#waiters.shift();
+    if (w) {
+      this.#clock.clearTimeout(w.timer);
+      const left = w.deadline - this.#clock.now();
+      if (left <= 0) {
+        w.reject(timeout(this.path, 0, 'waiting for a free connection'));
+        return this.#release(conn);
+      }
+      return this.#send(conn, w.frame, w, left);
+    }
+    this.#busy.delete(conn);
+    if (this.#closed) {
+      conn.dead = true;
+      conn.socket.destroy();
+      return;
+    }
+    this.#idle.push(conn);
+  }
+
+  /** Destroys a connection (never reused) and fails its call, if any. */
+  #fail(conn: Conn, err: Error): void {
+    if (conn.dead) return;
+    conn.dead = true;
+    this.#open--;
+    this.#busy.delete(conn);
+    const i = this.#idle.indexOf(conn);
+    if (i >= 0) this.#idle.splice(i, 1);
+    conn.socket.destroy();
+    const pending = conn.pending;
+    conn.pending = null;
+    if (pending) {
+      this.#clock.clearTimeout(pending.timer);
+      pending.reject(err);
+    }
+    // A slot freed up: a waiting call gets a fresh connection.
+    const w = this.#closed ? undefined : this.#waiters.shift();
+    if (w) {
+      this.#clock.clearTimeout(w.timer);
+      const left = w.deadline - this.#clock.now();
+      if (left <= 0) w.reject(timeout(this.path, 0, 'waiting for a free connection'));
+      else this.#dial(w.frame, w, left);
+    }
+  }
+}
+
+function timeout(path: string, ms: number, what: string): HookgateError {
+  return new HookgateError('HOOK_TIMEOUT', `plugin socket ${path}: no reply within ${ms} ms (${what}); connection closed`);
+}
+
+function stopped(path: string): HookgateError {
+  return new HookgateError('STOPPED', `plugin socket ${path}: pool closed`);
+}

@@ -1,0 +1,404 @@
+/**
+ * @module plugin/process
+ * One plugin child process and its supervision: start (with the handshake
+ * variables and the sha256 pin), the stdin/stdout JSON lines of PROTOCOL.md
+ * §1, restarts with exponential backoff, the ready deadline, and the stop
+ * sequence (close stdin, SIGTERM, SIGKILL).
+ *
+ * It knows nothing of routes or sockets: it sends the configure lines it is
+ * given and reports `ready`, pushes and exits to its owner (the manager).
+ */
+
+import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { dirname, delimiter } from 'node:path';
+import { HookgateError } from '../../src/core/errors.ts';
+import type { Logger, LogLevel } from '../../src/core/log.ts';
+import type { PluginConfig } from '../../src/core/config.ts';
+import { HOOK, HOOK_BIT, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION, PROTOCOL_VERSIONS_KEY, type HookName } from '../../src/core/protocol.ts';
+import { realClock, type Clock, type TimerHandle } from '../clock.ts';
+import { LineSplitter } from '../lines.ts';
+import type { Reaper } from './reaper.ts';
+
+/** What `configure` carries for one route. */
+export interface ConfigureParams {
+  route_id: string;
+  match?: { domain?: string; path?: string };
+}
+
+export type Spawner = (command: string, args: string[], options: SpawnOptions) => ChildProcess;
+
+export type PluginState = 'stopped' | 'starting' | 'running' | 'ready' | 'backoff';
+
+export interface PluginProcessOptions {
+  logger: Logger;
+  clock?: Clock;
+  spawn?: Spawner;
+  reaper?: Reaper;
+  /** time between closing stdin and SIGTERM, and between SIGTERM and SIGKILL (default 2 s each) */
+  stopGraceMs?: number;
+  /** first restart delay (default 1 s); doubles per failed start */
+  backoffBaseMs?: number;
+  /** longest restart delay (default 30 s) */
+  backoffMaxMs?: number;
+  /** called when the plugin says ready; `hooks` is a HOOK_BIT mask */
+  onReady?: (socket: string | null, hooks: number) => void;
+  /** called for `set_targets` and `set_speed` lines */
+  onPush?: (method: 'set_targets' | 'set_speed', params: unknown) => void;
+  /** called when the process has been alive for `ready_timeout` without sending ready */
+  onNoReady?: () => void;
+  /** called whenever the process exits (before a restart is scheduled) */
+  onExit?: (code: number | null, signal: NodeJS.Signals | null) => void;
+}
+
+const LOG_LEVELS = new Set<LogLevel>(['debug', 'info', 'warn', 'error']);
+
+/**
+ * Computes the sha256 of a file as lower-case hex.
+ *
+ * @example
+ * await sha256File('/usr/local/bin/auth-plugin') // 'e3b0c4...'
+ */
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path)
+      .on('error', reject)
+      .on('data', (c) => hash.update(c))
+      .on('end', () => resolve(hash.digest('hex')));
+  });
+}
+
+/**
+ * Supervises one plugin. Created stopped; `start()` launches it and keeps it
+ * running (restarting after every exit, with backoff 1 s, 2 s, 4 s ... 30 s,
+ * reset by any valid message) until `stop()`.
+ *
+ * Contract: `start()` on a started plugin and `stop()` on a stopped one are
+ * no-ops. `configure()` may be called at any time: the lines are sent now
+ * when the process runs, and again after every restart. Errors (spawn
+ * failure, checksum mismatch) are logged and retried with backoff, never
+ * thrown. The owner must call `stop()`; the reaper (when given) kills the
+ * process group if the runner dies first.
+ */
+export class PluginProcess {
+  readonly name: string;
+  readonly config: PluginConfig;
+  #opts: PluginProcessOptions;
+  #log: Logger;
+  #clock: Clock;
+  #child: ChildProcess | null = null;
+  #state: PluginState = 'stopped';
+  #wanted = false;
+  #configure: ConfigureParams[] = [];
+  #failures = 0;
+  #restartTimer: TimerHandle | null = null;
+  #readyTimer: TimerHandle | null = null;
+  #exited: Promise<void> = Promise.resolve();
+  #alive = false;
+  #lastError = '';
+
+  constructor(name: string, config: PluginConfig, opts: PluginProcessOptions) {
+    this.name = name;
+    this.config = config;
+    this.#opts = opts;
+    this.#log = opts.logger;
+    this.#clock = opts.clock ?? realClock;
+  }
+
+  get state(): PluginState {
+    return this.#state;
+  }
+
+  /** The running process's id, or undefined. */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Consecutive failed starts since the last valid message. */
+  get failures(): number {
+    return this.#failures;
+  }
+
+  /** Why the last start failed, or ''. */
+  get lastError(): string {
+    return this.#lastError;
+  }
+
+  /** The delay before restart number `failures` (1 s, 2 s, 4 s ... capped). */
+  backoffDelay(failures: number): number {
+    const base = this.#opts.backoffBaseMs ?? 1000;
+    const max = this.#opts.backoffMaxMs ?? 30_000;
+    return Math.min(max, base * 2 ** Math.max(0, failures - 1));
+  }
+
+  /** Starts the plugin and keeps it running. Idempotent. */
+  start(): void {
+    if (this.#wanted) return;
+    this.#wanted = true;
+    void this.#launch();
+  }
+
+  /**
+   * Sets the configure lines (one per bound route) and sends them now if the
+   * process is running. They are sent again after every restart.
+   */
+  configure(params: ConfigureParams[]): void {
+    this.#configure = params;
+    if (this.#child && this.#state !== 'starting') this.#sendConfigure();
+  }
+
+  /**
+   * Stops the plugin: closes stdin, then SIGTERM to its process group after
+   * the grace period, then SIGKILL after a second one. Resolves when the
+   * process has exited. Idempotent; cancels a pending restart.
+   */
+  async stop(): Promise<void> {
+    this.#wanted = false;
+    this.#clock.clearTimeout(this.#restartTimer);
+    this.#clock.clearTimeout(this.#readyTimer);
+    this.#restartTimer = null;
+    const child = this.#child;
+    if (!child) {
+      this.#state = 'stopped';
+      return;
+    }
+    const grace = this.#opts.stopGraceMs ?? 2000;
+    const exited = this.#exited;
+    child.stdin?.end();
+    const term = this.#clock.setTimeout(() => {
+      this.#log.warn({ pid: child.pid }, 'plugin did not exit after stdin closed; sending SIGTERM');
+      killGroup(child, 'SIGTERM');
+    }, grace);
+    const kill = this.#clock.setTimeout(() => {
+      this.#log.warn({ pid: child.pid }, 'plugin did not exit after SIGTERM; sending SIGKILL');
+      killGroup(child, 'SIGKILL');
+    }, 2 * grace);
+    await exited;
+    this.#clock.clearTimeout(term);
+    this.#clock.clearTimeout(kill);
+    this.#state = 'stopped';
+  }
+
+  async #launch(): Promise<void> {
+    if (!this.#wanted) return;
+    this.#state = 'starting';
+    this.#alive = false;
+    const cfg = this.config;
+    const [program, ...first] = cfg.command ?? [cfg.path as string];
+    try {
+      if (cfg.sha256) {
+        const actual = await sha256File(program).catch((err: NodeJS.ErrnoException) => {
+          throw new HookgateError('SPAWN_FAILED', `plugin "${this.name}": cannot read ${program} to check its sha256 (${err.code ?? err.message})`);
+        });
+        if (actual !== cfg.sha256) {
+          throw new HookgateError(
+            'CHECKSUM_MISMATCH',
+            `plugin "${this.name}": refusing to start ${program}: its sha256 is ${actual}, the config pins ${cfg.sha256}`,
+          );
+        }
+      }
+      if (!this.#wanted) return;
+      this.#spawn(program, [...first, ...cfg.args]);
+    } catch (err) {
+      this.#lastError = (err as Error).message;
+      this.#log.error({ code: (err as HookgateError).code }, this.#lastError);
+      this.#scheduleRestart();
+    }
+  }
+
+  #spawn(program: string, args: string[]): void {
+    const cfg = this.config;
+    // Put our own Node first on PATH, so `#!/usr/bin/env node` plugins run on
+    // the runtime the runner runs on (the project's pinned Node, not the system's).
+    const inherited = process.env.PATH ?? '';
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      PATH: dirname(process.execPath) + (inherited ? delimiter + inherited : ''),
+      ...cfg.env,
+      [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE,
+      [PROTOCOL_VERSIONS_KEY]: PROTOCOL_VERSION,
+    };
+    const spawn = this.#opts.spawn ?? nodeSpawn;
+    let child: ChildProcess;
+    try {
+      // detached: the plugin leads its own process group, so stop and the
+      // reaper can end it together with anything it started.
+      child = spawn(program, args, { cwd: cfg.cwd, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    } catch (err) {
+      this.#lastError = `plugin "${this.name}": cannot start ${program}: ${(err as Error).message}`;
+      this.#log.error(this.#lastError);
+      this.#scheduleRestart();
+      return;
+    }
+    this.#child = child;
+    let resolveExit!: () => void;
+    this.#exited = new Promise((r) => (resolveExit = r));
+    let spawnError: NodeJS.ErrnoException | null = null;
+
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      // Spawn failures (ENOENT, EACCES) arrive here, followed by 'close'.
+      spawnError = err;
+    });
+    child.stdin?.on('error', () => {
+      // EPIPE when the plugin died; its exit is handled by 'close'.
+    });
+    child.stdout?.setEncoding('utf8');
+    child.stderr?.setEncoding('utf8');
+    const out = new LineSplitter(
+      (line) => this.#onStdout(line),
+      () => this.#log.warn('plugin wrote a stdout line over 1 MiB; it was ignored'),
+    );
+    const errLines = new LineSplitter(
+      (line) => this.#log.info({ stream: 'stderr' }, line),
+      () => this.#log.warn('plugin wrote a stderr line over 1 MiB; it was ignored'),
+    );
+    child.stdout?.on('data', (c: string) => out.push(c));
+    child.stderr?.on('data', (c: string) => errLines.push(c));
+    child.on('spawn', () => {
+      if (child.pid) this.#opts.reaper?.add(child.pid);
+      this.#log.info({ pid: child.pid }, 'plugin started');
+      this.#state = 'running';
+      this.#sendConfigure();
+      this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
+    });
+    child.on('close', (code, signal) => {
+      out.end();
+      errLines.end();
+      this.#clock.clearTimeout(this.#readyTimer);
+      if (child.pid) {
+        // Anything the plugin started in its group goes with it.
+        killGroup(child, 'SIGKILL');
+        this.#opts.reaper?.remove(child.pid);
+      }
+      this.#child = null;
+      if (spawnError) {
+        this.#lastError = `plugin "${this.name}": cannot start ${program}: ${spawnError.code ?? ''} ${spawnError.message}`.trim();
+        this.#log.error({ code: spawnError.code }, this.#lastError);
+      } else if (this.#wanted) {
+        this.#lastError = `plugin "${this.name}" exited (${signal ? `signal ${signal}` : `code ${code}`})`;
+        this.#log.warn({ code, signal }, 'plugin exited');
+      } else {
+        this.#log.info({ code, signal }, 'plugin stopped');
+      }
+      this.#opts.onExit?.(code, signal);
+      resolveExit();
+      this.#scheduleRestart();
+    });
+  }
+
+  #scheduleRestart(): void {
+    if (!this.#wanted) {
+      this.#state = 'stopped';
+      return;
+    }
+    this.#failures++;
+    const delay = this.backoffDelay(this.#failures);
+    this.#state = 'backoff';
+    this.#log.info({ delay_ms: delay, failures: this.#failures }, 'plugin will be restarted');
+    this.#restartTimer = this.#clock.setTimeout(() => {
+      this.#restartTimer = null;
+      void this.#launch();
+    }, delay, true);
+  }
+
+  #onReadyDeadline(child: ChildProcess): void {
+    if (this.#child !== child || this.#state === 'ready') return;
+    if (this.#alive) {
+      // It talks (acks, pushes) but declares no socket: a push-only plugin.
+      this.#log.info('plugin sent no ready before its ready_timeout; treating it as push-only (no hooks)');
+      this.#opts.onNoReady?.();
+      return;
+    }
+    this.#log.error({ timeout_ms: this.config.ready_timeout }, 'plugin sent nothing before its ready_timeout; killing it');
+    killGroup(child, 'SIGKILL');
+  }
+
+  #sendConfigure(): void {
+    const child = this.#child;
+    if (!child?.stdin?.writable) return;
+    for (const params of this.#configure) {
+      child.stdin.write(JSON.stringify({ method: 'configure', params }) + '\n');
+    }
+  }
+
+  #succeeded(): void {
+    this.#alive = true;
+    this.#failures = 0;
+    this.#lastError = '';
+  }
+
+  #onStdout(line: string): void {
+    if (line.trim() === '') return;
+    let msg: Record<string, unknown>;
+    try {
+      const v: unknown = JSON.parse(line);
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+      msg = v as Record<string, unknown>;
+    } catch {
+      this.#log.warn({ line: line.slice(0, 200) }, 'ignored a stdout line that is not a JSON object');
+      return;
+    }
+    if (msg.method === undefined) {
+      if (msg.result !== undefined) {
+        this.#succeeded();
+        return;
+      }
+      if (msg.error !== undefined) {
+        this.#alive = true;
+        this.#log.warn({ error: String(msg.error) }, 'plugin rejected a configure');
+        return;
+      }
+    }
+    const params = (typeof msg.params === 'object' && msg.params !== null ? msg.params : {}) as Record<string, unknown>;
+    switch (msg.method) {
+      case 'ready':
+        return this.#onReadyLine(params);
+      case 'set_targets':
+      case 'set_speed':
+        this.#succeeded();
+        this.#opts.onPush?.(msg.method, params);
+        return;
+      case 'log': {
+        this.#alive = true;
+        const level = LOG_LEVELS.has(params.level as LogLevel) ? (params.level as LogLevel) : 'info';
+        const fields: Record<string, unknown> = { from: 'plugin' };
+        const args = Array.isArray(params.args) ? params.args : [];
+        for (let i = 0; i + 1 < args.length; i += 2) fields[String(args[i])] = args[i + 1];
+        this.#log[level](fields, String(params.message ?? ''));
+        return;
+      }
+      default:
+        this.#log.warn({ line: line.slice(0, 200) }, 'ignored a stdout line with an unknown method');
+    }
+  }
+
+  #onReadyLine(params: Record<string, unknown>): void {
+    const socket = typeof params.socket === 'string' && params.socket !== '' ? params.socket : null;
+    let mask = 0;
+    const hooks = Array.isArray(params.hooks) ? params.hooks : [];
+    for (const h of hooks) {
+      if (typeof h === 'string' && h in HOOK) mask |= HOOK_BIT[h as HookName];
+      else this.#log.warn({ hook: h }, 'plugin declared an unknown hook; ignored');
+    }
+    if (mask !== 0 && socket === null) {
+      this.#log.warn('plugin sent ready with hooks but without a socket; ignored');
+      return;
+    }
+    this.#succeeded();
+    this.#clock.clearTimeout(this.#readyTimer);
+    this.#state = 'ready';
+    this.#log.info({ socket, hooks }, 'plugin ready');
+    this.#opts.onReady?.(socket, mask);
+  }
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (!child.pid) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // ESRCH: the group is already gone.
+  }
+}

@@ -1,0 +1,340 @@
+/**
+ * @module hookgate/sdk
+ * Write a hookgate (prox-protocol) plugin in TypeScript: register handlers,
+ * call `start()`, and the SDK speaks the protocol: configure lines on stdin
+ * (acknowledged, then `ready`), hook frames on a Unix socket in a private
+ * directory (removed on exit), pushes and logs on stdout.
+ *
+ * @example
+ * import { createPlugin, allow, deny } from 'hookgate/sdk';
+ * createPlugin()
+ *   .onRequest((req) => (req.h['Authorization'] === 'Bearer s3cret' ? allow({ 'X-User': 'alice' }) : deny(401)))
+ *   .start();
+ */
+
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeEnvelope, decodeHookData, encodeFrame, encodeHookResult, FrameDecoder } from '../../src/core/codec.ts';
+import {
+  HOOK_NAMES,
+  MAGIC_COOKIE_KEY,
+  MAGIC_COOKIE_VALUE,
+  hookName,
+  type AuthorizeResult,
+  type ConnInfo,
+  type DisconnectInfo,
+  type HeaderMap,
+  type HookName,
+  type RequestInfo,
+  type ResponseModResult,
+  type ResponsePair,
+} from '../../src/core/protocol.ts';
+import { LineSplitter } from '../lines.ts';
+
+export type { AuthorizeResult, ConnInfo, DisconnectInfo, HeaderMap, RequestInfo, ResponseModResult, ResponsePair };
+
+/** What `configure` tells a plugin about one route it is bound to. */
+export interface ConfigureParams {
+  route_id: string;
+  match?: { domain?: string; path?: string };
+}
+
+export type Verdict = Partial<AuthorizeResult>;
+export type MaybePromise<T> = T | Promise<T>;
+
+/** Who a push is for: `{ route_id: 'api' }`, `{ route_id: '*' }` (every balanced route) or `{ action: 'api' }`. */
+export type PushTo = { route_id: string } | { action: string };
+
+// ---------------------------------------------------------------------------
+// Verdict helpers
+
+/**
+ * Allow the request, optionally adding headers to the upstream request.
+ *
+ * @example
+ * return allow({ 'X-User': 'alice' });
+ */
+export function allow(headers?: HeaderMap): Verdict {
+  return headers ? { ok: true, h: headers } : { ok: true };
+}
+
+/**
+ * Deny the request with a status (default 403), a body and headers sent to the client.
+ *
+ * @example
+ * return deny(401, 'unauthorized\n', { 'Www-Authenticate': 'Bearer' });
+ */
+export function deny(status = 403, body = '', headers?: HeaderMap): Verdict {
+  const v: Verdict = { ok: false, s: status };
+  if (body) v.b = body;
+  if (headers) v.h = headers;
+  return v;
+}
+
+/** Close the client's connection without any response. */
+export function drop(): Verdict {
+  return { ok: false, dr: true };
+}
+
+/** Serve the route action's fallback instead of the action. */
+export function fallback(): Verdict {
+  return { ok: false, fb: true };
+}
+
+/**
+ * Returns a copy of `v` with one more header (upstream on allow, to the
+ * client on deny).
+ *
+ * @example
+ * return withHeader(allow(), 'X-Tenant', 'acme');
+ */
+export function withHeader(v: Verdict, name: string, value: string): Verdict {
+  return { ...v, h: { ...v.h, [name]: value } };
+}
+
+/** Returns a copy of an allow verdict that rewrites the upstream path. */
+export function rewritePath(v: Verdict, path: string): Verdict {
+  return { ...v, rp: path };
+}
+
+/** Returns a copy of an allow verdict that strips the query string. */
+export function cleanQuery(v: Verdict): Verdict {
+  return { ...v, cq: true };
+}
+
+/** Returns a copy of an allow verdict with a speed limit in Mbps (same `groupKey` = shared budget). */
+export function limitSpeed(v: Verdict, downloadMbps: number, uploadMbps = 0, groupKey = ''): Verdict {
+  return { ...v, sp: { dl: downloadMbps, ul: uploadMbps, gk: groupKey } };
+}
+
+// ---------------------------------------------------------------------------
+
+type Handlers = {
+  on_request?: (req: RequestInfo) => MaybePromise<Verdict>;
+  on_response?: (pair: ResponsePair) => MaybePromise<Partial<ResponseModResult> | void>;
+  on_connect?: (info: ConnInfo) => MaybePromise<boolean>;
+  on_disconnect?: (info: DisconnectInfo) => MaybePromise<void>;
+};
+
+const HOW_TO =
+  'This program is a hookgate plugin. It is meant to be started by the hookgate runner,\n' +
+  'which talks to it over stdin/stdout and a Unix socket, not run by hand.\n' +
+  'To try it, run:  npx hookgate plugin-call <this file> --route api --data \'{"m":"GET","p":"/"}\'\n' +
+  'or bind it to a route in a config file and run:  npx hookgate serve --config <file>\n';
+
+/**
+ * One plugin. Register handlers (each returns `this`), then `start()`.
+ *
+ * Contract: handlers may be sync or async; a handler that throws (or
+ * rejects) makes the SDK log the error and close that connection, so the
+ * runner applies the binding's `on_error` verdict rather than a made-up
+ * answer. Hooks without a handler are not declared, so the runner never
+ * calls them. `start()` may be called once; the plugin exits by itself when
+ * the runner closes stdin or sends SIGTERM/SIGINT, removing its socket.
+ */
+export class Plugin {
+  #handlers: Handlers = {};
+  #onConfigure: ((p: ConfigureParams) => MaybePromise<void>) | null = null;
+  #server: Server | null = null;
+  #dir = '';
+  #socket = '';
+  #started = false;
+  #stopping = false;
+  #conns = new Set<Socket>();
+
+  /** Called for every `configure` (once per bound route, again after changes); throw to reject it. */
+  onConfigure(fn: (params: ConfigureParams) => MaybePromise<void>): this {
+    this.#onConfigure = fn;
+    return this;
+  }
+
+  /** Decides what happens to a request: return allow(), deny(), drop(), fallback() ... */
+  onRequest(fn: (req: RequestInfo) => MaybePromise<Verdict>): this {
+    this.#handlers.on_request = fn;
+    return this;
+  }
+
+  /** Changes the upstream's response: return `{ s, h, rm }` (or nothing to keep it). */
+  onResponse(fn: (pair: ResponsePair) => MaybePromise<Partial<ResponseModResult> | void>): this {
+    this.#handlers.on_response = fn;
+    return this;
+  }
+
+  /** Gates a WebSocket session: return true to allow it. */
+  onConnect(fn: (info: ConnInfo) => MaybePromise<boolean>): this {
+    this.#handlers.on_connect = fn;
+    return this;
+  }
+
+  /** Told when a WebSocket session ends (bytes, duration); no answer. */
+  onDisconnect(fn: (info: DisconnectInfo) => MaybePromise<void>): this {
+    this.#handlers.on_disconnect = fn;
+    return this;
+  }
+
+  /**
+   * Replaces a balancer's targets: a list, or groups (one sub-pool per key).
+   *
+   * @example
+   * plugin.setTargets({ route_id: '*' }, ['10.0.0.1:3000', '10.0.0.2:3000']);
+   * plugin.setTargets({ action: 'api' }, { eu: ['10.0.1.1:3000'], us: ['10.0.2.1:3000'] });
+   */
+  setTargets(to: PushTo, targets: string[] | Record<string, string[]>): void {
+    const params = Array.isArray(targets) ? { ...to, targets } : { ...to, groups: targets };
+    this.#send({ method: 'set_targets', params });
+  }
+
+  /** Sets a speed limit in Mbps for the addressed routes (same group key = shared budget). */
+  setSpeed(to: PushTo, limit: { download_mbps?: number; upload_mbps?: number; group_key?: string }): void {
+    this.#send({ method: 'set_speed', params: { ...to, ...limit } });
+  }
+
+  /** Logs through the runner's log (tagged with the plugin's name). `fields` become key/value args. */
+  readonly log = {
+    debug: (message: string, fields?: Record<string, unknown>) => this.#log('debug', message, fields),
+    info: (message: string, fields?: Record<string, unknown>) => this.#log('info', message, fields),
+    warn: (message: string, fields?: Record<string, unknown>) => this.#log('warn', message, fields),
+    error: (message: string, fields?: Record<string, unknown>) => this.#log('error', message, fields),
+  };
+
+  /** The socket path, once started. */
+  get socketPath(): string {
+    return this.#socket;
+  }
+
+  /**
+   * Starts serving. When the handshake variables are missing (the program
+   * was run by hand) prints how to use it instead and exits with status 1.
+   */
+  async start(): Promise<void> {
+    if (this.#started) return;
+    this.#started = true;
+    if (process.env[MAGIC_COOKIE_KEY] !== MAGIC_COOKIE_VALUE) {
+      process.stderr.write(HOW_TO);
+      process.exit(1);
+    }
+    this.#dir = mkdtempSync(join(tmpdir(), 'hookgate-plugin-'));
+    this.#socket = join(this.#dir, 'plugin.sock');
+    process.on('exit', () => this.#cleanup());
+    for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => this.stop());
+    const server = createServer((c) => this.#serve(c));
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.#socket, () => resolve());
+    });
+    process.stdin.setEncoding('utf8');
+    const lines = new LineSplitter((l) => void this.#onLine(l), () => this.log.warn('ignored an over-long stdin line'));
+    process.stdin.on('data', (c: string) => lines.push(c));
+    process.stdin.on('end', () => this.stop());
+    process.stdin.on('error', () => this.stop());
+  }
+
+  /** Stops serving, removes the socket and its directory, exits 0. */
+  stop(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.#server?.close();
+    for (const c of this.#conns) c.destroy();
+    this.#cleanup();
+    process.exit(0);
+  }
+
+  #cleanup(): void {
+    if (this.#dir) rmSync(this.#dir, { recursive: true, force: true });
+    this.#dir = '';
+  }
+
+  async #onLine(line: string): Promise<void> {
+    if (!line.trim()) return;
+    let msg: { method?: string; params?: ConfigureParams };
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      this.log.warn('ignored a stdin line that is not JSON');
+      return;
+    }
+    if (msg.method !== 'configure') return;
+    try {
+      await this.#onConfigure?.(msg.params ?? { route_id: '' });
+    } catch (err) {
+      this.#send({ error: (err as Error).message || String(err) });
+      return;
+    }
+    this.#send({ result: 'ok' });
+    const hooks = HOOK_NAMES.filter((h) => this.#handlers[h]);
+    this.#send({ method: 'ready', params: { socket: this.#socket, hooks } });
+  }
+
+  #log(level: string, message: string, fields?: Record<string, unknown>): void {
+    const args: unknown[] = [];
+    for (const [k, v] of Object.entries(fields ?? {})) args.push(k, v);
+    this.#send({ method: 'log', params: { level, message, ...(args.length ? { args } : {}) } });
+  }
+
+  #send(msg: unknown): void {
+    process.stdout.write(JSON.stringify(msg) + '\n');
+  }
+
+  #serve(c: Socket): void {
+    this.#conns.add(c);
+    const dec = new FrameDecoder();
+    let queue: Promise<void> = Promise.resolve();
+    c.on('close', () => this.#conns.delete(c));
+    c.on('error', () => {});
+    c.on('data', (chunk: Buffer) => {
+      let frames: Uint8Array[];
+      try {
+        frames = dec.push(chunk);
+      } catch (err) {
+        this.log.warn('closing a connection: ' + (err as Error).message);
+        c.destroy();
+        return;
+      }
+      for (const f of frames) queue = queue.then(() => this.#handle(c, f));
+    });
+  }
+
+  async #handle(c: Socket, payload: Uint8Array): Promise<void> {
+    if (c.destroyed) return;
+    let hook: HookName | undefined;
+    try {
+      const env = decodeEnvelope(payload);
+      hook = hookName(env.t);
+      if (!hook || !this.#handlers[hook]) return; // not ours: no reply, as the protocol says
+      const data = decodeHookData(hook, env.d);
+      let reply: Uint8Array;
+      switch (hook) {
+        case 'on_request':
+          reply = encodeHookResult(hook, await this.#handlers.on_request!(data as RequestInfo));
+          break;
+        case 'on_response':
+          reply = encodeHookResult(hook, (await this.#handlers.on_response!(data as ResponsePair)) ?? {});
+          break;
+        case 'on_connect':
+          reply = encodeHookResult(hook, { ok: (await this.#handlers.on_connect!(data as ConnInfo)) === true });
+          break;
+        case 'on_disconnect':
+          await this.#handlers.on_disconnect!(data as DisconnectInfo);
+          return;
+      }
+      c.write(encodeFrame(reply));
+    } catch (err) {
+      this.log.error(`${hook ?? 'hook'} failed; closing the connection so the runner applies on_error`, { error: (err as Error).message });
+      c.destroy();
+    }
+  }
+}
+
+/**
+ * Creates a plugin.
+ *
+ * @example
+ * const plugin = createPlugin().onRequest(() => allow());
+ * await plugin.start();
+ */
+export function createPlugin(): Plugin {
+  return new Plugin();
+}
