@@ -25,7 +25,7 @@
  */
 
 import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
-import { decodeHookResult, encodeHookData } from '../../src/core/codec.ts';
+import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 import { headerMapProblem, headerProblem } from '../../src/core/headers.ts';
 import type { Logger } from '../../src/core/log.ts';
@@ -259,10 +259,10 @@ export class PluginManager {
       if (!(p.hooks & HOOK_BIT.on_request)) continue;
       let res: AuthorizeResult;
       try {
-        const bytes = b.with_body || !data.bd
-          ? (withBody ??= encodeHookData('on_request', data))
-          : (noBody ??= encodeHookData('on_request', { ...data, bd: null }));
-        res = decodeHookResult('on_request', await this.#call(p, HOOK.on_request, bytes, entry.route.plugin_timeout));
+        const frame = b.with_body || !data.bd
+          ? (withBody ??= encodeHookFrame('on_request', data))
+          : (noBody ??= encodeHookFrame('on_request', { ...data, bd: null }));
+        res = decodeHookResult('on_request', await this.#call(p, frame, entry.route.plugin_timeout));
         checkAuthorize(res);
       } catch (err) {
         this.#hookFailed(p, routeId, 'on_request', err);
@@ -302,10 +302,10 @@ export class PluginManager {
       try {
         if (changed || !bytes) {
           const req = b.with_body || !cur.req.bd ? cur.req : { ...cur.req, bd: null };
-          bytes = encodeHookData('on_response', { req, resp: cur.resp });
+          bytes = encodeHookFrame('on_response', { req, resp: cur.resp });
           changed = false;
         }
-        res = decodeHookResult('on_response', await this.#call(p, HOOK.on_response, bytes, entry.route.plugin_timeout));
+        res = decodeHookResult('on_response', await this.#call(p, bytes, entry.route.plugin_timeout));
         checkResponseMod(res);
       } catch (err) {
         this.#hookFailed(p, routeId, 'on_response', err);
@@ -341,8 +341,8 @@ export class PluginManager {
       const p = b.plugin;
       if (!(p.hooks & HOOK_BIT.on_connect)) continue;
       try {
-        bytes ??= encodeHookData('on_connect', info);
-        const res = decodeHookResult('on_connect', await this.#call(p, HOOK.on_connect, bytes, entry.route.plugin_timeout));
+        bytes ??= encodeHookFrame('on_connect', info);
+        const res = decodeHookResult('on_connect', await this.#call(p, bytes, entry.route.plugin_timeout));
         if (!res.ok) return { ok: false, e: '' };
       } catch (err) {
         this.#hookFailed(p, routeId, 'on_connect', err);
@@ -378,12 +378,12 @@ export class PluginManager {
     await Promise.all(entries.map((e) => this.#stopEntry(e)));
   }
 
-  #call(p: PluginEntry, type: (typeof HOOK)[HookName], bytes: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  #call(p: PluginEntry, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
     if (!p.pool) {
       const state = p.proc.state === 'backoff' ? 'restarting' : p.proc.state === 'ready' ? 'without a socket' : 'not ready';
       return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`));
     }
-    return p.pool.call(type, bytes, timeoutMs);
+    return p.pool.callFrame(frame, timeoutMs);
   }
 
   #hookFailed(p: PluginEntry, routeId: string, hook: HookName, err: unknown): void {

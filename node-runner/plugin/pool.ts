@@ -100,13 +100,21 @@ export class SocketPool {
    * const payload = await pool.call(HOOK.on_request, encodeHookData('on_request', info), 5000);
    */
   call(type: HookType, data: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
-    if (this.#closed) return Promise.reject(stopped(this.path));
     let frame: Uint8Array;
     try {
       frame = encodeEnvelopeFrame(type, data);
     } catch (err) {
       return Promise.reject(err);
     }
+    return this.callFrame(frame, timeoutMs);
+  }
+
+  /**
+   * Like `call`, with the complete frame already built (see the codec's
+   * `encodeHookFrame`); the same frame may be sent to several plugins.
+   */
+  callFrame(frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(stopped(this.path));
     return new Promise((resolve, reject) => {
       const conn = this.#idle.pop();
       if (conn) return this.#send(conn, frame, { resolve, reject, timer: null }, timeoutMs);

@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeEnvelope, decodeHookData, encodeFrame, encodeHookResult, FrameDecoder } from '../../src/core/codec.ts';
+import { decodeEnvelope, decodeHookData, encodeResultFrame, FrameDecoder } from '../../src/core/codec.ts';
 import {
   HOOK_NAMES,
   MAGIC_COOKIE_KEY,
@@ -281,9 +281,10 @@ export class Plugin {
   #serve(c: Socket): void {
     this.#conns.add(c);
     const dec = new FrameDecoder();
-    let queue: Promise<void> = Promise.resolve();
     c.on('close', () => this.#conns.delete(c));
     c.on('error', () => {});
+    // The runner sends one call at a time per connection (notifications
+    // excepted, which get no reply), so frames are handled as they come.
     c.on('data', (chunk: Buffer) => {
       let frames: Uint8Array[];
       try {
@@ -293,38 +294,44 @@ export class Plugin {
         c.destroy();
         return;
       }
-      for (const f of frames) queue = queue.then(() => this.#handle(c, f));
+      for (const f of frames) this.#handle(c, f);
     });
   }
 
-  async #handle(c: Socket, payload: Uint8Array): Promise<void> {
-    if (c.destroyed) return;
+  /** Handles one frame; synchronous when the handler is. */
+  #handle(c: Socket, payload: Uint8Array): void {
     let hook: HookName | undefined;
     try {
       const env = decodeEnvelope(payload);
       hook = hookName(env.t);
-      if (!hook || !this.#handlers[hook]) return; // not ours: no reply, as the protocol says
-      const data = decodeHookData(hook, env.d);
-      let reply: Uint8Array;
-      switch (hook) {
-        case 'on_request':
-          reply = encodeHookResult(hook, await this.#handlers.on_request!(data as RequestInfo));
-          break;
-        case 'on_response':
-          reply = encodeHookResult(hook, (await this.#handlers.on_response!(data as ResponsePair)) ?? {});
-          break;
-        case 'on_connect':
-          reply = encodeHookResult(hook, { ok: (await this.#handlers.on_connect!(data as ConnInfo)) === true });
-          break;
-        case 'on_disconnect':
-          await this.#handlers.on_disconnect!(data as DisconnectInfo);
-          return;
-      }
-      c.write(encodeFrame(reply));
+      const handler = hook && this.#handlers[hook];
+      if (!hook || !handler) return; // not ours: no reply, as the protocol says
+      const out = (handler as (d: unknown) => unknown)(decodeHookData(hook, env.d));
+      if (out instanceof Promise) {
+        const h = hook;
+        out.then(
+          (v) => this.#reply(c, h, v),
+          (err) => this.#failed(c, h, err),
+        );
+      } else this.#reply(c, hook, out);
     } catch (err) {
-      this.log.error(`${hook ?? 'hook'} failed; closing the connection so the runner applies on_error`, { error: (err as Error).message });
-      c.destroy();
+      this.#failed(c, hook, err);
     }
+  }
+
+  #reply(c: Socket, hook: HookName, value: unknown): void {
+    if (hook === 'on_disconnect' || c.destroyed) return;
+    try {
+      const result = hook === 'on_connect' ? { ok: value === true } : ((value ?? {}) as Partial<AuthorizeResult>);
+      c.write(encodeResultFrame(hook, result));
+    } catch (err) {
+      this.#failed(c, hook, err);
+    }
+  }
+
+  #failed(c: Socket, hook: HookName | undefined, err: unknown): void {
+    this.log.error(`${hook ?? 'hook'} failed; closing the connection so the runner applies on_error`, { error: (err as Error)?.message ?? String(err) });
+    c.destroy();
   }
 }
 

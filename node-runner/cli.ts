@@ -1,0 +1,192 @@
+#!/usr/bin/env node
+/**
+ * @module cli
+ * The `hookgate` command: `plugin-call` (try one plugin), `validate` (check
+ * a config). Argument parsing and exit codes live here; the work is done by
+ * the plugin host and the config loader.
+ */
+
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { HOOK, type HookName } from '../src/core/protocol.ts';
+import { isHookgateError } from '../src/core/errors.ts';
+import { ConfigError, parseDuration, type PluginConfig } from '../src/core/config.ts';
+import { decodeHookResult, encodeHookData, unpackValue } from '../src/core/codec.ts';
+import { createLogger } from './log.ts';
+import { loadConfigFile } from './config-file.ts';
+import { PluginProcess } from './plugin/process.ts';
+import { SocketPool } from './plugin/pool.ts';
+import { Reaper } from './plugin/reaper.ts';
+
+const USAGE = `usage:
+  hookgate plugin-call <plugin> [--route ID] [--hook on_request|on_response|on_connect|on_disconnect]
+                       [--data JSON] [--timeout 5s] [--env NAME=VALUE]... [-- plugin args...]
+      Starts the plugin as the runner does, sends configure, waits for ready,
+      makes one hook call with --data (PROTOCOL.md short keys, JSON), prints
+      the plugin's reply as JSON on stdout and stops the plugin.
+  hookgate validate <config.json5>
+      Checks a config; prints every problem with the path of its field.
+`;
+
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'plugin-call':
+      return pluginCall(rest);
+    case 'validate':
+      return validate(rest);
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "${cmd}"`);
+  }
+}
+
+async function validate(args: string[]): Promise<number> {
+  if (args.length !== 1) throw new UsageError('validate takes exactly one config file');
+  try {
+    const config = await loadConfigFile(args[0]);
+    process.stdout.write(`${args[0]}: ok (${config.routes.length} routes, ${Object.keys(config.plugins).length} plugins)\n`);
+    return 0;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${args[0]}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+async function pluginCall(args: string[]): Promise<number> {
+  const dash = args.indexOf('--');
+  const pluginArgs = dash >= 0 ? args.slice(dash + 1) : [];
+  const { values, positionals } = parseArgs({
+    args: dash >= 0 ? args.slice(0, dash) : args,
+    allowPositionals: true,
+    options: {
+      route: { type: 'string', default: '' },
+      hook: { type: 'string', default: 'on_request' },
+      data: { type: 'string', default: '{}' },
+      timeout: { type: 'string', default: '5s' },
+      env: { type: 'string', multiple: true, default: [] },
+    },
+  });
+  if (positionals.length !== 1) throw new UsageError('plugin-call takes exactly one plugin path');
+  const hook = values.hook as HookName;
+  if (!(hook in HOOK)) throw new UsageError(`--hook: expected on_request, on_response, on_connect or on_disconnect, got "${values.hook}"`);
+  const timeout = parseDuration(values.timeout);
+  if (Number.isNaN(timeout) || timeout <= 0) throw new UsageError(`--timeout: expected a duration such as "5s", got "${values.timeout}"`);
+  let data: Record<string, unknown>;
+  try {
+    data = JSON.parse(values.data);
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new Error('not an object');
+  } catch (err) {
+    throw new UsageError(`--data: expected a JSON object with the hook's short keys (${(err as Error).message})`);
+  }
+  if (typeof data.bd === 'string') data.bd = new TextEncoder().encode(data.bd);
+  if (values.route && hook === 'on_response') {
+    const req = (data.req ?? {}) as Record<string, unknown>;
+    data.req = { r: values.route, ...req };
+  } else if (values.route && data.r === undefined) data.r = values.route;
+  const env: Record<string, string> = {};
+  for (const kv of values.env) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw new UsageError(`--env: expected NAME=VALUE, got "${kv}"`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+
+  const log = createLogger({ name: 'plugin-call', level: process.env.HOOKGATE_LOG_LEVEL ?? 'warn' });
+  const config: PluginConfig = {
+    path: resolve(positionals[0]),
+    args: pluginArgs,
+    env,
+    cwd: process.cwd(),
+    on_error: 'deny',
+    with_body: true,
+    autostart: false,
+    ready_timeout: timeout,
+    pool_size: 1,
+    queue_limit: 0,
+  };
+  let ready!: (socket: string | null, hooks: number) => void;
+  const readyP = new Promise<{ socket: string | null; hooks: number }>((r) => (ready = (socket, hooks) => r({ socket, hooks })));
+  let exited!: (why: string) => void;
+  const exitedP = new Promise<never>((_, reject) => (exited = (why) => reject(new Error(why))));
+  exitedP.catch(() => {});
+  const proc = new PluginProcess('plugin', config, {
+    logger: log.child({ plugin: positionals[0] }),
+    reaper: Reaper.shared(),
+    stopGraceMs: 1000,
+    onReady: ready,
+    onExit: (code, signal) =>
+      exited(proc.lastError.includes('cannot start') ? proc.lastError : `the plugin exited before answering (${signal ? `signal ${signal}` : `code ${code}`})`),
+  });
+  proc.configure([{ route_id: values.route }]);
+  let pool: SocketPool | null = null;
+  try {
+    proc.start();
+    const { socket, hooks } = await withDeadline(
+      Promise.race([readyP, exitedP]),
+      timeout,
+      () =>
+        `the plugin did not send ready within ${values.timeout}` +
+        (proc.lastError ? ` (${proc.lastError})` : ' (a push-only plugin never does: it has no hooks to call)'),
+    );
+    if (!socket) throw new Error('the plugin sent ready without a socket (a push-only plugin has no hooks to call)');
+    const bit = 1 << (HOOK[hook] - 1);
+    if (!(hooks & bit)) process.stderr.write(`plugin-call: warning: the plugin did not declare ${hook}; calling it anyway\n`);
+    pool = new SocketPool(socket, { size: 1 });
+    const bytes = encodeHookData(hook, data as never);
+    if (hook === 'on_disconnect') {
+      pool.notify(HOOK.on_disconnect, bytes);
+      await new Promise((r) => setTimeout(r, 100));
+      process.stdout.write('null\n');
+      return 0;
+    }
+    const payload = await Promise.race([pool.call(HOOK[hook], bytes, timeout), exitedP]);
+    const raw = unpackValue(payload);
+    decodeHookResult(hook, payload); // garbage of the wrong shape is an error, not a reply
+    process.stdout.write(JSON.stringify(raw, jsonBytes, 2) + '\n');
+    return 0;
+  } catch (err) {
+    const msg = isHookgateError(err, 'HOOK_TIMEOUT') ? `no reply to ${hook} within ${values.timeout}` : (err as Error).message;
+    process.stderr.write(`plugin-call: ${msg}\n`);
+    return 1;
+  } finally {
+    pool?.close();
+    await proc.stop();
+  }
+}
+
+function jsonBytes(_key: string, value: unknown): unknown {
+  if (value instanceof Uint8Array) return new TextDecoder().decode(value);
+  return value;
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number, why: () => string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(why())), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof UsageError || (err as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      process.stderr.write(`hookgate: ${(err as Error).message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    process.stderr.write(`hookgate: ${(err as Error).stack ?? err}\n`);
+    process.exit(1);
+  },
+);
