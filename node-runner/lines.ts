@@ -4,6 +4,8 @@
  * plugin that writes megabytes without a newline cannot grow our memory.
  */
 
+import { StringDecoder } from 'node:string_decoder';
+
 /** Default longest line kept: 1 MiB. Longer lines are reported and skipped. */
 export const MAX_LINE = 1_048_576;
 
@@ -22,6 +24,7 @@ export class LineSplitter {
   #onOverflow: () => void;
   #buf = '';
   #skipping = false;
+  #utf8 = new StringDecoder('utf8');
 
   constructor(onLine: (line: string) => void, onOverflow: () => void = () => {}, maxLine = MAX_LINE) {
     this.#onLine = onLine;
@@ -30,7 +33,8 @@ export class LineSplitter {
   }
 
   push(chunk: Buffer | string): void {
-    let text = typeof chunk === 'string' ? chunk : chunk.toString('utf8');
+    // A multi-byte character split across Buffer chunks is held back until complete.
+    let text = typeof chunk === 'string' ? chunk : this.#utf8.write(chunk);
     for (;;) {
       const nl = text.indexOf('\n');
       if (nl < 0) break;
@@ -61,7 +65,8 @@ export class LineSplitter {
 
   /** Delivers a last line that had no newline. */
   end(): void {
-    if (!this.#skipping && this.#buf) this.#onLine(this.#buf);
+    this.#buf += this.#utf8.end();
+    if (!this.#skipping && this.#buf) this.#onLine(this.#buf.endsWith('\r') ? this.#buf.slice(0, -1) : this.#buf);
     this.#buf = '';
     this.#skipping = false;
   }

@@ -6,7 +6,10 @@
  * Which routes a push addresses is the manager's call (it knows the routes).
  */
 
+import { isTarget } from '../../src/core/config.ts';
 import { HookgateError } from '../../src/core/errors.ts';
+
+export { isTarget };
 
 /** A balancer's pushed targets: flat, or grouped into sub-pools by key. */
 export interface TargetSet {
@@ -31,20 +34,7 @@ export interface Change {
   version: number;
 }
 
-const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
 const MAX_TARGETS = 10_000;
-
-/**
- * True when `t` is a `host:port` target safe to put into an upstream URL
- * (a host name, IPv4 or bracketed IPv6, and a port 1-65535; nothing else).
- */
-export function isTarget(t: unknown): t is string {
-  if (typeof t !== 'string') return false;
-  const m = HOST_PORT.exec(t);
-  if (!m) return false;
-  const port = Number(m[1]);
-  return port >= 1 && port <= 65535;
-}
 
 function address(params: Record<string, unknown>, method: string): PushAddress {
   if (typeof params.route_id === 'string' && params.route_id !== '') return { route_id: params.route_id };

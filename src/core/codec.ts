@@ -12,7 +12,7 @@
  * wrong type is a `BAD_PAYLOAD` error naming the field.
  */
 
-import { Packr, RESERVE_START_SPACE } from 'msgpackr';
+import { C1, Packr, RESERVE_START_SPACE } from 'msgpackr';
 import { HookgateError } from './errors.ts';
 import {
   HOOK as HOOK_TYPE,
@@ -59,11 +59,15 @@ export function packValue(value: unknown): Uint8Array {
  */
 export function unpackValue(bytes: Uint8Array): unknown {
   if (bytes.length === 0) throw new HookgateError('BAD_PAYLOAD', 'empty payload is not msgpack');
+  let v: unknown;
   try {
-    return packr.unpack(bytes);
+    v = packr.unpack(bytes);
   } catch (err) {
     throw new HookgateError('BAD_PAYLOAD', `payload is not valid msgpack (${(err as Error).message})`, { cause: err });
   }
+  // msgpackr hands back a marker object for the never-used type byte 0xc1.
+  if (v === C1) throw new HookgateError('BAD_PAYLOAD', 'payload is not valid msgpack (type byte 0xc1 is never used)');
+  return v;
 }
 
 // ---------------------------------------------------------------------------
@@ -487,8 +491,11 @@ export function encodeHookResult<K extends HookName>(hook: K, result: Partial<No
 // ---------------------------------------------------------------------------
 // Structs: lenient decoding
 
+/** A decoded msgpack map: a plain object (not an array, bin, Date from a timestamp, or marker). */
 function isMap(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+  if (typeof v !== 'object' || v === null) return false;
+  const proto = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
 }
 
 function bad(path: string, expected: string): never {

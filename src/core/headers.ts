@@ -94,6 +94,7 @@ export function headerProblem(name: string, value: string): string {
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i);
     if (c === 13 || c === 10 || c === 0) return `header "${name}": value contains CR, LF or NUL`;
+    if (c > 0xff) return `header "${name}": value has a character outside Latin-1 (encode it first)`;
   }
   return '';
 }
