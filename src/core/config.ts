@@ -12,6 +12,7 @@
 
 import * as v from 'valibot';
 import { HookgateError } from './errors.ts';
+import { matchProblems } from './routing.ts';
 
 /**
  * Parses a duration: a number of milliseconds, or a string like `"500ms"`,
@@ -38,7 +39,31 @@ const Duration = v.pipe(
 const Listen = v.pipe(
   v.string(),
   v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:8080"'),
+  v.check((s) => {
+    const port = Number(s.slice(s.lastIndexOf(':') + 1));
+    return port >= 0 && port <= 65535;
+  }, 'expected a port from 0 to 65535'),
 );
+
+const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
+
+/**
+ * True when `t` is a `host:port` target safe to put into an upstream URL
+ * (a host name, IPv4 or bracketed IPv6, and a port 1-65535; nothing else).
+ *
+ * @example
+ * isTarget('10.0.0.1:3000') // true
+ * isTarget('evil.com/x:80') // false
+ */
+export function isTarget(t: unknown): t is string {
+  if (typeof t !== 'string') return false;
+  const m = HOST_PORT.exec(t);
+  if (!m) return false;
+  const port = Number(m[1]);
+  return port >= 1 && port <= 65535;
+}
+
+const Target = v.pipe(v.string(), v.check((t: string) => isTarget(t), 'expected a "host:port" target'));
 
 const HeaderValues = v.record(v.string(), v.string());
 
@@ -100,7 +125,7 @@ const ActionSchema = v.variant('type', [ProxyAction, StaticAction, RedirectActio
 
 const BalancerSchema = v.strictObject({
   type: v.optional(v.picklist(['roundrobin', 'random', 'leastconn'], 'expected "roundrobin", "random" or "leastconn"'), 'roundrobin'),
-  targets: v.optional(v.array(v.pipe(v.string(), v.minLength(1))), []),
+  targets: v.optional(v.array(Target), []),
   /** where the group key of grouped pools comes from: `header:Name` or `var:name` */
   group_by: v.optional(v.pipe(v.string(), v.regex(/^(header|var):.+$/, 'expected "header:<Name>" or "var:<name>"'))),
 });
@@ -219,52 +244,72 @@ function describe(issue: v.BaseIssue<unknown>): string {
  * catch (e) { if (e instanceof ConfigError) for (const p of e.problems) console.error(p); }
  */
 export function parseConfig(input: unknown): Config {
-  const res = v.safeParse(ConfigSchema, input, { abortEarly: false });
-  if (!res.success) throw new ConfigError(res.issues.map(describe));
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ConfigError(['(config): expected an object with routes, actions, plugins, ...']);
+  }
+  const res = v.safeParse(ConfigSchema, input, { abortEarly: false, abortPipeEarly: true });
+  // Reference checks read the raw input, so they run (and report) even when
+  // the schema found problems elsewhere: every problem is listed at once.
+  const problems = [...(res.success ? [] : res.issues.map(describe)), ...referenceProblems(input as Record<string, unknown>)];
+  if (!res.success || problems.length) throw new ConfigError(problems);
   const raw = res.output;
-  const problems: string[] = [];
-  const ids = new Map<string, number>();
   const routes: Route[] = raw.routes.map((r, index) => {
-    const id = r.id ?? String(index);
+    const plugins: Binding[] = r.plugins.map((b) => {
+      const name = typeof b === 'string' ? b : b.plugin;
+      const p = raw.plugins[name];
+      const over: { on_error?: 'deny' | 'allow'; with_body?: boolean } = typeof b === 'string' ? {} : b;
+      return { plugin: name, on_error: over.on_error ?? p.on_error, with_body: over.with_body ?? p.with_body };
+    });
+    const actionName = typeof r.action === 'string' ? r.action : '';
+    return { ...r, id: r.id ?? String(index), index, plugins, actionName };
+  });
+  return { ...raw, routes };
+}
+
+/** Cross-references (names that must exist, ids that must be unique), checked defensively on raw input. */
+function referenceProblems(input: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const obj = (x: unknown): Record<string, unknown> =>
+    typeof x === 'object' && x !== null && !Array.isArray(x) ? (x as Record<string, unknown>) : {};
+  const actions = obj(input.actions);
+  const plugins = obj(input.plugins);
+  const fallbackProblem = (where: string, action: Record<string, unknown>) => {
+    if (action.type !== 'proxy' || typeof action.fallback !== 'string') return;
+    const fb = actions[action.fallback];
+    if (fb === undefined) problems.push(`${where}.fallback: no action named "${action.fallback}" in actions`);
+    else if (obj(fb).type === 'proxy') problems.push(`${where}.fallback: "${action.fallback}" is a proxy; a fallback must be static or redirect`);
+  };
+  const ids = new Map<string, number>();
+  const routes = Array.isArray(input.routes) ? input.routes : [];
+  routes.forEach((raw, index) => {
+    const r = obj(raw);
+    const id = typeof r.id === 'string' ? r.id : String(index);
     const seen = ids.get(id);
     if (seen !== undefined) problems.push(`routes[${index}].id: "${id}" is already the id of routes[${seen}]`);
     else ids.set(id, index);
-    const plugins: Binding[] = r.plugins.map((b, j) => {
-      const name = typeof b === 'string' ? b : b.plugin;
-      const p = raw.plugins[name];
-      if (!p) problems.push(`routes[${index}].plugins[${j}]: no plugin named "${name}" in plugins`);
-      const over: { on_error?: 'deny' | 'allow'; with_body?: boolean } = typeof b === 'string' ? {} : b;
-      return {
-        plugin: name,
-        on_error: over.on_error ?? p?.on_error ?? 'deny',
-        with_body: over.with_body ?? p?.with_body ?? false,
-      };
-    });
-    let actionName = '';
+    if (Array.isArray(r.plugins)) {
+      r.plugins.forEach((b, j) => {
+        const name = typeof b === 'string' ? b : obj(b).plugin;
+        if (typeof name === 'string' && plugins[name] === undefined) problems.push(`routes[${index}].plugins[${j}]: no plugin named "${name}" in plugins`);
+      });
+    }
+    let action: Record<string, unknown> | undefined;
     if (typeof r.action === 'string') {
-      actionName = r.action;
-      if (!raw.actions[r.action]) problems.push(`routes[${index}].action: no action named "${r.action}" in actions`);
+      if (actions[r.action] === undefined) problems.push(`routes[${index}].action: no action named "${r.action}" in actions`);
+      else action = obj(actions[r.action]);
+    } else if (r.action !== undefined) {
+      action = obj(r.action);
+      fallbackProblem(`routes[${index}].action`, action);
     }
-    const action = typeof r.action === 'string' ? raw.actions[r.action] : r.action;
-    if (action?.type === 'proxy') {
-      if (action.fallback !== undefined && !raw.actions[action.fallback]) {
-        problems.push(`routes[${index}].action.fallback: no action named "${action.fallback}" in actions`);
-      }
-      if (action.upstream.includes('{target}') && !r.balancer) {
-        problems.push(`routes[${index}].balancer: the action's upstream uses {target}, so the route needs a balancer`);
-      }
+    if (action?.type === 'proxy' && typeof action.upstream === 'string' && action.upstream.includes('{target}') && r.balancer === undefined) {
+      problems.push(`routes[${index}].balancer: the action's upstream uses {target}, so the route needs a balancer`);
     }
-    return { ...r, id, index, plugins, actionName };
+    const m = obj(r.match);
+    const str = (x: unknown) => (typeof x === 'string' ? x : undefined);
+    for (const p of matchProblems({ domain: str(m.domain), path: str(m.path) })) problems.push(`routes[${index}].match.${p}`);
   });
-  for (const [name, a] of Object.entries(raw.actions)) {
-    if (a.type === 'proxy' && a.fallback !== undefined) {
-      const fb = raw.actions[a.fallback];
-      if (!fb) problems.push(`actions.${name}.fallback: no action named "${a.fallback}" in actions`);
-      else if (fb.type === 'proxy') problems.push(`actions.${name}.fallback: "${a.fallback}" is a proxy; a fallback must be static or redirect`);
-    }
-  }
-  if (problems.length) throw new ConfigError(problems);
-  return { ...raw, routes };
+  for (const [name, a] of Object.entries(actions)) fallbackProblem(`actions.${name}`, obj(a));
+  return problems;
 }
 
 /** A config that failed validation; `problems` has one line per problem, each naming its field. */

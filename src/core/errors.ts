@@ -25,6 +25,10 @@ export type ErrorCode =
   | 'SPAWN_FAILED'
   /** the config is invalid */
   | 'BAD_CONFIG'
+  /** the upstream could not be reached (connection refused, reset, DNS) */
+  | 'UPSTREAM_CONNECT'
+  /** the upstream did not answer within the action's timeout */
+  | 'UPSTREAM_TIMEOUT'
   /** the component was stopped */
   | 'STOPPED';
 
