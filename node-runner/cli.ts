@@ -6,7 +6,9 @@
  * the plugin host and the config loader.
  */
 
-import { resolve } from 'node:path';
+import { watch } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { HOOK, type HookName } from '../src/core/protocol.ts';
 import { isHookgateError } from '../src/core/errors.ts';
@@ -17,8 +19,15 @@ import { loadConfigFile } from './config-file.ts';
 import { PluginProcess } from './plugin/process.ts';
 import { SocketPool } from './plugin/pool.ts';
 import { Reaper } from './plugin/reaper.ts';
+import { Runner } from './runner.ts';
 
 const USAGE = `usage:
+  hookgate serve --config <file.json5>
+      Serves the gateway (and the admin endpoints) from a config file.
+      Changing the file or SIGHUP reloads it; SIGTERM drains and exits.
+  hookgate demo
+      Serves the demo in examples/demo (npm start): two upstreams, the
+      example auth plugin and a push-only plugin; prints curl commands.
   hookgate plugin-call <plugin> [--route ID] [--hook on_request|on_response|on_connect|on_disconnect]
                        [--data JSON] [--timeout 5s] [--env NAME=VALUE]... [-- plugin args...]
       Starts the plugin as the runner does, sends configure, waits for ready,
@@ -37,6 +46,14 @@ async function main(argv: string[]): Promise<number> {
       return pluginCall(rest);
     case 'validate':
       return validate(rest);
+    case 'serve': {
+      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
+      if (!values.config) throw new UsageError('serve needs --config <file>');
+      return serve(values.config);
+    }
+    case 'demo':
+      if (rest.length) throw new UsageError('demo takes no arguments');
+      return demo();
     case undefined:
     case 'help':
     case '--help':
@@ -162,6 +179,84 @@ async function pluginCall(args: string[]): Promise<number> {
     pool?.close();
     await proc.stop();
   }
+}
+
+/**
+ * Runs a runner until SIGTERM/SIGINT (drain, stop plugins, exit 0). The
+ * config file is watched; a change or SIGHUP reloads it. A fatal error
+ * stops the plugins (bounded) and exits 1; the reaper covers the rest.
+ */
+async function serve(configFile: string, onListening?: (runner: Runner) => void): Promise<number> {
+  const log = createLogger();
+  const runner = new Runner({ logger: log, configFile });
+  const fatal = (err: unknown) => {
+    log.error({ err: (err as Error)?.stack ?? String(err) }, 'fatal error; stopping');
+    const t = setTimeout(() => process.exit(1), 5000);
+    t.unref();
+    void runner.stop().finally(() => process.exit(1));
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
+  try {
+    await runner.start();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`hookgate: ${configFile}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`);
+      return 1;
+    }
+    log.error({ err: (err as Error).message }, 'cannot start');
+    return 1;
+  }
+  onListening?.(runner);
+  let pending: NodeJS.Timeout | null = null;
+  const reload = () => {
+    if (pending) clearTimeout(pending);
+    pending = setTimeout(() => {
+      pending = null;
+      void runner.reload();
+    }, 150);
+  };
+  const file = resolve(configFile);
+  const watcher = watch(dirname(file), (_event, name) => {
+    if (name === basename(file)) reload();
+  });
+  watcher.on('error', (err) => log.warn({ err: err.message }, 'cannot watch the config file; SIGHUP still reloads'));
+  process.on('SIGHUP', reload);
+  const signal = await new Promise<NodeJS.Signals>((r) => {
+    process.once('SIGTERM', () => r('SIGTERM'));
+    process.once('SIGINT', () => r('SIGINT'));
+  });
+  log.info({ signal }, 'stopping');
+  watcher.close();
+  if (pending) clearTimeout(pending);
+  await runner.stop();
+  log.info('stopped');
+  return 0;
+}
+
+async function demo(): Promise<number> {
+  const config = fileURLToPath(new URL('../examples/demo/hookgate.json5', import.meta.url));
+  const { startUpstream } = await import('../examples/demo/upstream.ts');
+  try {
+    await Promise.all([startUpstream(3001), startUpstream(3002)]);
+  } catch (err) {
+    process.stderr.write(`hookgate demo: cannot start the demo upstreams on 127.0.0.1:3001 and :3002 (${(err as Error).message})\n`);
+    return 1;
+  }
+  return serve(config, (runner) => {
+    const gw = runner.urls.gateway;
+    process.stdout.write(`
+hookgate demo is running (Ctrl-C stops it). Try:
+
+  curl -i ${gw}/api/me                                           # 401: the auth plugin denies
+  curl -i -H 'Authorization: Bearer demo-token' ${gw}/api/me     # 200: allowed, upstream sees X-User: demo
+  curl -s ${gw}/public/hello; curl -s ${gw}/public/hello         # balanced: served_by alternates :3001 / :3002
+  curl -i ${gw}/old/page                                         # 308 redirect to /public/page
+  curl -s ${runner.urls.admin}/readyz                                 # readiness and plugin states
+
+config: ${config}
+`);
+  });
 }
 
 function jsonBytes(_key: string, value: unknown): unknown {

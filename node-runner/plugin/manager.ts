@@ -234,7 +234,11 @@ export class PluginManager {
       name: e.name,
       state: e.proc.state,
       pid: e.proc.pid,
-      ready: e.pool !== null || (e.known && e.hooks === 0 && e.proc.state !== 'backoff'),
+      // A plugin serves hooks when it has a pool; one without hooks (push-only,
+      // or autostart with no route to serve) is ready while it runs.
+      ready:
+        e.pool !== null ||
+        (e.proc.state !== 'backoff' && e.proc.state !== 'stopped' && ((e.known && e.hooks === 0) || e.configure.every((c) => c.route_id === ''))),
       hooks: e.known ? (Object.keys(HOOK_BIT) as HookName[]).filter((h) => e.hooks & HOOK_BIT[h]) : [],
       socket: e.pool?.path ?? null,
       failures: e.proc.failures,

@@ -1,0 +1,220 @@
+/**
+ * @module runner
+ * One hookgate runner process: the config (from a file), the plugin host,
+ * the routing state kept in step with plugin pushes, and the listeners: the
+ * self-hosted gateway (the core app on Node, hooks called in process) and
+ * the admin endpoints (/healthz, /readyz). Reload keeps what did not change;
+ * stop drains.
+ *
+ * Signals, arguments and exit codes are the CLI's business; the hook API
+ * for edge workers and the config stream come in their own modules.
+ */
+
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener, type HttpBindings } from '@hono/node-server';
+import { Hono } from 'hono';
+import type { Config } from '../src/core/config.ts';
+import { createGateway, type Gateway } from '../src/core/gateway.ts';
+import type { Logger } from '../src/core/log.ts';
+import { GatewayState } from '../src/core/state.ts';
+import { loadConfigFile } from './config-file.ts';
+import { PluginManager } from './plugin/manager.ts';
+import type { PluginProcessOptions } from './plugin/process.ts';
+import { Reaper } from './plugin/reaper.ts';
+import { createUpstream } from './upstream.ts';
+import { clientOf, upgradeHandler } from './ws-proxy.ts';
+
+export interface RunnerOptions {
+  logger: Logger;
+  /** the config file; relative paths in it resolve against its folder */
+  configFile: string;
+  /** plugin supervision timings (tests shorten them) */
+  process?: Pick<PluginProcessOptions, 'stopGraceMs' | 'backoffBaseMs' | 'backoffMaxMs'>;
+  /** longest time `stop()` waits for in-flight requests (default 10 s) */
+  drainMs?: number;
+}
+
+/** Splits "host:port" (or "[v6]:port"). */
+export function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(listen.slice(i + 1)) };
+}
+
+function urlOf(server: Server): string {
+  const a = server.address() as AddressInfo;
+  return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+}
+
+/**
+ * A runner.
+ *
+ * Contract: `start()` once; it rejects (with `BAD_CONFIG`, or a listen
+ * error) without leaving anything running. `reload()` may be called any
+ * time after start and never throws: an invalid config is logged and the
+ * current one stays. `stop()` is idempotent: it stops accepting, waits up
+ * to `drainMs` for requests in flight, closes sessions, stops plugins.
+ */
+export class Runner {
+  #opts: RunnerOptions;
+  #log: Logger;
+  #manager: PluginManager;
+  #config: Config | null = null;
+  #state: GatewayState | null = null;
+  #upstream = createUpstream();
+  #gateway: Gateway<{ Bindings: HttpBindings }> | null = null;
+  #servers: Server[] = [];
+  #inflight = 0;
+  #drained: (() => void) | null = null;
+  #stopping: Promise<void> | null = null;
+  #closeSessions: () => void = () => {};
+  #unsubscribe: () => void = () => {};
+  /** base URLs once listening */
+  readonly urls: { gateway?: string; admin?: string } = {};
+
+  constructor(opts: RunnerOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger;
+    this.#manager = new PluginManager({ logger: opts.logger, reaper: Reaper.shared(), process: opts.process });
+  }
+
+  get manager(): PluginManager {
+    return this.#manager;
+  }
+
+  /** The config in force. */
+  get config(): Config | null {
+    return this.#config;
+  }
+
+  /** Ready: a config is loaded and every plugin with hooks has said ready. */
+  get ready(): boolean {
+    return this.#config !== null && this.#manager.status().every((p) => p.ready);
+  }
+
+  async start(): Promise<void> {
+    const config = await loadConfigFile(this.#opts.configFile);
+    this.#unsubscribe = this.#manager.pushes.subscribe((change) => {
+      const state = this.#state;
+      if (!state) return;
+      for (const r of change.routes) {
+        if (change.kind === 'targets') {
+          const set = this.#manager.pushes.targets(r);
+          if (set) state.setTargets(r, set);
+        } else state.setSpeed(r, this.#manager.pushes.speed(r));
+      }
+    });
+    try {
+      await this.#manager.apply(config);
+      this.#state = new GatewayState(config, this.#manager.pushes);
+      this.#config = config;
+      this.#gateway = createGateway<{ Bindings: HttpBindings }>({
+        state: () => this.#state!,
+        hooks: this.#manager,
+        upstream: this.#upstream.fetch,
+        logger: this.#log,
+        client: (c) => clientOf(c.env.incoming.socket, `HTTP/${c.env.incoming.httpVersion}`),
+        drop: (c) => {
+          c.env.incoming.socket.destroy();
+          return new Response(null, { status: 499 });
+        },
+      });
+      const listener = getRequestListener(this.#gateway.app.fetch as Parameters<typeof getRequestListener>[0]);
+      const gatewayServer = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => this.#track(req, res, listener));
+      const upgrade = upgradeHandler({ gateway: this.#gateway as unknown as Gateway<never>, hooks: this.#manager, logger: this.#log });
+      gatewayServer.on('upgrade', upgrade);
+      this.#closeSessions = upgrade.closeAll;
+      this.urls.gateway = await this.#listen(gatewayServer, config.gateway.listen, 'gateway');
+      this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch)), config.admin.listen, 'admin');
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /**
+   * Loads the config file again and applies it: new routes apply to new
+   * requests, unchanged plugins keep running. Never throws; returns whether
+   * the new config was applied.
+   */
+  async reload(): Promise<boolean> {
+    if (!this.#config || this.#stopping) return false;
+    let next: Config;
+    try {
+      next = await loadConfigFile(this.#opts.configFile);
+    } catch (err) {
+      const problems = (err as { problems?: string[] }).problems ?? [(err as Error).message];
+      this.#log.error({ problems }, 'config reload refused: the file is invalid; keeping the previous config');
+      return false;
+    }
+    for (const k of ['gateway', 'admin'] as const) {
+      if (next[k].listen !== this.#config[k].listen) this.#log.warn({ [k]: next[k].listen }, `${k}.listen changed; restart to apply it`);
+    }
+    await this.#manager.apply(next);
+    this.#state = new GatewayState(next, this.#manager.pushes);
+    this.#config = next;
+    this.#log.info({ routes: next.routes.length, plugins: Object.keys(next.plugins).length }, 'config reloaded');
+    return true;
+  }
+
+  stop(): Promise<void> {
+    return (this.#stopping ??= this.#stop());
+  }
+
+  async #stop(): Promise<void> {
+    const drainMs = this.#opts.drainMs ?? 10_000;
+    const closed = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
+    for (const s of this.#servers) s.closeIdleConnections();
+    if (this.#inflight > 0) {
+      this.#log.info({ inflight: this.#inflight, drain_ms: drainMs }, 'draining requests in flight');
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        new Promise<void>((r) => (this.#drained = r)),
+        new Promise<void>((r) => (timer = setTimeout(r, drainMs))),
+      ]);
+      clearTimeout(timer);
+    }
+    this.#closeSessions();
+    for (const s of this.#servers) s.closeAllConnections();
+    await Promise.all(closed);
+    this.#unsubscribe();
+    await this.#manager.stop();
+    await this.#upstream.close();
+  }
+
+  #track(req: IncomingMessage, res: ServerResponse, listener: (req: IncomingMessage, res: ServerResponse) => unknown): void {
+    this.#inflight++;
+    res.on('close', () => {
+      if (--this.#inflight === 0 && this.#drained) this.#drained();
+    });
+    if (this.#stopping) res.setHeader('connection', 'close');
+    void listener(req, res);
+  }
+
+  #listen(server: Server, listen: string, name: string): Promise<string> {
+    const { host, port } = splitListen(listen);
+    return new Promise((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        reject(new Error(`${name}.listen ${listen}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`));
+      });
+      server.listen(port, host, () => {
+        this.#servers.push(server);
+        const url = urlOf(server);
+        this.#log.info({ url }, `${name} listening`);
+        resolve(url);
+      });
+    });
+  }
+
+  #admin(): Hono {
+    const app = new Hono();
+    app.get('/healthz', (c) => c.text('ok\n'));
+    app.get('/readyz', (c) => {
+      const plugins = this.#manager.status().map((p) => ({ name: p.name, ready: p.ready, state: p.state, hooks: p.hooks, error: p.lastError || undefined }));
+      return c.json({ ready: this.ready, config: this.#config !== null, plugins }, this.ready ? 200 : 503);
+    });
+    app.notFound((c) => c.text('not found\n', 404));
+    return app;
+  }
+}
