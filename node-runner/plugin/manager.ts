@@ -266,8 +266,7 @@ export class PluginManager {
         const frame = b.with_body || !data.bd
           ? (withBody ??= encodeHookFrame('on_request', data))
           : (noBody ??= encodeHookFrame('on_request', { ...data, bd: null }));
-        res = decodeHookResult('on_request', await this.#call(p, frame, entry.route.plugin_timeout));
-        checkAuthorize(res);
+        res = await this.#call(p, frame, entry.route.plugin_timeout, decodeAuthorize);
       } catch (err) {
         this.#hookFailed(p, routeId, 'on_request', err);
         if (b.on_error === 'allow') continue;
@@ -297,20 +296,18 @@ export class PluginManager {
     if (!entry) return { s: 503, h: {}, rm: [], e: `unknown route "${routeId}"` };
     const merged: ResponseModResult = { s: 0, h: {}, rm: [], e: '' };
     let cur = pair;
-    let changed = false;
-    let bytes: Uint8Array | null = null;
+    // Encoded once per variant (with or without the body copy) until a plugin changes the response.
+    let withBody: Uint8Array | null = null;
+    let noBody: Uint8Array | null = null;
     for (const b of entry.bindings) {
       const p = b.plugin;
       if (!(p.hooks & HOOK_BIT.on_response)) continue;
       let res: ResponseModResult;
       try {
-        if (changed || !bytes) {
-          const req = b.with_body || !cur.req.bd ? cur.req : { ...cur.req, bd: null };
-          bytes = encodeHookFrame('on_response', { req, resp: cur.resp });
-          changed = false;
-        }
-        res = decodeHookResult('on_response', await this.#call(p, bytes, entry.route.plugin_timeout));
-        checkResponseMod(res);
+        const frame = b.with_body || !cur.req.bd
+          ? (withBody ??= encodeHookFrame('on_response', cur))
+          : (noBody ??= encodeHookFrame('on_response', { req: { ...cur.req, bd: null }, resp: cur.resp }));
+        res = await this.#call(p, frame, entry.route.plugin_timeout, decodeResponseMod);
       } catch (err) {
         this.#hookFailed(p, routeId, 'on_response', err);
         if (b.on_error === 'allow') continue;
@@ -331,7 +328,7 @@ export class PluginManager {
       }
       if (res.s) merged.s = res.s;
       cur = { req: cur.req, resp: { s: res.s || cur.resp.s, h } };
-      changed = true;
+      withBody = noBody = null;
     }
     return merged;
   }
@@ -346,7 +343,7 @@ export class PluginManager {
       if (!(p.hooks & HOOK_BIT.on_connect)) continue;
       try {
         bytes ??= encodeHookFrame('on_connect', info);
-        const res = decodeHookResult('on_connect', await this.#call(p, bytes, entry.route.plugin_timeout));
+        const res = await this.#call(p, bytes, entry.route.plugin_timeout, decodeConnect);
         if (!res.ok) return { ok: false, e: '' };
       } catch (err) {
         this.#hookFailed(p, routeId, 'on_connect', err);
@@ -382,12 +379,12 @@ export class PluginManager {
     await Promise.all(entries.map((e) => this.#stopEntry(e)));
   }
 
-  #call(p: PluginEntry, frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  #call<T>(p: PluginEntry, frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T> {
     if (!p.pool) {
       const state = p.proc.state === 'backoff' ? 'restarting' : p.proc.state === 'ready' ? 'without a socket' : 'not ready';
       return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`));
     }
-    return p.pool.callFrame(frame, timeoutMs);
+    return p.pool.callFrame(frame, timeoutMs, decode);
   }
 
   #hookFailed(p: PluginEntry, routeId: string, hook: HookName, err: unknown): void {
@@ -424,7 +421,16 @@ export class PluginManager {
         }
         this.#setHooks(entry, hooks);
       },
-      onNoReady: () => this.#setHooks(entry, 0),
+      onNoReady: () => {
+        if (entry.configure.some((c) => c.route_id !== '')) {
+          // Bound to routes but silent about its hooks: its routes keep failing closed.
+          log.error(
+            'plugin is bound to routes but sent no ready; their hook calls get on_error verdicts. A push-only plugin should be autostart and unbound, or send ready with hooks []',
+          );
+          return;
+        }
+        this.#setHooks(entry, 0);
+      },
       onExit: () => {
         entry.pool?.close();
         entry.pool = null;
@@ -458,7 +464,8 @@ export class PluginManager {
   }
 
   #onPush(entry: PluginEntry, log: Logger, method: 'set_targets' | 'set_speed', params: unknown): void {
-    if (!this.#plugins.has(entry.name)) return;
+    // A replaced plugin's old process may still push while it stops: ignore it.
+    if (this.#plugins.get(entry.name) !== entry) return;
     try {
       if (method === 'set_targets') {
         const { to, set } = parseSetTargets(params);
@@ -513,6 +520,22 @@ function isEmpty(o: object): boolean {
 
 /** A rewritten path must be an origin-form path: "/" first, no controls, spaces, "?" or "#". */
 const SAFE_PATH = /^\/[^\x00-\x20\x7f?#]*$/;
+
+function decodeAuthorize(payload: Uint8Array): AuthorizeResult {
+  const res = decodeHookResult('on_request', payload);
+  checkAuthorize(res);
+  return res;
+}
+
+function decodeResponseMod(payload: Uint8Array): ResponseModResult {
+  const res = decodeHookResult('on_response', payload);
+  checkResponseMod(res);
+  return res;
+}
+
+function decodeConnect(payload: Uint8Array): ConnResult {
+  return decodeHookResult('on_connect', payload);
+}
 
 function checkAuthorize(res: AuthorizeResult): void {
   const p = headerMapProblem(res.h);

@@ -33,9 +33,11 @@ export interface PoolOptions {
 }
 
 interface Pending {
-  resolve: (payload: Uint8Array) => void;
+  resolve: (value: unknown) => void;
   reject: (err: Error) => void;
   timer: TimerHandle | null;
+  /** checks the reply before the connection is reused; a throw destroys the connection */
+  decode: ((payload: Uint8Array) => unknown) | null;
 }
 
 interface Waiter extends Pending {
@@ -112,19 +114,28 @@ export class SocketPool {
   /**
    * Like `call`, with the complete frame already built (see the codec's
    * `encodeHookFrame`); the same frame may be sent to several plugins.
+   * `decode` turns the reply into the result before the connection goes
+   * back to the pool: when it throws (garbage, a forbidden verdict), the
+   * call fails with that error and the connection is destroyed, never reused.
+   *
+   * @example
+   * const verdict = await pool.callFrame(frame, 5000, (p) => decodeHookResult('on_request', p));
    */
-  callFrame(frame: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  callFrame(frame: Uint8Array, timeoutMs: number): Promise<Uint8Array>;
+  callFrame<T>(frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T>;
+  callFrame(frame: Uint8Array, timeoutMs: number, decode: ((payload: Uint8Array) => unknown) | null = null): Promise<unknown> {
     if (this.#closed) return Promise.reject(stopped(this.path));
     return new Promise((resolve, reject) => {
+      const pending: Pending = { resolve, reject, timer: null, decode };
       const conn = this.#idle.pop();
-      if (conn) return this.#send(conn, frame, { resolve, reject, timer: null }, timeoutMs);
-      if (this.#open < this.size) return this.#dial(frame, { resolve, reject, timer: null }, timeoutMs);
+      if (conn) return this.#send(conn, frame, pending, timeoutMs);
+      if (this.#open < this.size) return this.#dial(frame, pending, timeoutMs);
       if (this.#waiters.length >= this.queueLimit) {
         return reject(
           new HookgateError('POOL_SATURATED', `plugin socket ${this.path}: all ${this.size} connections busy and ${this.queueLimit} calls already waiting`),
         );
       }
-      const waiter: Waiter = { resolve, reject, timer: null, frame, deadline: this.#clock.now() + timeoutMs };
+      const waiter: Waiter = { ...pending, frame, deadline: this.#clock.now() + timeoutMs };
       waiter.timer = this.#clock.setTimeout(() => {
         const i = this.#waiters.indexOf(waiter);
         if (i >= 0) this.#waiters.splice(i, 1);
@@ -222,10 +233,18 @@ export class SocketPool {
         new HookgateError('BAD_PAYLOAD', `plugin socket ${this.path}: reply without a call in flight; connection closed`),
       );
     }
+    let value: unknown = frames[0];
+    if (pending.decode) {
+      try {
+        value = pending.decode(frames[0]);
+      } catch (err) {
+        return this.#fail(conn, err as Error);
+      }
+    }
     conn.pending = null;
     this.#clock.clearTimeout(pending.timer);
     this.#release(conn);
-    pending.resolve(frames[0]);
+    pending.resolve(value);
   }
 
   #release(conn: Conn): void {
@@ -275,7 +294,8 @@ export class SocketPool {
 }
 
 function timeout(path: string, ms: number, what: string): HookgateError {
-  return new HookgateError('HOOK_TIMEOUT', `plugin socket ${path}: no reply within ${ms} ms (${what}); connection closed`);
+  const closed = what.startsWith('waiting for the reply') ? '; connection closed' : '';
+  return new HookgateError('HOOK_TIMEOUT', `plugin socket ${path}: no reply within ${Math.round(ms)} ms (${what})${closed}`);
 }
 
 function stopped(path: string): HookgateError {

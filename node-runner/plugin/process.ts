@@ -263,6 +263,14 @@ export class PluginProcess {
       this.#sendConfigure();
       this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
     });
+    child.on('exit', () => {
+      // 'close' waits for every holder of the pipes; a grandchild that kept
+      // stdout open would hide the exit. End the group and our pipe ends now.
+      killGroup(child, 'SIGKILL');
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      child.stdin?.destroy();
+    });
     child.on('close', (code, signal) => {
       out.end();
       errLines.end();
