@@ -3,13 +3,14 @@
  * One hookgate runner process: the config (from a file), the plugin host,
  * the routing state kept in step with plugin pushes, and the listeners: the
  * self-hosted gateway (the core app on Node, hooks called in process) and
- * the admin endpoints (/healthz, /readyz). Reload keeps what did not change;
- * stop drains.
+ * the admin endpoints (/healthz, /readyz), and the hook API for edge
+ * workers (when `runner.listen` is set) with the versioned state snapshot
+ * they route by. Reload keeps what did not change; stop drains.
  *
- * Signals, arguments and exit codes are the CLI's business; the hook API
- * for edge workers and the config stream come in their own modules.
+ * Signals, arguments and exit codes are the CLI's business.
  */
 
+import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
@@ -17,8 +18,11 @@ import { Hono } from 'hono';
 import type { Config } from '../src/core/config.ts';
 import { createGateway, type Gateway } from '../src/core/gateway.ts';
 import type { Logger } from '../src/core/log.ts';
+import { hookNames, snapshotConfig, type StateSnapshot } from '../src/core/snapshot.ts';
 import { GatewayState } from '../src/core/state.ts';
 import { loadConfigFile } from './config-file.ts';
+import { createHookApi, type HookApi } from './hook-api.ts';
+import { KeyRing } from './keys.ts';
 import { PluginManager } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
 import { Reaper } from './plugin/reaper.ts';
@@ -69,9 +73,14 @@ export class Runner {
   #drained: (() => void) | null = null;
   #stopping: Promise<void> | null = null;
   #closeSessions: () => void = () => {};
-  #unsubscribe: () => void = () => {};
+  #unsubscribe: Array<() => void> = [];
+  #keys = new KeyRing([]);
+  #snapshot: StateSnapshot | null = null;
+  #hookApi: HookApi | null = null;
+  #notified = '';
+  #notifyQueued = false;
   /** base URLs once listening */
-  readonly urls: { gateway?: string; admin?: string } = {};
+  readonly urls: { gateway?: string; admin?: string; runner?: string } = {};
 
   constructor(opts: RunnerOptions) {
     this.#opts = opts;
@@ -95,16 +104,19 @@ export class Runner {
 
   async start(): Promise<void> {
     const config = await loadConfigFile(this.#opts.configFile);
-    this.#unsubscribe = this.#manager.pushes.subscribe((change) => {
+    const pushes = this.#manager.pushes.subscribe((change) => {
       const state = this.#state;
-      if (!state) return;
-      for (const r of change.routes) {
-        if (change.kind === 'targets') {
-          const set = this.#manager.pushes.targets(r);
-          if (set) state.setTargets(r, set);
-        } else state.setSpeed(r, this.#manager.pushes.speed(r));
+      if (state) {
+        for (const r of change.routes) {
+          if (change.kind === 'targets') {
+            const set = this.#manager.pushes.targets(r);
+            if (set) state.setTargets(r, set);
+          } else state.setSpeed(r, this.#manager.pushes.speed(r));
+        }
       }
+      this.#invalidate();
     });
+    this.#unsubscribe.push(pushes, this.#manager.subscribeHooks(() => this.#invalidate()));
     try {
       await this.#manager.apply(config);
       this.#state = new GatewayState(config, this.#manager.pushes);
@@ -127,6 +139,15 @@ export class Runner {
       this.#closeSessions = upgrade.closeAll;
       this.urls.gateway = await this.#listen(gatewayServer, config.gateway.listen, 'gateway');
       this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch)), config.admin.listen, 'admin');
+      this.#keys = KeyRing.fromConfig(config, process.env, this.#log);
+      if (config.runner.listen) {
+        if (this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
+        const api = createHookApi({ hooks: this.#manager, snapshot: () => this.snapshot(), keys: () => this.#keys, logger: this.#log });
+        const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, getRequestListener(api.app.fetch));
+        server.on('upgrade', api.upgrade);
+        this.#hookApi = api;
+        this.urls.runner = await this.#listen(server, config.runner.listen, 'runner');
+      }
     } catch (err) {
       await this.stop();
       throw err;
@@ -148,12 +169,15 @@ export class Runner {
       this.#log.error({ problems }, 'config reload refused: the file is invalid; keeping the previous config');
       return false;
     }
-    for (const k of ['gateway', 'admin'] as const) {
+    for (const k of ['gateway', 'admin', 'runner'] as const) {
       if (next[k].listen !== this.#config[k].listen) this.#log.warn({ [k]: next[k].listen }, `${k}.listen changed; restart to apply it`);
     }
     await this.#manager.apply(next);
     this.#state = new GatewayState(next, this.#manager.pushes);
     this.#config = next;
+    this.#keys = KeyRing.fromConfig(next, process.env, this.#log);
+    this.#hookApi?.recheckKeys();
+    this.#invalidate();
     this.#log.info({ routes: next.routes.length, plugins: Object.keys(next.plugins).length }, 'config reloaded');
     return true;
   }
@@ -176,11 +200,53 @@ export class Runner {
       clearTimeout(timer);
     }
     this.#closeSessions();
+    this.#hookApi?.closeAll();
     for (const s of this.#servers) s.closeAllConnections();
     await Promise.all(closed);
-    this.#unsubscribe();
+    for (const u of this.#unsubscribe) u();
     await this.#manager.stop();
     await this.#upstream.close();
+  }
+
+  /**
+   * The versioned snapshot edge workers route by (null before the first
+   * config). Rebuilt lazily after any change; the version is a hash of the
+   * content, so equal states have equal versions.
+   */
+  snapshot(): StateSnapshot | null {
+    const config = this.#config;
+    if (!config) return null;
+    if (this.#snapshot) return this.#snapshot;
+    const hooks: StateSnapshot['hooks'] = {};
+    const body: string[] = [];
+    const targets: StateSnapshot['targets'] = {};
+    const speed: StateSnapshot['speed'] = {};
+    for (const r of config.routes) {
+      const mask = this.#manager.hooksOf(r.id);
+      if (mask) hooks[r.id] = hookNames(mask);
+      if (this.#manager.wantsBody(r.id)) body.push(r.id);
+      const t = this.#manager.pushes.targets(r.id);
+      if (t) targets[r.id] = t;
+      const sp = this.#manager.pushes.speed(r.id);
+      if (sp) speed[r.id] = sp;
+    }
+    const content = { config: snapshotConfig(config), hooks, body, targets, speed };
+    const version = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 16);
+    return (this.#snapshot = { version, ...content });
+  }
+
+  #invalidate(): void {
+    this.#snapshot = null;
+    if (!this.#hookApi || this.#notifyQueued) return;
+    this.#notifyQueued = true;
+    queueMicrotask(() => {
+      this.#notifyQueued = false;
+      const v = this.snapshot()?.version;
+      if (v && v !== this.#notified) {
+        this.#notified = v;
+        this.#hookApi?.notifyState(v);
+      }
+    });
   }
 
   #track(req: IncomingMessage, res: ServerResponse, listener: (req: IncomingMessage, res: ServerResponse) => unknown): void {

@@ -118,6 +118,7 @@ export class PluginManager {
   #routes = new Map<string, RouteEntry>();
   #applying: Promise<void> = Promise.resolve();
   #stopped = false;
+  #hookListeners = new Set<() => void>();
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -456,11 +457,23 @@ export class PluginManager {
   }
 
   #recomputeMasks(): void {
+    let changed = false;
     for (const r of this.#routes.values()) {
       let mask = 0;
       for (const b of r.bindings) mask |= b.plugin.hooks;
+      if (r.mask !== mask) changed = true;
       r.mask = mask;
     }
+    if (changed) for (const fn of this.#hookListeners) fn();
+  }
+
+  /**
+   * Calls `fn` whenever the hooks of some route change (a plugin declared
+   * its hooks, a config changed the bindings). Returns an unsubscribe function.
+   */
+  subscribeHooks(fn: () => void): () => void {
+    this.#hookListeners.add(fn);
+    return () => this.#hookListeners.delete(fn);
   }
 
   #onPush(entry: PluginEntry, log: Logger, method: 'set_targets' | 'set_speed', params: unknown): void {

@@ -1,0 +1,85 @@
+/**
+ * @module snapshot
+ * The versioned routing snapshot a runner serves at `GET /v1/state` and an
+ * edge worker routes by: the routes and actions (in config form, so the
+ * edge validates them with the same schema), which hooks each route's
+ * plugins declared, which routes want the request body, and the balancer
+ * targets and speed limits plugins pushed.
+ *
+ * Building it from the runner's live state, and versioning it, is the
+ * runner's business; turning it back into a GatewayState is done here, so
+ * both sides agree on its meaning.
+ */
+
+import type { TargetSet } from './balancer.ts';
+import { parseConfig, type Config } from './config.ts';
+import { HookgateError } from './errors.ts';
+import { HOOK_BIT, type HookName } from './protocol.ts';
+import { GatewayState, type SpeedSet } from './state.ts';
+
+export interface StateSnapshot {
+  /** changes whenever anything below changes */
+  version: string;
+  /** routes and actions as config input (plugins stripped: the edge runs none) */
+  config: { routes: unknown[]; actions: Record<string, unknown> };
+  /** per route id: the hooks its plugins declared (absent = none) */
+  hooks: Record<string, HookName[]>;
+  /** route ids with a binding that wants the request body */
+  body: string[];
+  targets: Record<string, TargetSet>;
+  speed: Record<string, SpeedSet>;
+}
+
+/** What an edge needs of a snapshot: a state to route by, and the hook index. */
+export interface EdgeState {
+  version: string;
+  state: GatewayState;
+  /** HOOK_BIT mask per route id */
+  masks: Map<string, number>;
+  body: Set<string>;
+}
+
+/**
+ * Builds the config part of a snapshot from a validated config: route
+ * objects in input form, explicit ids, no plugin bindings.
+ *
+ * @example
+ * const part = snapshotConfig(config);
+ */
+export function snapshotConfig(config: Config): StateSnapshot['config'] {
+  const routes = config.routes.map((r) => {
+    const { index: _i, actionName: _a, plugins: _p, ...rest } = r;
+    return rest;
+  });
+  return { routes, actions: config.actions };
+}
+
+/** HOOK_BIT mask → hook names. */
+export function hookNames(mask: number): HookName[] {
+  return (Object.keys(HOOK_BIT) as HookName[]).filter((h) => mask & HOOK_BIT[h]);
+}
+
+/**
+ * Turns a snapshot (as received, untrusted JSON) into an EdgeState.
+ * Throws `BAD_CONFIG` / `BAD_PAYLOAD` when it does not hold together.
+ *
+ * @example
+ * const edge = edgeStateOf(await (await fetch(`${runner}/v1/state`, { headers })).json());
+ */
+export function edgeStateOf(snapshot: unknown): EdgeState {
+  const s = snapshot as Partial<StateSnapshot> | null;
+  if (!s || typeof s !== 'object' || typeof s.version !== 'string' || !s.config) {
+    throw new HookgateError('BAD_PAYLOAD', 'state snapshot: expected an object with version and config');
+  }
+  const config = parseConfig({ routes: s.config.routes ?? [], actions: s.config.actions ?? {} });
+  const targets = s.targets ?? {};
+  const speed = s.speed ?? {};
+  const state = new GatewayState(config, { targets: (id) => targets[id], speed: (id) => speed[id] });
+  const masks = new Map<string, number>();
+  for (const [id, names] of Object.entries(s.hooks ?? {})) {
+    let m = 0;
+    for (const n of names) m |= HOOK_BIT[n] ?? 0;
+    masks.set(id, m);
+  }
+  return { version: s.version, state, masks, body: new Set(s.body ?? []) };
+}
