@@ -40,7 +40,7 @@ const packr = new Packr({
   int64AsType: 'number',
 });
 
-const utf8 = new TextDecoder('utf-8', { fatal: false });
+const utf8 = new TextDecoder();
 const utf8enc = new TextEncoder();
 
 /**

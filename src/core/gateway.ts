@@ -121,11 +121,12 @@ function text(status: number, body: string, headers?: Record<string, string>): R
 
 /**
  * The response for a deny verdict: the plugin's status (403 when it gave
- * none), body and headers; for an `on_error` verdict (`e` set) a plain 503
- * that does not reveal why.
+ * none), body and headers. For a failure verdict (`e` set: a binding's
+ * `on_error`, or the edge's `edge_on_error`) its status and body only,
+ * never the reason.
  */
 export function verdictResponse(v: AuthorizeResult): Response {
-  if (v.e) return text(503, DENY_BODY);
+  if (v.e) return text(v.s >= 200 && v.s <= 599 ? v.s : 503, typeof v.b === 'string' && v.b ? v.b : DENY_BODY);
   const status = v.s >= 200 && v.s <= 599 ? v.s : 403;
   const headers = new Headers();
   for (const k in v.h) headers.set(k, v.h[k]);
@@ -384,7 +385,7 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
       if (mod.e) {
         pick?.release();
         await res.body?.cancel().catch(() => {});
-        return text(503, DENY_BODY);
+        return text(mod.s >= 200 && mod.s <= 599 ? mod.s : 503, DENY_BODY);
       }
       if (mod.s) status = mod.s;
       for (const name of mod.rm) outHeaders.delete(name);
