@@ -11,7 +11,8 @@
  */
 
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
@@ -26,7 +27,7 @@ import { KeyRing } from './keys.ts';
 import { PluginManager } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
 import { Reaper } from './plugin/reaper.ts';
-import { createUpstream } from './upstream.ts';
+import { createUpstream, nodeBodies } from './upstream.ts';
 import { clientOf, upgradeHandler } from './ws-proxy.ts';
 
 export interface RunnerOptions {
@@ -37,6 +38,31 @@ export interface RunnerOptions {
   process?: Pick<PluginProcessOptions, 'stopGraceMs' | 'backoffBaseMs' | 'backoffMaxMs'>;
   /** longest time `stop()` waits for in-flight requests (default 10 s) */
   drainMs?: number;
+}
+
+/** Tells @hono/node-server that the response was already written. */
+const ALREADY_SENT_HEADERS = { 'x-hono-already-sent': '1' };
+
+/**
+ * Writes a proxied response whose body the core passed through untouched
+ * by piping the upstream's Node stream straight to the client (headers and
+ * the first chunk go out together); anything else goes to @hono/node-server.
+ */
+async function respondNatively(pending: Response | Promise<Response>, env: HttpBindings): Promise<Response> {
+  const res = await pending;
+  const node = res.body && !res.body.locked ? nodeBodies.get(res.body) : undefined;
+  if (!node) return res;
+  const headers: OutgoingHttpHeaders = {};
+  res.headers.forEach((value, name) => {
+    if (name === 'set-cookie') return;
+    headers[name] = value;
+  });
+  const cookies = res.headers.getSetCookie();
+  if (cookies.length) headers['set-cookie'] = cookies;
+  const out = env.outgoing;
+  out.writeHead(res.status, headers);
+  pipeline(node, out, () => {});
+  return new Response(null, { headers: ALREADY_SENT_HEADERS });
 }
 
 /** Splits "host:port" (or "[v6]:port"). */
@@ -132,18 +158,23 @@ export class Runner {
           return new Response(null, { status: 499 });
         },
       });
-      const listener = getRequestListener(this.#gateway.app.fetch as Parameters<typeof getRequestListener>[0]);
+      const app = this.#gateway.app;
+      // Real Responses (no global override): the direct pipe checks `res.body`,
+      // which would make node-server's lightweight Response build one anyway.
+      const listener = getRequestListener((req, env) => respondNatively(app.fetch(req, env), env as HttpBindings), {
+        overrideGlobalObjects: false,
+      });
       const gatewayServer = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => this.#track(req, res, listener));
       const upgrade = upgradeHandler({ gateway: this.#gateway as unknown as Gateway<never>, hooks: this.#manager, logger: this.#log });
       gatewayServer.on('upgrade', upgrade);
       this.#closeSessions = upgrade.closeAll;
       this.urls.gateway = await this.#listen(gatewayServer, config.gateway.listen, 'gateway');
-      this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch)), config.admin.listen, 'admin');
+      this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), config.admin.listen, 'admin');
       this.#keys = KeyRing.fromConfig(config, process.env, this.#log);
       if (config.runner.listen) {
         if (this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
         const api = createHookApi({ hooks: this.#manager, snapshot: () => this.snapshot(), keys: () => this.#keys, logger: this.#log });
-        const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, getRequestListener(api.app.fetch));
+        const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, getRequestListener(api.app.fetch, { overrideGlobalObjects: false }));
         server.on('upgrade', api.upgrade);
         this.#hookApi = api;
         this.urls.runner = await this.#listen(server, config.runner.listen, 'runner');

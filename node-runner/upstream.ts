@@ -82,11 +82,40 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
     const status = res.statusCode;
     const noBody = status === 204 || status === 304 || r.method === 'HEAD';
     if (noBody) res.body.resume();
-    const body = noBody ? null : (Readable.toWeb(res.body) as unknown as ReadableStream<Uint8Array>);
+    const body = noBody ? null : lazyWebStream(res.body);
     return new Response(body, { status: status < 200 ? 502 : status, headers: out });
   }
 
   return { fetch: fetchUpstream, close: () => agent.close() };
+}
+
+/**
+ * The Node stream behind each upstream body handed to the core, so the
+ * Node data plane can pipe it straight to the client when the core passed
+ * the body through untouched (see `runner.ts`), skipping web streams.
+ */
+export const nodeBodies = new WeakMap<ReadableStream<Uint8Array>, Readable>();
+
+/**
+ * A web ReadableStream over a Node Readable that does nothing until it is
+ * first read: when nobody reads it (the body is piped natively), it costs
+ * one object.
+ */
+function lazyWebStream(node: Readable): ReadableStream<Uint8Array> {
+  let it: AsyncIterator<Buffer> | null = null;
+  const web = new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      it ??= node[Symbol.asyncIterator]();
+      const { value, done } = await it.next();
+      if (done) ctrl.close();
+      else ctrl.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+    },
+    cancel() {
+      node.destroy();
+    },
+  });
+  nodeBodies.set(web, node);
+  return web;
 }
 
 function origin(url: string): string {

@@ -79,6 +79,7 @@ const responseMod: ResponseModResult = {
   h: { 'Cache-Control': 'no-store' },
   rm: ['Server', 'X-Powered-By'],
   e: 'plugin "mod" crashed',
+  b: 'service unavailable\n',
 };
 
 /** RequestInfo with every field at its zero value. */
@@ -87,7 +88,7 @@ const emptyRequest: RequestInfo = {
 };
 
 const connInfo: ConnInfo = { r: 'ws', d: 'chat.example.com', a: '203.0.113.7:40000', md: 'chat.example.com', mg: 'chat' };
-const connResult: ConnResult = { ok: true, e: 'plugin "gate" timed out' };
+const connResult: ConnResult = { ok: true, e: 'plugin "gate" timed out', s: 503, b: 'service unavailable\n' };
 const disconnect: DisconnectInfo = { r: 'ws', tg: '10.0.0.2:9000', a: '203.0.113.7:40000', rx: 123_456, tx: 7_890_123, ms: 61_500 };
 
 const bytes = (...b: number[]): Uint8Array => new Uint8Array(b);
@@ -322,9 +323,9 @@ describe('decoding is lenient about missing and unknown keys', () => {
     const empty = packValue({});
     assert.deepEqual(decodeHookData('on_response', empty).resp, { s: 0, h: {} });
     assert.deepEqual(decodeHookData('on_response', empty).req, emptyRequest);
-    assert.deepEqual(decodeHookResult('on_response', empty), { s: 0, h: {}, rm: [], e: '' });
+    assert.deepEqual(decodeHookResult('on_response', empty), { s: 0, h: {}, rm: [], e: '', b: '' });
     assert.deepEqual(decodeHookData('on_connect', empty), { r: '', d: '', a: '', md: '', mg: '' });
-    assert.deepEqual(decodeHookResult('on_connect', empty), { ok: false, e: '' });
+    assert.deepEqual(decodeHookResult('on_connect', empty), { ok: false, e: '', s: 0, b: '' });
     assert.deepEqual(decodeHookData('on_disconnect', empty), { r: '', tg: '', a: '', rx: 0, tx: 0, ms: 0 });
   });
 

@@ -294,8 +294,8 @@ export class PluginManager {
   /** Runs on_response for a route: one merged modification. Never throws. */
   async onResponse(routeId: string, pair: ResponsePair): Promise<ResponseModResult> {
     const entry = this.#routes.get(routeId);
-    if (!entry) return { s: 503, h: {}, rm: [], e: `unknown route "${routeId}"` };
-    const merged: ResponseModResult = { s: 0, h: {}, rm: [], e: '' };
+    if (!entry) return { s: 503, h: {}, rm: [], e: `unknown route "${routeId}"`, b: DENY_BODY };
+    const merged: ResponseModResult = { s: 0, h: {}, rm: [], e: '', b: '' };
     let cur = pair;
     // Encoded once per variant (with or without the body copy) until a plugin changes the response.
     let withBody: Uint8Array | null = null;
@@ -312,7 +312,7 @@ export class PluginManager {
       } catch (err) {
         this.#hookFailed(p, routeId, 'on_response', err);
         if (b.on_error === 'allow') continue;
-        return { s: 503, h: {}, rm: [], e: `plugin "${p.name}": ${(err as Error).message}` };
+        return { s: 503, h: {}, rm: [], e: `plugin "${p.name}": ${(err as Error).message}`, b: DENY_BODY };
       }
       if (res.s === 0 && res.rm.length === 0 && isEmpty(res.h)) continue;
       const h = { ...cur.resp.h };
@@ -337,7 +337,7 @@ export class PluginManager {
   /** Runs on_connect for a route: refused by the first plugin that refuses. Never throws. */
   async onConnect(routeId: string, info: ConnInfo): Promise<ConnResult> {
     const entry = this.#routes.get(routeId);
-    if (!entry) return { ok: false, e: `unknown route "${routeId}"` };
+    if (!entry) return { ok: false, e: `unknown route "${routeId}"`, s: 503, b: DENY_BODY };
     let bytes: Uint8Array | null = null;
     for (const b of entry.bindings) {
       const p = b.plugin;
@@ -345,14 +345,14 @@ export class PluginManager {
       try {
         bytes ??= encodeHookFrame('on_connect', info);
         const res = await this.#call(p, bytes, entry.route.plugin_timeout, decodeConnect);
-        if (!res.ok) return { ok: false, e: '' };
+        if (!res.ok) return { ok: false, e: '', s: 0, b: '' };
       } catch (err) {
         this.#hookFailed(p, routeId, 'on_connect', err);
         if (b.on_error === 'allow') continue;
-        return { ok: false, e: `plugin "${p.name}": ${(err as Error).message}` };
+        return { ok: false, e: `plugin "${p.name}": ${(err as Error).message}`, s: 503, b: DENY_BODY };
       }
     }
-    return { ok: true, e: '' };
+    return { ok: true, e: '', s: 0, b: '' };
   }
 
   /** Sends on_disconnect to the route's plugins that declared it; fire-and-forget, never throws. */
@@ -534,20 +534,27 @@ function isEmpty(o: object): boolean {
 /** A rewritten path must be an origin-form path: "/" first, no controls, spaces, "?" or "#". */
 const SAFE_PATH = /^\/[^\x00-\x20\x7f?#]*$/;
 
+// A plugin's reply never carries hookgate's failure fields (`e` and what
+// goes with it): those are the runner's to set.
 function decodeAuthorize(payload: Uint8Array): AuthorizeResult {
   const res = decodeHookResult('on_request', payload);
+  res.e = '';
   checkAuthorize(res);
   return res;
 }
 
 function decodeResponseMod(payload: Uint8Array): ResponseModResult {
   const res = decodeHookResult('on_response', payload);
+  res.e = res.b = '';
   checkResponseMod(res);
   return res;
 }
 
 function decodeConnect(payload: Uint8Array): ConnResult {
-  return decodeHookResult('on_connect', payload);
+  const res = decodeHookResult('on_connect', payload);
+  res.e = res.b = '';
+  res.s = 0;
+  return res;
 }
 
 function checkAuthorize(res: AuthorizeResult): void {

@@ -412,6 +412,7 @@ function responseModWire(v: Partial<ResponseModResult>): Wire {
   putMap(o, 'h', v.h);
   if (v.rm && v.rm.length) o.rm = v.rm;
   putStr(o, 'e', v.e ?? '');
+  putStr(o, 'b', v.b ?? '');
   return o;
 }
 
@@ -457,8 +458,11 @@ function wireOf(hook: HookName, kind: 'data' | 'result', v: unknown): Wire {
       return responseModWire(v as Partial<ResponseModResult>);
     case 'on_connect': {
       const o: Wire = {};
-      putBool(o, 'ok', (v as Partial<ConnResult>).ok ?? false);
-      putStr(o, 'e', (v as Partial<ConnResult>).e ?? '');
+      const c = v as Partial<ConnResult>;
+      putBool(o, 'ok', c.ok ?? false);
+      putStr(o, 'e', c.e ?? '');
+      putInt(o, 's', c.s ?? 0);
+      putStr(o, 'b', c.b ?? '');
       return o;
     }
     case 'on_disconnect':
@@ -662,9 +666,10 @@ export function hookResultOf<K extends HookName>(hook: K, v: unknown): HookResul
         h: getStrMap(o, 'h', path),
         rm: strList(o, 'rm', path),
         e: getStr(o, 'e', path),
+        b: getStr(o, 'b', path),
       } satisfies ResponseModResult as HookResult[K];
     default:
-      return { ok: getBool(o, 'ok', path), e: getStr(o, 'e', path) } satisfies ConnResult as HookResult[K];
+      return { ok: getBool(o, 'ok', path), e: getStr(o, 'e', path), s: getInt(o, 's', path), b: getStr(o, 'b', path) } satisfies ConnResult as HookResult[K];
   }
 }
 

@@ -385,7 +385,7 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
       if (mod.e) {
         pick?.release();
         await res.body?.cancel().catch(() => {});
-        return text(mod.s >= 200 && mod.s <= 599 ? mod.s : 503, DENY_BODY);
+        return text(mod.s >= 200 && mod.s <= 599 ? mod.s : 503, mod.b || DENY_BODY);
       }
       if (mod.s) status = mod.s;
       for (const name of mod.rm) outHeaders.delete(name);
@@ -393,7 +393,10 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     }
     if (outBody && dl > 0) outBody = outBody.pipeThrough(throttle(buckets.get(dl, gk, 'dl')));
     if (pick) {
-      if (outBody) outBody = onBodyEnd(outBody, () => pick.release());
+      // Only leastconn reads in-flight counts, and only it needs to hold the
+      // pick until the body is sent; wrapping the body costs a stream stage
+      // (and the Node plane's direct pipe), so the others release now.
+      if (outBody && plan.route.balancer?.type === 'leastconn') outBody = onBodyEnd(outBody, () => pick.release());
       else pick.release();
     }
     if (status === 204 || status === 304 || f.method === 'HEAD') outBody = null;
@@ -413,7 +416,9 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
   /** on_request, when the route's plugins declared it, and what its verdict means. */
   async function authorize(req: Request, f: Facts): Promise<Authorized> {
     const routeId = f.plan.route.id;
-    let body: ReadableStream<Uint8Array> | null = req.body;
+    // GET and HEAD carry no body; not touching it spares adapters (such as
+    // @hono/node-server's) from building a full Request just to say null.
+    let body: ReadableStream<Uint8Array> | null = req.method === 'GET' || req.method === 'HEAD' ? null : req.body;
     if (!(deps.hooks.hooksOf(routeId) & HOOK_BIT.on_request)) return { kind: 'go', verdict: null, info: null, body };
     let bd: Uint8Array | null = null;
     if (body && deps.hooks.wantsBody(routeId)) [bd, body] = await peekBody(body, MAX_BODY_COPY);
@@ -457,7 +462,10 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     const routeId = f.plan.route.id;
     if (deps.hooks.hooksOf(routeId) & HOOK_BIT.on_connect) {
       const conn = await deps.hooks.onConnect(routeId, { r: routeId, d: f.hostname, a: client.remoteAddr, md: f.m.md, mg: f.m.mg });
-      if (!conn.ok) return { kind: 'respond', response: conn.e ? text(503, DENY_BODY) : text(403, 'forbidden\n') };
+      if (!conn.ok) {
+        const failed = conn.e ? text(conn.s >= 200 && conn.s <= 599 ? conn.s : 503, conn.b || DENY_BODY) : text(403, 'forbidden\n');
+        return { kind: 'respond', response: failed };
+      }
     }
     const pick = pickTarget(req, f, a.verdict);
     if (pick === undefined) return { kind: 'respond', response: text(503, 'no upstream target available\n') };

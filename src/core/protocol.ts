@@ -110,8 +110,10 @@ export interface ResponseModResult {
   /** new status, 0 keeps the upstream's */ s: number;
   /** headers to set */ h: HeaderMap;
   /** header names to remove */ rm: string[];
-  /** hookgate addition: set when this is an `on_error` deny verdict (see AuthorizeResult.e) */
+  /** hookgate addition: set when this is a failure verdict (see AuthorizeResult.e) */
   e: string;
+  /** hookgate addition, with `e` only: the body to answer with instead of the upstream's */
+  b: string;
 }
 
 /** on_connect data. */
@@ -128,6 +130,9 @@ export interface ConnResult {
   ok: boolean;
   /** hookgate addition: see AuthorizeResult.e */
   e: string;
+  /** hookgate additions, with `e` only: the status and body refusing the upgrade */
+  s: number;
+  b: string;
 }
 
 /** on_disconnect data (no reply). */

@@ -72,7 +72,8 @@ export class EdgeHooks implements HookClient {
       return await this.#call('on_response', routeId, encodeHookFrame('on_response', pair));
     } catch (err) {
       const e = this.#failed(routeId, 'on_response', err);
-      return { s: this.#edgeError(routeId).status, h: {}, rm: [], e };
+      const { status, body } = this.#edgeError(routeId);
+      return { s: status, h: {}, rm: [], e, b: body };
     }
   }
 
@@ -80,7 +81,9 @@ export class EdgeHooks implements HookClient {
     try {
       return await this.#call('on_connect', routeId, encodeHookFrame('on_connect', info));
     } catch (err) {
-      return { ok: false, e: this.#failed(routeId, 'on_connect', err) };
+      const e = this.#failed(routeId, 'on_connect', err);
+      const { status, body } = this.#edgeError(routeId);
+      return { ok: false, e, s: status, b: body };
     }
   }
 

@@ -23,6 +23,9 @@ interface Waiting {
 
 const FRAMES_TYPE = 'application/vnd.hookgate.frames';
 
+class KeyRefused extends Error {}
+class LinkBroken extends Error {}
+
 export class RunnerLink {
   #env: LinkEnv;
   #ws: WebSocket | null = null;
@@ -32,6 +35,8 @@ export class RunnerLink {
   #state = '';
   #failures = 0;
   #retryAt = 0;
+  /** whether the last attempt to connect was refused for the key */
+  #refused = false;
 
   constructor(_state: unknown, env: LinkEnv) {
     this.#env = env;
@@ -41,35 +46,54 @@ export class RunnerLink {
     const url = req.headers.get('x-runner-url');
     if (!url) return new Response('x-runner-url missing\n', { status: 400 });
     const frame = new Uint8Array(await req.arrayBuffer());
-    let ws: WebSocket;
-    try {
-      ws = await this.#connect(url);
-    } catch (err) {
-      return new Response(`runner link down: ${(err as Error).message}\n`, { status: 502 });
-    }
-    const id = this.#nextId;
-    this.#nextId = this.#nextId >= 0xfffffffe ? 1 : this.#nextId + 1;
     const msg = new Uint8Array(4 + frame.length);
-    new DataView(msg.buffer).setUint32(0, id);
     msg.set(frame, 4);
-    try {
-      const result = await new Promise<Uint8Array>((resolve, reject) => {
-        this.#waiting.set(id, { resolve, reject });
-        req.signal?.addEventListener('abort', () => {
-          this.#waiting.delete(id);
-          reject(new Error('call abandoned by the worker'));
+    // A link the runner is closing (an expired key, a restart) may still look
+    // open: when sending fails, drop it and try once more on a fresh one.
+    for (let attempt = 0; ; attempt++) {
+      let ws: WebSocket;
+      try {
+        ws = await this.#connect(url);
+      } catch (err) {
+        // A refused key is the worker's configuration problem, not a runner failure.
+        const status = err instanceof KeyRefused ? 401 : 502;
+        return new Response(`runner link down: ${(err as Error).message}\n`, { status });
+      }
+      const id = this.#nextId;
+      this.#nextId = this.#nextId >= 0xfffffffe ? 1 : this.#nextId + 1;
+      new DataView(msg.buffer).setUint32(0, id);
+      try {
+        const result = await new Promise<Uint8Array>((resolve, reject) => {
+          this.#waiting.set(id, { resolve, reject });
+          req.signal?.addEventListener('abort', () => {
+            this.#waiting.delete(id);
+            reject(new Error('call abandoned by the worker'));
+          });
+          try {
+            ws.send(msg);
+          } catch (err) {
+            this.#waiting.delete(id);
+            reject(new LinkBroken((err as Error).message));
+          }
         });
-        ws.send(msg);
-      });
-      return new Response(result, { headers: { 'content-type': FRAMES_TYPE, 'hookgate-state': this.#state } });
-    } catch (err) {
-      return new Response(`${(err as Error).message}\n`, { status: 502 });
+        return new Response(result, { headers: { 'content-type': FRAMES_TYPE, 'hookgate-state': this.#state } });
+      } catch (err) {
+        if (err instanceof LinkBroken && attempt === 0) {
+          if (this.#ws === ws) this.#ws = null;
+          this.#retryAt = 0;
+          continue;
+        }
+        return new Response(`${(err as Error).message}\n`, { status: 502 });
+      }
     }
   }
 
   #connect(url: string): Promise<WebSocket> {
     if (this.#ws) return Promise.resolve(this.#ws);
-    if (Date.now() < this.#retryAt) return Promise.reject(new Error(`reconnecting in ${this.#retryAt - Date.now()} ms`));
+    if (Date.now() < this.#retryAt) {
+      const wait = `retrying in ${this.#retryAt - Date.now()} ms`;
+      return Promise.reject(this.#refused ? new KeyRefused(`the runner refused RUNNER_KEY (401); ${wait}`) : new Error(`reconnecting: ${wait}`));
+    }
     this.#connecting ??= this.#open(url).finally(() => {
       this.#connecting = null;
     });
@@ -81,23 +105,30 @@ export class RunnerLink {
     try {
       res = await fetch(`${url}/v1/hooks/ws`, { headers: { upgrade: 'websocket', authorization: `Bearer ${this.#env.RUNNER_KEY ?? ''}` } });
     } catch (err) {
+      this.#refused = false;
       this.#backoff();
       throw err;
     }
     const ws = (res as Response & { webSocket?: WebSocket | null }).webSocket;
     if (!ws) {
       this.#backoff();
+      this.#refused = res.status === 401;
+      if (this.#refused) throw new KeyRefused('the runner refused RUNNER_KEY (401)');
       throw new Error(`runner refused the link (${res.status})`);
     }
     (ws as WebSocket & { accept(): void }).accept();
     ws.binaryType = 'arraybuffer';
     this.#ws = ws;
     this.#failures = 0;
+    this.#refused = false;
     ws.addEventListener('message', (e) => this.#onMessage(e.data));
-    const dropped = () => {
+    const dropped = (e?: Event) => {
       if (this.#ws !== ws) return;
       this.#ws = null;
-      this.#backoff();
+      // The runner closes a link whose key expired or was revoked with 4001:
+      // reconnect at once, so the next call learns the key is refused (401).
+      if ((e as CloseEvent | undefined)?.code === 4001) this.#retryAt = 0;
+      else this.#backoff();
       for (const [id, w] of this.#waiting) {
         this.#waiting.delete(id);
         w.reject(new Error('the link to the runner dropped'));

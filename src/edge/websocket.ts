@@ -51,6 +51,9 @@ export async function proxyWebSocket(
   const [toClient, server] = [pair[0], pair[1]];
   (server as WebSocket & { accept(): void }).accept();
   (upstream as WebSocket & { accept(): void }).accept();
+  // Newer compatibility dates deliver binary messages as Blobs; relay bytes as bytes.
+  server.binaryType = 'arraybuffer';
+  upstream.binaryType = 'arraybuffer';
   const started = Date.now();
   let rx = 0;
   let tx = 0;

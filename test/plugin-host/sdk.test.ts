@@ -87,7 +87,7 @@ describe('the SDK', () => {
     const refused = await m.onConnect('ws', { ...conn, a: '10.6.6.6' });
     m.onDisconnect('ws', { r: 'ws', tg: '10.0.0.1:80', a: '192.0.2.1', rx: 10, tx: 20, ms: 30 });
 
-    assert.deepEqual(mod, { s: 299, h: { 'X-Sdk': 'yes' }, rm: ['Server'], e: '' });
+    assert.deepEqual(mod, { s: 299, h: { 'X-Sdk': 'yes' }, rm: ['Server'], e: '', b: '' });
     assert.equal(allowed.ok, true);
     assert.equal(refused.ok, false);
     const rec = await waitFor(() => h.records({ ev: 'disconnect' })[0], { what: 'the on_disconnect handler to run' });

@@ -217,9 +217,9 @@ describe('several plugins on one route', () => {
     const calledForRefused = h.records({ ev: 'call' }).map((c) => c.name);
     const allowed = await m.onConnect('open', { r: 'open', d: 'app.example.com', a: '192.0.2.1', md: '', mg: '' });
 
-    assert.deepEqual(refused, { ok: false, e: '' });
+    assert.deepEqual(refused, { ok: false, e: '', s: 0, b: '' });
     assert.deepEqual(calledForRefused, ['yes', 'no']);
-    assert.deepEqual(allowed, { ok: true, e: '' });
+    assert.deepEqual(allowed, { ok: true, e: '', s: 0, b: '' });
   });
 
   test('a plugin that did not declare a hook is not called for it', T, async (t) => {

@@ -1,0 +1,118 @@
+/**
+ * The edge worker's request pipeline, end to end: the built worker in
+ * Miniflare routes by the runner's state and asks the runner's plugins
+ * (the example auth plugin, the SDK fixture) what to do, over either hook
+ * transport: `http` (one POST per call) and `ws` (the RunnerLink Durable
+ * Object's WebSocket). One runner and one upstream serve both.
+ */
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  assertWorkerBuilt,
+  AUTH_PLUGIN,
+  EDGE_PLUGIN,
+  runnerConfig,
+  Scope,
+  startEdge,
+  startRunner,
+  startUpstream,
+  type Edge,
+  type EchoBody,
+  type RunnerProcess,
+  type Upstream,
+} from './harness.ts';
+
+const s = new Scope();
+after(() => s.close());
+let runner: RunnerProcess;
+let up: Upstream;
+
+before(async () => {
+  assertWorkerBuilt();
+  up = await startUpstream(s, { name: 'app' });
+  runner = await startRunner(
+    s,
+    runnerConfig({
+      routes: [
+        { id: 'health', match: { path: '/health' }, action: { type: 'static', body: 'ok\n', headers: { 'X-Static': 'yes' } } },
+        { id: 'api', match: { path: '/api/*' }, plugins: ['auth'], action: 'app' },
+        { id: 'shop', match: { path: '/shop/*' }, plugins: ['auth', 'fixture'], action: 'app' },
+      ],
+      actions: { app: { type: 'proxy', upstream: up.url } },
+      plugins: {
+        auth: { path: AUTH_PLUGIN, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
+        fixture: { path: EDGE_PLUGIN, env: { FIXTURE_NAME: 'fx', FIXTURE_HOOKS: 'on_request,on_response' } },
+      },
+    }),
+  );
+});
+
+const alice = { authorization: 'Bearer tok-alice' };
+
+for (const transport of ['http', 'ws'] as const) {
+  describe(`over the ${transport} hook transport`, () => {
+    let edge: Edge;
+    before(async () => {
+      edge = await startEdge(s, { runners: [runner.url], transport });
+    });
+
+    test('a request the plugin allows reaches the upstream with the plugin\'s header, X-Forwarded-For and X-Forwarded-Proto', async () => {
+      const res = await edge.fetch(`/api/${transport}/me?x=1`, { headers: { ...alice, 'x-forwarded-for': '203.0.113.7' } });
+      assert.equal(res.status, 200, res.text);
+      const seen = res.json<EchoBody>();
+      assert.equal(seen.upstream, 'app');
+      assert.equal(seen.url, `/api/${transport}/me?x=1`);
+      assert.equal(seen.headers['x-user'], 'alice', 'the verdict\'s header is added upstream');
+      assert.match(String(seen.headers['x-forwarded-for']), /^203\.0\.113\.7, (127\.0\.0\.1|::1)$/, 'the client\'s address is appended');
+      assert.equal(seen.headers['x-forwarded-proto'], 'http');
+      assert.equal(res.headers.get('x-served-by'), 'app');
+    });
+
+    test('a request the plugin denies gets the plugin\'s status, body and headers, and never reaches the upstream', async () => {
+      const path = `/api/${transport}/denied`;
+      const res = await edge.fetch(path, { headers: { authorization: 'Bearer wrong' } });
+      assert.equal(res.status, 401);
+      assert.equal(res.text, 'unauthorized\n');
+      assert.equal(res.headers.get('www-authenticate'), 'Bearer');
+      assert.equal(up.received.filter((r) => r.url === path).length, 0);
+    });
+
+    test('with two plugins on a route, both headers arrive upstream, and a deny by the second is what the client gets', async () => {
+      const res = await edge.fetch(`/shop/${transport}/cart`, { headers: alice });
+      assert.equal(res.status, 200, res.text);
+      const seen = res.json<EchoBody>();
+      assert.equal(seen.headers['x-user'], 'alice');
+      assert.equal(seen.headers['x-fixture'], 'fx');
+
+      const denied = await edge.fetch(`/shop/${transport}/deny`, { headers: alice });
+      assert.equal(denied.status, 403);
+      assert.equal(denied.text, 'denied by fixture\n');
+      assert.equal(denied.headers.get('x-denied-by'), 'fx');
+    });
+
+    test('on_response changes what the client gets: headers set and removed, status replaced, body untouched', async () => {
+      const plain = await edge.fetch(`/shop/${transport}/page`, { headers: alice });
+      assert.equal(plain.status, 200);
+      assert.equal(plain.headers.get('x-fixture-response'), 'fx');
+      assert.equal(plain.headers.get('x-upstream-secret'), null, 'removed by the plugin');
+      assert.equal(plain.headers.get('x-served-by'), 'app', 'other upstream headers pass');
+
+      const teapot = await edge.fetch(`/shop/${transport}/teapot`, { headers: alice });
+      assert.equal(teapot.status, 418);
+      assert.equal(teapot.json<EchoBody>().url, `/shop/${transport}/teapot`, 'the upstream\'s body is passed on');
+    });
+
+    test('a route without plugins is served from the routing state alone', async () => {
+      const res = await edge.fetch('/health');
+      assert.equal(res.status, 200);
+      assert.equal(res.text, 'ok\n');
+      assert.equal(res.headers.get('x-static'), 'yes');
+    });
+
+    test('a request no route matches gets 404', async () => {
+      const res = await edge.fetch('/nowhere');
+      assert.equal(res.status, 404);
+    });
+  });
+}
