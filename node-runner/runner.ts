@@ -12,7 +12,6 @@
 
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
@@ -61,7 +60,13 @@ async function respondNatively(pending: Response | Promise<Response>, env: HttpB
   if (cookies.length) headers['set-cookie'] = cookies;
   const out = env.outgoing;
   out.writeHead(res.status, headers);
-  pipeline(node, out, () => {});
+  // pipe rather than pipeline: pipeline aborts an AbortController (building a
+  // DOMException with its stack) at the end of every response.
+  node.on('error', () => out.destroy());
+  out.on('close', () => {
+    if (!node.readableEnded) node.destroy();
+  });
+  node.pipe(out);
   return new Response(null, { headers: ALREADY_SENT_HEADERS });
 }
 

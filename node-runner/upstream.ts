@@ -113,7 +113,7 @@ function lazyWebStream(node: Readable): ReadableStream<Uint8Array> {
     cancel() {
       node.destroy();
     },
-  });
+  }, { highWaterMark: 0 }); // pull only when read: a default stream would pull (and swallow) the first chunk at once
   nodeBodies.set(web, node);
   return web;
 }
