@@ -28,7 +28,7 @@ import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
 import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 import { headerMapProblem, headerProblem } from '../../src/core/headers.ts';
-import type { Logger } from '../../src/core/log.ts';
+import { LogThrottle, type Logger } from '../../src/core/log.ts';
 import {
   HOOK,
   HOOK_BIT,
@@ -119,6 +119,7 @@ export class PluginManager {
   #applying: Promise<void> = Promise.resolve();
   #stopped = false;
   #hookListeners = new Set<() => void>();
+  #logThrottle = new LogThrottle();
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -390,7 +391,8 @@ export class PluginManager {
 
   #hookFailed(p: PluginEntry, routeId: string, hook: HookName, err: unknown): void {
     const e = err as HookgateError;
-    this.#log.warn({ plugin: p.name, route: routeId, hook, code: e.code, err: e.message }, 'hook call failed; applying on_error');
+    const held = this.#logThrottle.admit(`${p.name} ${routeId} ${hook} ${e.code}`);
+    if (held >= 0) this.#log.warn({ plugin: p.name, route: routeId, hook, code: e.code, err: e.message, suppressed: held }, 'hook call failed; applying on_error');
   }
 
   #createEntry(name: string, config: PluginConfig): PluginEntry {

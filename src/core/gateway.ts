@@ -16,7 +16,7 @@
  */
 
 import { Hono, type Context, type Env } from 'hono';
-import type { Logger } from './log.ts';
+import { LogThrottle, type Logger } from './log.ts';
 import { HOP_BY_HOP, toHeaderMap } from './headers.ts';
 import {
   HOOK_BIT,
@@ -287,6 +287,7 @@ export interface Gateway<E extends Env> {
  */
 export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
   const log = deps.logger;
+  const logThrottle = new LogThrottle();
   const buckets = new Buckets();
   const app = new Hono<E>();
 
@@ -372,7 +373,8 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
       const timeout = isHookgateError(err, 'UPSTREAM_TIMEOUT');
       const reachable = timeout || isHookgateError(err, 'UPSTREAM_CONNECT');
       if (!reachable && req.signal?.aborted) throw err;
-      log.warn({ route: plan.route.id, target, err: (err as Error).message }, timeout ? 'upstream timed out' : 'upstream unreachable');
+      const held = logThrottle.admit(`upstream ${plan.route.id} ${target}`);
+      if (held >= 0) log.warn({ route: plan.route.id, target, err: (err as Error).message, suppressed: held }, timeout ? 'upstream timed out' : 'upstream unreachable');
       return fallbackOr(req, f, verdict, info, null, isFallback, timeout ? 504 : 502, timeout ? 'upstream timed out\n' : 'upstream unreachable\n');
     }
 

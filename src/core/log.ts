@@ -34,3 +34,37 @@ export const silentLogger: Logger = {
     return silentLogger;
   },
 };
+
+/**
+ * Lets a repeated log line through at most once per interval per key, and
+ * says how many were held back meanwhile, so a failure on every request
+ * (a dead upstream, a crashed plugin) is reported without flooding the log.
+ *
+ * @example
+ * const throttle = new LogThrottle();
+ * const held = throttle.admit(`upstream ${route} ${target}`);
+ * if (held >= 0) log.warn({ route, target, suppressed: held }, 'upstream unreachable');
+ */
+export class LogThrottle {
+  readonly intervalMs: number;
+  #now: () => number;
+  #keys = new Map<string, { at: number; held: number }>();
+
+  constructor(intervalMs = 1000, now: () => number = Date.now) {
+    this.intervalMs = intervalMs;
+    this.#now = now;
+  }
+
+  /** Returns the number of lines held back since the last one let through, or -1 to hold this one back. */
+  admit(key: string): number {
+    const now = this.#now();
+    const k = this.#keys.get(key);
+    if (k && now - k.at < this.intervalMs) {
+      k.held++;
+      return -1;
+    }
+    if (this.#keys.size >= 10_000) this.#keys.clear();
+    this.#keys.set(key, { at: now, held: 0 });
+    return k?.held ?? 0;
+  }
+}

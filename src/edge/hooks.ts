@@ -9,7 +9,7 @@
 
 import { decodeHookResult, encodeHookFrame } from '../core/codec.ts';
 import type { HookClient } from '../core/gateway.ts';
-import type { Logger } from '../core/log.ts';
+import { LogThrottle, type Logger } from '../core/log.ts';
 import type { AuthorizeResult, ConnInfo, ConnResult, DisconnectInfo, HookName, RequestInfo, ResponseModResult, ResponsePair } from '../core/protocol.ts';
 import type { RunnerPool } from './runners.ts';
 import type { EdgeStateCache } from './state-cache.ts';
@@ -24,6 +24,7 @@ export class EdgeHooks implements HookClient {
   #runners: RunnerPool;
   #log: Logger;
   readonly pending = new Set<Promise<unknown>>();
+  #logThrottle = new LogThrottle();
 
   constructor(cache: EdgeStateCache, runners: RunnerPool, log: Logger) {
     this.#cache = cache;
@@ -53,7 +54,8 @@ export class EdgeHooks implements HookClient {
 
   #failed(routeId: string, hook: HookName, err: unknown): string {
     const why = (err as Error).message;
-    this.#log.error({ route: routeId, hook, err: why }, 'hook call failed at the edge; applying edge_on_error');
+    const held = this.#logThrottle.admit(`${routeId} ${hook} ${why}`);
+    if (held >= 0) this.#log.error({ route: routeId, hook, err: why, suppressed: held }, 'hook call failed at the edge; applying edge_on_error');
     return why;
   }
 
