@@ -1,0 +1,55 @@
+/**
+ * The auth service behind nginx's `auth_request` in `bench/gateway.ts`: the
+ * same logic as the example plugin examples/plugins/auth.ts, as an HTTP
+ * service. Tokens come from HOOKGATE_AUTH_TOKENS (`token:user` pairs,
+ * comma-separated; default `demo-token:demo`). A request with
+ * `Authorization: Bearer <token>` gets 200 and `X-User: <user>` (nginx
+ * passes it upstream with auth_request_set); anything else gets 401.
+ * Tokens are compared in constant time, as the plugin does.
+ *
+ * Usage: node bench/auth-service.ts [port]   (default 0: any free port)
+ * Prints `{"port":N}` on stdout when listening; exits when stdin ends or
+ * on SIGTERM/SIGINT.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+const tokens = (process.env.HOOKGATE_AUTH_TOKENS ?? 'demo-token:demo')
+  .split(',')
+  .map((pair) => pair.trim())
+  .filter(Boolean)
+  .map((pair) => {
+    const i = pair.lastIndexOf(':');
+    return { token: Buffer.from(i > 0 ? pair.slice(0, i) : pair), user: i > 0 ? pair.slice(i + 1) : 'user' };
+  });
+
+const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  const auth = req.headers.authorization ?? '';
+  let user = '';
+  if (auth.startsWith('Bearer ')) {
+    const given = Buffer.from(auth.slice(7).trim());
+    for (const t of tokens) if (t.token.length === given.length && timingSafeEqual(t.token, given)) user = t.user;
+  }
+  if (user) {
+    res.writeHead(200, { 'x-user': user, 'content-length': '0' });
+    res.end();
+  } else {
+    const body = 'unauthorized\n';
+    res.writeHead(401, { 'www-authenticate': 'Bearer', 'content-type': 'text/plain', 'content-length': String(body.length) });
+    res.end(body);
+  }
+});
+server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
+  process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n');
+});
+const stop = () => {
+  server.close();
+  server.closeAllConnections();
+  process.exit(0);
+};
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);
+process.stdin.on('end', stop);
+process.stdin.on('error', stop);
+process.stdin.resume();
