@@ -21,7 +21,6 @@ import {
   type ConnInfo,
   type ConnResult,
   type DisconnectInfo,
-  type HeaderMap,
   type HookData,
   type HookName,
   type HookResult,

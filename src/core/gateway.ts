@@ -11,8 +11,9 @@
  * What differs between data planes is injected: how hooks are called (in
  * process on the runner, over HTTP/WebSocket on the edge), how upstreams are
  * fetched, who the client is, and how a connection is dropped. WebSocket
- * sessions are the data plane's business too (they are not fetch requests);
- * it uses `prepareConnect` and `verdictResponse` from here.
+ * sessions are planned here (`Gateway.upgrade`: route, on_request,
+ * on_connect, target) and carried by the data plane, which reports
+ * on_disconnect.
  */
 
 import { Hono, type Context, type Env } from 'hono';
