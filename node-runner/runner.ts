@@ -13,6 +13,7 @@
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Readable } from 'node:stream';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import type { Config } from '../src/core/config.ts';
@@ -43,13 +44,17 @@ export interface RunnerOptions {
 const ALREADY_SENT_HEADERS = { 'x-hono-already-sent': '1' };
 
 /**
- * Writes a proxied response whose body the core passed through untouched
- * by piping the upstream's Node stream straight to the client (headers and
- * the first chunk go out together); anything else goes to @hono/node-server.
+ * Writes a response body ourselves when @hono/node-server would not write
+ * it as it is: a proxied body the core passed through untouched is piped
+ * from the upstream's Node stream (headers and the first chunk go out
+ * together), and a streamed body without a Content-Type is written without
+ * the default one node-server would invent. Anything else goes to node-server.
  */
 async function respondNatively(pending: Response | Promise<Response>, env: HttpBindings): Promise<Response> {
   const res = await pending;
-  const node = res.body && !res.body.locked ? nodeBodies.get(res.body) : undefined;
+  if (!res.body || res.body.locked) return res;
+  let node: Readable | undefined = nodeBodies.get(res.body);
+  if (!node && !res.headers.has('content-type')) node = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
   if (!node) return res;
   const headers: OutgoingHttpHeaders = {};
   res.headers.forEach((value, name) => {
@@ -62,11 +67,12 @@ async function respondNatively(pending: Response | Promise<Response>, env: HttpB
   out.writeHead(res.status, headers);
   // pipe rather than pipeline: pipeline aborts an AbortController (building a
   // DOMException with its stack) at the end of every response.
-  node.on('error', () => out.destroy());
+  const body = node;
+  body.on('error', () => out.destroy());
   out.on('close', () => {
-    if (!node.readableEnded) node.destroy();
+    if (!body.readableEnded) body.destroy();
   });
-  node.pipe(out);
+  body.pipe(out);
   return new Response(null, { headers: ALREADY_SENT_HEADERS });
 }
 
@@ -103,7 +109,7 @@ export class Runner {
   #inflight = 0;
   #drained: (() => void) | null = null;
   #stopping: Promise<void> | null = null;
-  #closeSessions: () => void = () => {};
+  #closeSessions: () => Promise<void> = async () => {};
   #unsubscribe: Array<() => void> = [];
   #keys = new KeyRing([]);
   #snapshot: StateSnapshot | null = null;
@@ -235,7 +241,8 @@ export class Runner {
       ]);
       clearTimeout(timer);
     }
-    this.#closeSessions();
+    // Sessions end before the plugins stop, so their on_disconnect still reaches them.
+    await this.#closeSessions();
     this.#hookApi?.closeAll();
     for (const s of this.#servers) s.closeAllConnections();
     await Promise.all(closed);

@@ -51,6 +51,17 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
   async function fetchUpstream(r: UpstreamRequest): Promise<Response> {
     const headers: string[] = [];
     r.headers.forEach((value, name) => headers.push(name, value));
+    // Our own timer for the wait for response headers: undici's
+    // headersTimeout ticks about once a second, too coarse for "300ms".
+    const ctl = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ctl.abort();
+    }, r.timeoutMs);
+    const client = r.signal;
+    const onClientAbort = () => ctl.abort();
+    client?.addEventListener('abort', onClientAbort, { once: true });
     let res: Awaited<ReturnType<typeof request>>;
     try {
       res = await request(r.url, {
@@ -58,21 +69,24 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
         headers,
         body: r.body ? Readable.fromWeb(r.body as import('node:stream/web').ReadableStream<Uint8Array>) : null,
         dispatcher: agent,
-        headersTimeout: r.timeoutMs,
+        headersTimeout: 0,
         bodyTimeout: 0,
-        signal: r.signal,
+        signal: ctl.signal,
       });
     } catch (err) {
+      client?.removeEventListener('abort', onClientAbort);
+      if (timedOut) throw new HookgateError('UPSTREAM_TIMEOUT', `no response from ${origin(r.url)} within ${r.timeoutMs} ms`, { cause: err });
       const e = err as NodeJS.ErrnoException;
-      if (e.code === 'UND_ERR_HEADERS_TIMEOUT') {
-        throw new HookgateError('UPSTREAM_TIMEOUT', `no response from ${origin(r.url)} within ${r.timeoutMs} ms`, { cause: err });
-      }
       const code = e.code ?? (e.cause as NodeJS.ErrnoException | undefined)?.code ?? '';
       if (CONNECT_CODES.has(code) || e.name === 'SocketError' || e.name === 'ConnectTimeoutError') {
         throw new HookgateError('UPSTREAM_CONNECT', `cannot reach ${origin(r.url)} (${code || e.message})`, { cause: err });
       }
       throw err;
+    } finally {
+      clearTimeout(timer);
     }
+    // From here the client's abort still ends the upstream body (through ctl).
+    res.body.once('close', () => client?.removeEventListener('abort', onClientAbort));
     const out = new Headers();
     for (const [name, value] of Object.entries(res.headers)) {
       if (value === undefined) continue;
@@ -102,6 +116,9 @@ export const nodeBodies = new WeakMap<ReadableStream<Uint8Array>, Readable>();
  * one object.
  */
 function lazyWebStream(node: Readable): ReadableStream<Uint8Array> {
+  // Destroying an unread body (a cancelled response) emits an AbortError;
+  // readers see errors through the stream they read, so this one is noise.
+  node.on('error', () => {});
   let it: AsyncIterator<Buffer> | null = null;
   const web = new ReadableStream<Uint8Array>({
     async pull(ctrl) {

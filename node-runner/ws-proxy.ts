@@ -54,11 +54,15 @@ export interface UpgradeDeps {
  * a session that ends it. on_disconnect is reported exactly once per
  * session that reached the upstream.
  */
-export type UpgradeHandler = ((req: IncomingMessage, socket: Duplex, head: Buffer) => void) & { closeAll(): void };
+export type UpgradeHandler = ((req: IncomingMessage, socket: Duplex, head: Buffer) => void) & {
+  /** Ends every open session; resolves once each has reported on_disconnect. */
+  closeAll(): Promise<void>;
+};
 
 export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
   const log = deps.logger;
-  const sessions = new Set<Duplex>();
+  /** open sessions, each with a promise settled once it has reported on_disconnect */
+  const sessions = new Map<Duplex, Promise<void>>();
 
   const handler = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
@@ -73,11 +77,14 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
       plan.headers.forEach((v, k) => (headers[k] = v));
       const up = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: 'GET', headers, agent: false, timeout: deps.timeoutMs ?? 30_000 });
       let done = false;
+      let reported!: () => void;
+      const ended = new Promise<void>((r) => (reported = r));
       const finish = (rx: number, tx: number) => {
         if (done) return;
         done = true;
         plan.release();
         deps.hooks.onDisconnect(plan.routeId, { r: plan.routeId, tg: plan.target, a: client.remoteAddr, rx, tx, ms: Date.now() - started });
+        reported();
       };
       up.on('timeout', () => up.destroy(new Error('upstream did not answer the upgrade in time')));
       up.on('error', (err) => {
@@ -111,7 +118,7 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         upSocket.on('data', (c: Buffer) => (tx += c.length));
         socket.pipe(upSocket);
         upSocket.pipe(socket);
-        sessions.add(socket);
+        sessions.set(socket, ended);
         const close = () => {
           sessions.delete(socket);
           socket.destroy();
@@ -131,8 +138,10 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
   };
   return Object.assign(handler, {
     /** Ends every open session (at shutdown). */
-    closeAll: () => {
-      for (const s of sessions) s.destroy();
+    closeAll: async () => {
+      const waits = [...sessions.values()];
+      for (const s of sessions.keys()) s.destroy();
+      await Promise.all(waits);
     },
   });
 }

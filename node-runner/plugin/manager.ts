@@ -28,7 +28,7 @@ import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
 import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 import { headerMapProblem, headerProblem } from '../../src/core/headers.ts';
-import { LogThrottle, type Logger } from '../../src/core/log.ts';
+import { LogThrottle, silentLogger, type Logger } from '../../src/core/log.ts';
 import {
   HOOK,
   HOOK_BIT,
@@ -44,7 +44,7 @@ import {
 import { realClock, type Clock } from '../clock.ts';
 import { SocketPool } from './pool.ts';
 import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type Spawner } from './process.ts';
-import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress } from './pushes.ts';
+import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
 import type { Reaper } from './reaper.ts';
 
 /** Every hook bit: what a plugin that has not declared its hooks yet is assumed to have (fail closed). */
@@ -71,6 +71,8 @@ interface PluginEntry {
   known: boolean;
   configure: ConfigureParams[];
   readyWaiters: Array<() => void>;
+  /** the last `set_targets` per wide address ("*" or an action), by address */
+  widePushes: Map<string, { to: PushAddress; set: TargetSet; seq: number }>;
 }
 
 interface BindingEntry {
@@ -120,6 +122,7 @@ export class PluginManager {
   #stopped = false;
   #hookListeners = new Set<() => void>();
   #logThrottle = new LogThrottle();
+  #pushSeq = 0;
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -188,6 +191,7 @@ export class PluginManager {
     this.#routes = routes;
     this.#recomputeMasks();
     this.pushes.retain(new Set(routes.keys()));
+    this.#applyWidePushes();
     await Promise.all(stopping);
   }
 
@@ -407,6 +411,7 @@ export class PluginManager {
       known: false,
       configure: [],
       readyWaiters: [],
+      widePushes: new Map(),
     };
     entry.proc = new PluginProcess(name, config, {
       ...this.#opts.process,
@@ -453,8 +458,11 @@ export class PluginManager {
   }
 
   async #stopEntry(entry: PluginEntry): Promise<void> {
-    entry.pool?.close();
+    const pool = entry.pool;
     entry.pool = null;
+    pool?.close();
+    // Let the plugin read the on_disconnect notices already sent before it is told to exit.
+    await pool?.flushed();
     await entry.proc.stop();
   }
 
@@ -486,6 +494,13 @@ export class PluginManager {
         const { to, set } = parseSetTargets(params);
         const routes = this.#address(to, true, log, method);
         this.pushes.setTargets(routes, set);
+        // A push to every route ("*") or to an action's routes also holds for
+        // matching routes a later config adds (see #applyWidePushes).
+        if (!('route_id' in to) || to.route_id === '*') {
+          const key = JSON.stringify(to);
+          entry.widePushes.delete(key);
+          entry.widePushes.set(key, { to, set, seq: ++this.#pushSeq });
+        }
         log.info({ routes, targets: set.targets.length, groups: set.groups ? Object.keys(set.groups) : undefined }, 'set_targets applied');
       } else {
         const { to, set } = parseSetSpeed(params);
@@ -496,6 +511,22 @@ export class PluginManager {
     } catch (err) {
       log.warn({ err: (err as Error).message }, `${method} ignored`);
     }
+  }
+
+  /**
+   * Gives balanced routes that have no pushed targets yet what the wide
+   * pushes already said, replayed in the order they arrived (the last one
+   * that addresses a route wins, as it would have live).
+   */
+  #applyWidePushes(): void {
+    const wide = [...this.#plugins.values()].flatMap((e) => [...e.widePushes.values()]).sort((a, b) => a.seq - b.seq);
+    if (!wide.length) return;
+    const fresh = new Set([...this.#routes.values()].filter((r) => r.route.balancer && !this.pushes.targets(r.route.id)).map((r) => r.route.id));
+    const chosen = new Map<string, TargetSet>();
+    for (const { to, set } of wide) {
+      for (const r of this.#address(to, true, silentLogger, 'set_targets')) if (fresh.has(r)) chosen.set(r, set);
+    }
+    for (const [r, set] of chosen) this.pushes.setTargets([r], set);
   }
 
   #address(to: PushAddress, needsBalancer: boolean, log: Logger, method: string): string[] {

@@ -183,13 +183,39 @@ export class SocketPool {
       w.reject(stopped(this.path));
     }
     for (const c of this.#idle.splice(0)) c.socket.destroy();
-    this.#notify?.destroy();
-    this.#notify = null;
+    this.#flushed = this.#endNotify();
     // Busy connections are destroyed through their sockets' close handlers.
     for (const c of this.#busy) this.#fail(c, stopped(this.path));
   }
 
   #busy = new Set<Conn>();
+  #flushed: Promise<void> = Promise.resolve();
+
+  /**
+   * Resolves once notifications written before `close()` have been read by
+   * the plugin (it closed its end), or after 500 ms at most.
+   */
+  flushed(): Promise<void> {
+    return this.#flushed;
+  }
+
+  #endNotify(): Promise<void> {
+    const s = this.#notify;
+    this.#notify = null;
+    if (!s || s.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        s.destroy();
+        resolve();
+      }, 500);
+      timer.unref();
+      s.once('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      s.end();
+    });
+  }
 
   #dial(frame: Uint8Array, pending: Pending, timeoutMs: number): void {
     this.#open++;

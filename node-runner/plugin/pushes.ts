@@ -6,24 +6,13 @@
  * Which routes a push addresses is the manager's call (it knows the routes).
  */
 
+import type { TargetSet } from '../../src/core/balancer.ts';
 import { isTarget } from '../../src/core/config.ts';
+import type { SpeedSet } from '../../src/core/state.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 
 export { isTarget };
-
-/** A balancer's pushed targets: flat, or grouped into sub-pools by key. */
-export interface TargetSet {
-  targets: string[];
-  /** one sub-pool per key, or null for a flat set */
-  groups: Record<string, string[]> | null;
-}
-
-/** A pushed speed limit. */
-export interface SpeedSet {
-  download_mbps: number;
-  upload_mbps: number;
-  group_key: string;
-}
+export type { SpeedSet, TargetSet };
 
 /** Who a push is for: one route, every route with a balancer ("*"), or every route using an action. */
 export type PushAddress = { route_id: string } | { action: string };

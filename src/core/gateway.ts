@@ -325,6 +325,7 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     const query = verdict?.cq ? '' : f.query;
     let url = action.template!({ ...f.vars, target, path, query, host: f.hostname });
     if (!action.placesPath) url = (url.endsWith('/') ? url.slice(0, -1) : url) + path + (query ? '?' + query : '');
+    else if (query && !action.placesQuery) url += (url.includes('?') ? '&' : '?') + query;
     return url;
   }
 
@@ -347,7 +348,7 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
       const path = verdict?.rp || f.path;
       const query = verdict?.cq ? '' : f.query;
       let to = action.template!({ ...f.vars, path, query, host: f.hostname });
-      if (query && !a.to.includes('{query}')) to += (to.includes('?') ? '&' : '?') + query;
+      if (query && !action.placesQuery) to += (to.includes('?') ? '&' : '?') + query;
       return new Response(null, { status: a.status, headers: { location: to } });
     }
 

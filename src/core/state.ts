@@ -34,6 +34,8 @@ export interface ActionPlan {
   template: Template | null;
   /** proxy: whether the template places `{path}` itself (else path and query are appended) */
   placesPath: boolean;
+  /** whether the template places `{query}` itself (else the query is appended) */
+  placesQuery: boolean;
   timeoutMs: number;
 }
 
@@ -49,15 +51,19 @@ export interface RoutePlan {
 
 function planAction(action: Action): ActionPlan {
   if (action.type === 'proxy') {
+    const names = templateNames(action.upstream);
     return {
       action,
       template: compileTemplate(action.upstream),
-      placesPath: templateNames(action.upstream).includes('path'),
+      placesPath: names.includes('path'),
+      placesQuery: names.includes('query'),
       timeoutMs: action.timeout,
     };
   }
-  if (action.type === 'redirect') return { action, template: compileTemplate(action.to), placesPath: true, timeoutMs: 0 };
-  return { action, template: null, placesPath: false, timeoutMs: 0 };
+  if (action.type === 'redirect') {
+    return { action, template: compileTemplate(action.to), placesPath: true, placesQuery: templateNames(action.to).includes('query'), timeoutMs: 0 };
+  }
+  return { action, template: null, placesPath: false, placesQuery: false, timeoutMs: 0 };
 }
 
 /**

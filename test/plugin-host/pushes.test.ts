@@ -109,6 +109,26 @@ test('what was pushed for a route is dropped when a config change removes the ro
   assert.equal(m.pushes.targets('b'), undefined);
 });
 
+test('a "*" or action push also fills balanced routes a later config adds, but not routes that have their own targets', T, async (t) => {
+  const h = new Harness(t);
+  const m = h.manager();
+  const push = [
+    { method: 'set_targets', params: { route_id: '*', targets: ['10.0.0.1:80'] } },
+    { method: 'set_targets', params: { action: 'api', targets: ['10.0.0.9:80'] } },
+  ];
+  const input = { ...routes(), plugins: { pusher: h.fixture('pusher', { FIXTURE_HOOKS: '', FIXTURE_PUSH: JSON.stringify(push) }, { autostart: true }) } };
+  await applyReady(m, input, ['pusher']);
+  await waitFor(() => h.logs('set_targets applied').length === 2, { what: 'the pushes' });
+
+  const more = [...input.routes, route('d', [], { balancer: {} }), route('e', [], { action: 'api', balancer: {} }), route('f', [], { action: 'api' })];
+  await m.apply(config({ ...input, routes: more }));
+
+  assert.deepEqual(m.pushes.targets('d'), { targets: ['10.0.0.1:80'], groups: null }, 'the new balanced route gets the "*" push');
+  assert.deepEqual(m.pushes.targets('e'), { targets: ['10.0.0.9:80'], groups: null }, 'the new route of action "api" gets its last push');
+  assert.equal(m.pushes.targets('f'), undefined, 'a route without a balancer gets none');
+  assert.deepEqual(m.pushes.targets('a'), { targets: ['10.0.0.9:80'], groups: null }, 'routes that had targets keep them');
+});
+
 test('the push-only example push-targets.sh: autostarted without a route, it pushes targets and logs through the runner', T, async (t) => {
   const h = new Harness(t);
   const m = h.manager();
