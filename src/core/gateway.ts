@@ -374,7 +374,8 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
       pick?.release();
       const timeout = isHookgateError(err, 'UPSTREAM_TIMEOUT');
       const reachable = timeout || isHookgateError(err, 'UPSTREAM_CONNECT');
-      if (!reachable && req.signal?.aborted) throw err;
+      // The client went away: nobody is left to answer, and it is not an error.
+      if (!reachable && req.signal?.aborted) return new Response(null, { status: 499 });
       const held = logThrottle.admit(`upstream ${plan.route.id} ${target}`);
       if (held >= 0) log.warn({ route: plan.route.id, target, err: (err as Error).message, suppressed: held }, timeout ? 'upstream timed out' : 'upstream unreachable');
       return fallbackOr(req, f, verdict, info, null, isFallback, timeout ? 504 : 502, timeout ? 'upstream timed out\n' : 'upstream unreachable\n');
