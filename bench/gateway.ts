@@ -20,7 +20,9 @@
  *
  * wrk and nginx come from Debian; bench/setup.sh installs them when missing.
  * Every process started here is stopped at the end, on failure and on
- * Ctrl-C too; a watchdog process stops them if this process is killed.
+ * Ctrl-C too; a watchdog process stops them if this process is killed
+ * (the process, wrk and report machinery is shared with bench/edge.ts in
+ * bench/lib.ts).
  * Any non-2xx response or socket error in any run fails the bench: the
  * numbers would be meaningless.
  *
@@ -31,19 +33,16 @@
  * --no-profile (BENCH_PROFILE=0), --keep-profile (copy the .cpuprofile to
  * bench/results/ for DevTools).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
-import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
-import { delimiter, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import {
+  LOAD_OPTIONS, ROOT, assertRunning, describeMachine, elapsedSeconds, firstLine, freePort, get, loadOptions, median, resultsFile,
+  runBench, seconds, setupTools, shellArgs, start, startHookgate, startService, stop, tail, tempDir, until, usage, which, wrk as runWrk,
+  wrkArgs, writeJson, type WrkLoad, type WrkRun,
+} from './lib.ts';
 import { formatSummary, summarizeProfile, type CpuProfile, type ProfileSummary } from './profile-top.ts';
-
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
-const t0 = performance.now();
 
 // ---------------------------------------------------------------- options
 
@@ -52,11 +51,7 @@ const { values: argv } = parseArgs({
   options: {
     profile: { type: 'boolean' },
     'keep-profile': { type: 'boolean', default: false },
-    duration: { type: 'string' },
-    warmup: { type: 'string' },
-    connections: { type: 'string' },
-    threads: { type: 'string' },
-    rounds: { type: 'string' },
+    ...LOAD_OPTIONS,
     'nginx-workers': { type: 'string' },
   },
 });
@@ -64,29 +59,10 @@ const env = process.env;
 const opt = {
   profile: argv.profile ?? !['0', 'false', 'no', 'off'].includes((env.BENCH_PROFILE ?? '1').toLowerCase()),
   keepProfile: argv['keep-profile'],
-  duration: argv.duration ?? env.BENCH_DURATION ?? '10s',
-  warmup: argv.warmup ?? env.BENCH_WARMUP ?? '3s',
-  connections: Number(argv.connections ?? env.BENCH_CONNECTIONS ?? 64),
-  threads: Number(argv.threads ?? env.BENCH_THREADS ?? 2),
-  rounds: Number(argv.rounds ?? env.BENCH_ROUNDS ?? 1),
+  ...loadOptions(argv, { duration: '10s', warmup: '3s', connections: 64, threads: 2, rounds: 1 }),
   nginxWorkers: argv['nginx-workers'] ?? env.BENCH_NGINX_WORKERS ?? '1',
 };
-for (const k of ['duration', 'warmup'] as const) if (Number.isNaN(seconds(opt[k]))) usage(`--${k}: expected a duration such as "10s", got "${opt[k]}"`);
-for (const k of ['connections', 'threads', 'rounds'] as const) if (!Number.isInteger(opt[k]) || opt[k] < 1) usage(`--${k}: expected a positive integer`);
-if (opt.connections < opt.threads) usage('--connections must be at least --threads (wrk needs a connection per thread)');
 if (!/^(auto|[1-9]\d*)$/.test(opt.nginxWorkers)) usage('--nginx-workers: expected a number or "auto"');
-
-function usage(msg: string): never {
-  process.stderr.write(`bench/gateway.ts: ${msg}\n`);
-  process.exit(2);
-}
-
-/** wrk's durations: "10s", "2m", "500ms"? wrk takes s/m/h; a bare number is seconds. */
-function seconds(d: string): number {
-  const m = /^(\d+(?:\.\d+)?)(s|m|h)?$/.exec(d.trim());
-  if (!m) return NaN;
-  return Number(m[1]) * (m[2] === 'm' ? 60 : m[2] === 'h' ? 3600 : 1);
-}
 
 const TOKEN = 'bench-token';
 const USER = 'bench';
@@ -94,214 +70,9 @@ const PATH = '/api/items/42';
 const AUTH_HEADER = `Authorization: Bearer ${TOKEN}`;
 const UPSTREAM_BODY_BYTES = 100;
 
-// ------------------------------------------------------ processes we start
-
-interface Proc {
-  name: string;
-  child: ChildProcess;
-  /** the last lines of stdout and stderr */
-  lines: string[];
-  out: string;
-  exited: Promise<void>;
-  onLine: Set<(line: string) => void>;
-}
-
-const procs = new Set<Proc>();
 let tmp = '';
-let watchdog: ChildProcess | null = null;
-
-/**
- * A watchdog process: if this process dies without cleaning up (SIGKILL),
- * its stdin ends and it stops every pid still registered with it (lines
- * "<pid>" register, "-<pid>" unregister) and removes the temp dir ("dir <path>").
- */
-const WATCHDOG = `
-const pids = new Set(); let buf = ''; let dir = '';
-process.on('SIGINT', () => {}); process.on('SIGTERM', () => {}); process.on('SIGHUP', () => {});
-process.stdin.setEncoding('utf8');
-process.stdin.on('data', (d) => {
-  buf += d; let i;
-  while ((i = buf.indexOf('\\n')) >= 0) { const l = buf.slice(0, i); buf = buf.slice(i + 1); if (l.startsWith('dir ')) { dir = l.slice(4); continue; } const n = Number(l); if (n > 0) pids.add(n); else if (n < 0) pids.delete(-n); }
-});
-const kill = (sig) => { for (const p of pids) { try { process.kill(p, sig); } catch { pids.delete(p); } } };
-const rm = () => { if (dir) process.getBuiltinModule('node:fs').rmSync(dir, { recursive: true, force: true }); };
-process.stdin.on('end', () => { if (!pids.size) { rm(); process.exit(0); } kill('SIGTERM'); setTimeout(() => { kill('SIGKILL'); rm(); process.exit(0); }, 5000); });
-process.stdin.resume();
-`;
-
-function startWatchdog(): void {
-  watchdog = spawn(process.execPath, ['-e', WATCHDOG], { stdio: ['pipe', 'ignore', 'inherit'], detached: true });
-  watchdog.stdin!.on('error', () => {});
-  watchdog.unref();
-}
-
-function start(name: string, cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Proc {
-  const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
-  const p: Proc = { name, child, lines: [], out: '', exited: once(child, 'close').then(() => {}), onLine: new Set() };
-  child.on('error', (err) => p.lines.push(`(cannot start ${cmd}: ${err.message})`));
-  child.stdin!.on('error', () => {});
-  procs.add(p);
-  if (child.pid) watchdog?.stdin?.write(`${child.pid}\n`);
-  void p.exited.then(() => {
-    if (child.pid) watchdog?.stdin?.write(`-${child.pid}\n`);
-  });
-  const feed = (stream: NodeJS.ReadableStream, keepAll: boolean) => {
-    let buf = '';
-    stream.setEncoding('utf8');
-    stream.on('data', (chunk: string) => {
-      if (keepAll) p.out += chunk;
-      buf += chunk;
-      let i: number;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, i);
-        buf = buf.slice(i + 1);
-        p.lines.push(line);
-        if (p.lines.length > 200) p.lines.shift();
-        for (const f of p.onLine) f(line);
-      }
-    });
-  };
-  feed(child.stdout!, true);
-  feed(child.stderr!, false);
-  return p;
-}
-
-function running(p: Proc): boolean {
-  return p.child.exitCode === null && p.child.signalCode === null && p.child.pid !== undefined;
-}
-
-function tail(p: Proc, n = 30): string {
-  return p.lines.slice(-n).map((l) => `    ${p.name}| ${l}`).join('\n');
-}
-
-/** Resolves with the first line (already seen or to come) that `pick` maps to a value. */
-function waitFor<T>(p: Proc, what: string, pick: (line: string) => T | undefined, timeoutMs: number): Promise<T> {
-  for (const line of p.lines) {
-    const v = pick(line);
-    if (v !== undefined) return Promise.resolve(v);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const done = () => {
-      clearTimeout(timer);
-      p.onLine.delete(onLine);
-    };
-    const onLine = (line: string) => {
-      const v = pick(line);
-      if (v !== undefined) {
-        done();
-        resolve(v);
-      }
-    };
-    const timer = setTimeout(() => {
-      done();
-      reject(new Error(`${p.name}: no ${what} within ${timeoutMs} ms\n${tail(p)}`));
-    }, timeoutMs);
-    p.onLine.add(onLine);
-    void p.exited.then(() => {
-      done();
-      reject(new Error(`${p.name} exited (${p.child.signalCode ?? `code ${p.child.exitCode}`}) before ${what}\n${tail(p)}`));
-    });
-  });
-}
-
-/** Stops a process: `signal`, then SIGKILL after `graceMs`. */
-async function stop(p: Proc, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<void> {
-  if (running(p)) {
-    p.child.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    const killed = await Promise.race([
-      p.exited.then(() => false),
-      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs))),
-    ]);
-    clearTimeout(timer);
-    if (killed && running(p)) {
-      process.stderr.write(`bench: ${p.name} did not stop within ${graceMs} ms of ${signal}; killing it\n`);
-      p.child.kill('SIGKILL');
-      await p.exited;
-    }
-  }
-  procs.delete(p);
-}
-
-let cleaning: Promise<void> | null = null;
-function cleanup(): Promise<void> {
-  return (cleaning ??= (async () => {
-    await Promise.all([...procs].map((p) => stop(p, 'SIGTERM', 10_000).catch(() => {})));
-    watchdog?.stdin?.end();
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
-  })());
-}
-
-let interrupted = false;
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    if (interrupted) return;
-    interrupted = true;
-    process.stderr.write(`\nbench: ${sig}; stopping every process it started\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-// ------------------------------------------------------------------ helpers
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function which(cmd: string, extra: string[] = []): string | null {
-  for (const dir of [...(process.env.PATH ?? '').split(delimiter), ...extra]) {
-    if (dir && existsSync(join(dir, cmd))) return join(dir, cmd);
-  }
-  return null;
-}
-
-function firstLine(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n').find((l) => l.trim())?.trim() ?? '';
-}
-
-async function get(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
-  const res = await fetch(url, { headers, signal: AbortSignal.timeout(5000) });
-  return { status: res.status, body: await res.text() };
-}
-
-async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last = '';
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms${last ? ` (${last})` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 // --------------------------------------------------------------- services
-
-async function startService(name: string, script: string, extraEnv: Record<string, string> = {}): Promise<{ proc: Proc; port: number }> {
-  const proc = start(name, process.execPath, [here(script)], { env: { ...process.env, ...extraEnv } });
-  const port = await waitFor(proc, 'port', (l) => {
-    try {
-      return (JSON.parse(l) as { port?: number }).port;
-    } catch {
-      return undefined;
-    }
-  }, 10_000);
-  return { proc, port };
-}
-
-interface Hookgate { proc: Proc; gateway: string; admin: string; config: string }
 
 function hookgateConfig(upstreamPort: number, withAuth: boolean): object {
   return {
@@ -321,32 +92,8 @@ function hookgateConfig(upstreamPort: number, withAuth: boolean): object {
   };
 }
 
-/** `node [nodeArgs] node-runner/cli.ts serve --config <file>`, waited for until /readyz says 200. */
-async function startHookgate(name: string, config: object, nodeArgs: string[] = []): Promise<Hookgate> {
-  const file = join(tmp, `${name}.json5`);
-  writeFileSync(file, `// generated by bench/gateway.ts\n${JSON.stringify(config, null, 2)}\n`);
-  const proc = start(name, process.execPath, [...nodeArgs, join(ROOT, 'node-runner/cli.ts'), 'serve', '--config', file], {
-    env: { ...process.env, HOOKGATE_LOG_LEVEL: 'info' },
-  });
-  const listening = (what: string) => (l: string) => {
-    try {
-      const j = JSON.parse(l) as { msg?: string; url?: string };
-      return j.msg === `${what} listening` ? j.url : undefined;
-    } catch {
-      return undefined;
-    }
-  };
-  const [gateway, admin] = await Promise.all([
-    waitFor(proc, '"gateway listening"', listening('gateway'), 30_000),
-    waitFor(proc, '"admin listening"', listening('admin'), 30_000),
-  ]);
-  await until(`${name}: GET ${admin}/readyz = 200`, 30_000, async () => {
-    if (!running(proc)) throw new Error(`${name} exited\n${tail(proc)}`);
-    const r = await get(`${admin}/readyz`);
-    return r.status === 200 ? true : undefined;
-  });
-  return { proc, gateway, admin, config: file };
-}
+/** The gateway under test: `startHookgate` with its config in the temp dir. */
+const startGateway = (name: string, config: object, nodeArgs: string[] = []) => startHookgate(name, config, tmp, nodeArgs);
 
 function nginxConf(dir: string, p: { workers: string; upstream: number; auth: number; d: number; e: number }): string {
   // Headers sent upstream: the same as hookgate's (Host passed through, X-Forwarded-*).
@@ -432,85 +179,9 @@ ${ind(forward, 12)}
 
 // --------------------------------------------------------------------- wrk
 
-interface WrkRun {
-  requests: number;
-  seconds: number;
-  rps: number;
-  p50_ms: number;
-  p75_ms: number;
-  p90_ms: number;
-  p99_ms: number;
-  non_2xx_3xx: number;
-  socket_errors: { connect: number; read: number; write: number; timeout: number };
-}
-
-function wrkArgs(url: string, duration: string): string[] {
-  return ['-t', String(opt.threads), '-c', String(opt.connections), '-d', duration, '--latency', '-H', AUTH_HEADER, url];
-}
-
-function shellArgs(args: string[]): string {
-  return args.map((a) => (/[\s'"$]/.test(a) ? `'${a.replace(/'/g, `'\\''`)}'` : a)).join(' ');
-}
-
-function toMs(v: string, unit: string): number {
-  const n = Number(v);
-  return unit === 'us' ? n / 1000 : unit === 'ms' ? n : unit === 's' ? n * 1000 : unit === 'm' ? n * 60_000 : NaN;
-}
-
-function parseWrk(out: string): WrkRun {
-  const num = (re: RegExp) => {
-    const m = re.exec(out);
-    return m ? Number(m[1]) : NaN;
-  };
-  const pct = (p: string) => {
-    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)\\s*$`, 'm').exec(out);
-    return m ? +toMs(m[1], m[2]).toFixed(3) : NaN;
-  };
-  const done = /(\d+) requests in ([\d.]+)(ms|s|m)/.exec(out);
-  const se = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const run: WrkRun = {
-    requests: done ? Number(done[1]) : NaN,
-    seconds: done ? toMs(done[2], done[3]) / 1000 : NaN,
-    rps: num(/Requests\/sec:\s+([\d.]+)/),
-    p50_ms: pct('50'),
-    p75_ms: pct('75'),
-    p90_ms: pct('90'),
-    p99_ms: pct('99'),
-    non_2xx_3xx: /Non-2xx or 3xx responses: (\d+)/.test(out) ? num(/Non-2xx or 3xx responses: (\d+)/) : 0,
-    socket_errors: se
-      ? { connect: Number(se[1]), read: Number(se[2]), write: Number(se[3]), timeout: Number(se[4]) }
-      : { connect: 0, read: 0, write: 0, timeout: 0 },
-  };
-  if ([run.requests, run.rps, run.p50_ms, run.p99_ms].some(Number.isNaN)) throw new Error(`cannot read wrk's output:\n${out}`);
-  return run;
-}
-
-/** One bounded wrk run; throws (loudly) on any non-2xx response or socket error. */
-async function wrk(label: string, url: string, duration: string): Promise<WrkRun> {
-  const p = start(`wrk ${label}`, WRK, wrkArgs(url, duration));
-  let timer: NodeJS.Timeout | undefined;
-  const limit = (seconds(duration) + 30) * 1000;
-  const late = await Promise.race([
-    p.exited.then(() => false),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), limit))),
-  ]);
-  clearTimeout(timer);
-  if (late) {
-    await stop(p, 'SIGKILL', 1000);
-    throw new Error(`wrk for ${label} did not finish within ${limit / 1000} s`);
-  }
-  procs.delete(p);
-  if (p.child.exitCode !== 0) throw new Error(`wrk for ${label} failed (exit ${p.child.exitCode ?? p.child.signalCode})\n${p.out}\n${tail(p)}`);
-  const run = parseWrk(p.out);
-  const se = run.socket_errors;
-  const errors = se.connect + se.read + se.write + se.timeout;
-  if (run.non_2xx_3xx > 0 || errors > 0 || run.requests === 0) {
-    throw new Error(
-      `BENCH FAILED: ${label}: ${run.non_2xx_3xx} non-2xx/3xx responses, socket errors connect ${se.connect} read ${se.read} write ${se.write} timeout ${se.timeout}, ${run.requests} requests; the numbers would be meaningless.\nwrk ${shellArgs(wrkArgs(url, duration))}\n${p.out}`,
-    );
-  }
-  return run;
-}
+/** Every case gets the same load and the same request (the token too, where no one checks it). */
+const load = (duration: string): WrkLoad => ({ threads: opt.threads, connections: opt.connections, duration, headers: [AUTH_HEADER] });
+const wrk = (label: string, url: string, duration: string): Promise<WrkRun> => runWrk(label, url, load(duration));
 
 // ------------------------------------------------------------------- cases
 
@@ -538,43 +209,23 @@ async function sanity(c: Case): Promise<void> {
   if (bad.status !== 401) throw new Error(`(${c.id}) ${c.name}: a request with a wrong token should get 401, got ${bad.status}`);
 }
 
-function median(xs: WrkRun[]): WrkRun {
-  const s = [...xs].sort((a, b) => a.rps - b.rps);
-  return s[Math.floor((s.length - 1) / 2)];
-}
-
 // -------------------------------------------------------------------- main
 
-let WRK = 'wrk';
-
 async function main(): Promise<void> {
-  const setup = spawnSync('bash', [here('./setup.sh')], { stdio: 'inherit' });
-  if (setup.status !== 0) throw new Error(`bench/setup.sh failed (exit ${setup.status ?? setup.signal}): wrk and nginx are needed`);
-  WRK = which('wrk') ?? 'wrk';
+  setupTools();
   const NGINX = which('nginx', ['/usr/sbin', '/usr/local/sbin']);
   if (!NGINX) throw new Error('nginx not found after bench/setup.sh');
 
-  const machine = {
-    cpu: cpus()[0]?.model ?? 'unknown',
-    cores: cpus().length,
-    mem_gib: +(totalmem() / 2 ** 30).toFixed(1),
-    kernel: release(),
-    node: process.version,
-    nginx: firstLine(NGINX, ['-v']).replace(/^nginx version:\s*/, ''),
-    wrk: firstLine(WRK, ['-v']).replace(/\s*Copyright.*$/, ''),
-    loadavg_before: loadavg().map((x) => +x.toFixed(2)),
-  };
+  const machine = describeMachine({ nginx: firstLine(NGINX, ['-v']).replace(/^nginx version:\s*/, '') });
 
-  tmp = mkdtempSync(join(tmpdir(), 'hookgate-gwbench-'));
+  tmp = tempDir('hookgate-gwbench-');
   chmodSync(tmp, 0o755); // nginx workers run as nobody when started by root
-  startWatchdog();
-  watchdog!.stdin!.write(`dir ${tmp}\n`);
 
   const upstream = await startService('upstream', './upstream.ts');
   const auth = await startService('auth-service', './auth-service.ts', { HOOKGATE_AUTH_TOKENS: `${TOKEN}:${USER}` });
   const [hgB, hgC] = await Promise.all([
-    startHookgate('hookgate-b', hookgateConfig(upstream.port, false)),
-    startHookgate('hookgate-c', hookgateConfig(upstream.port, true)),
+    startGateway('hookgate-b', hookgateConfig(upstream.port, false)),
+    startGateway('hookgate-c', hookgateConfig(upstream.port, true)),
   ]);
 
   const ngDir = join(tmp, 'nginx');
@@ -602,7 +253,7 @@ async function main(): Promise<void> {
     throw new Error(`${(err as Error).message}${logs ? `\nnginx error.log:\n${logs}` : ''}`);
   }
 
-  const wrkCmd = `wrk ${shellArgs(wrkArgs('<url>', opt.duration))}`;
+  const wrkCmd = `wrk ${shellArgs(wrkArgs(load(opt.duration), '<url>'))}`;
   console.log(`\ngateway bench: ${machine.cores} cores (${machine.cpu}), node ${machine.node}, nginx ${machine.nginx} (worker_processes ${opt.nginxWorkers}), ${machine.wrk}`);
   console.log(`load per case: warmup ${opt.warmup}, then ${wrkCmd}  (path ${PATH}), ${opt.rounds} round(s)\n`);
 
@@ -618,9 +269,7 @@ async function main(): Promise<void> {
       process.stderr.write(`  ${opt.rounds > 1 ? `round ${round + 1}: ` : ''}(${c.id}) ${Math.round(r.rps)} req/s\n`);
     }
   }
-  for (const p of [hgB.proc, hgC.proc, nginx, upstream.proc, auth.proc]) {
-    if (!running(p)) throw new Error(`${p.name} exited during the bench\n${tail(p)}`);
-  }
+  assertRunning([hgB.proc, hgC.proc, nginx, upstream.proc, auth.proc], 'during the bench');
 
   const results = cases.map((c) => {
     const m = median(runs.get(c.id)!);
@@ -650,9 +299,7 @@ async function main(): Promise<void> {
   console.log(`d/e throughput (auth_request's own cost in nginx):    ${ratios.d_over_e_rps.toFixed(3)}`);
   console.log(`c/d p99 latency:                                      ${ratios.c_over_d_p99.toFixed(3)}`);
 
-  mkdirSync(here('./results'), { recursive: true });
-  const stamp = new Date().toISOString();
-  const file = here(`./results/gateway-${stamp.replace(/[:.]/g, '-')}.json`);
+  const { file, stamp } = resultsFile('gateway');
   const report: Record<string, unknown> = {
     bench: 'gateway',
     date: stamp,
@@ -676,7 +323,7 @@ async function main(): Promise<void> {
     ratios,
     goals: { c_over_d_rps: 1.0, c_over_b_rps: 0.9 },
   };
-  const save = () => writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  const save = () => writeJson(file, report);
   save();
 
   // The gateways and nginx are not needed any more: the profile run has the machine to itself.
@@ -686,7 +333,7 @@ async function main(): Promise<void> {
     const profDir = join(tmp, 'cpuprofile');
     mkdirSync(profDir);
     // The flags go to the serve process only; its plugin processes are not profiled.
-    const hp = await startHookgate('hookgate-profile', hookgateConfig(upstream.port, true), ['--cpu-prof', '--cpu-prof-dir', profDir]);
+    const hp = await startGateway('hookgate-profile', hookgateConfig(upstream.port, true), ['--cpu-prof', '--cpu-prof-dir', profDir]);
     const pc: Case = { id: 'c', name: 'hookgate + auth hook, profiled', base: hp.gateway, auth: true };
     await sanity(pc);
     const pr = await wrk(`(c) profiled`, `${pc.base}${PATH}`, opt.duration);
@@ -708,7 +355,7 @@ async function main(): Promise<void> {
     report.profile = { case: 'c', wrk: pr, summary, file: kept };
     save();
   }
-  report.run_seconds = +((performance.now() - t0) / 1000).toFixed(1);
+  report.run_seconds = elapsedSeconds();
   save();
   console.log(`\nresults written to ${file}`);
   console.log(`whole run took ${report.run_seconds} s`);
@@ -722,14 +369,4 @@ function readFileSafe(f: string): string {
   }
 }
 
-try {
-  await main();
-} catch (err) {
-  if (!interrupted) {
-    const e = err as Error;
-    process.stderr.write(`\n${e.message?.startsWith('BENCH FAILED') ? e.message : `BENCH FAILED: ${e.stack ?? e}`}\n`);
-    process.exitCode = 1;
-  }
-} finally {
-  await cleanup();
-}
+await runBench(main);

@@ -1,8 +1,10 @@
 /**
- * The upstream of `bench/gateway.ts`: a small, fast Node HTTP server with
- * keep-alive that answers every request with the same 100-byte JSON body.
- * `GET /__whoami` answers with the request's X-User header instead (the
- * bench checks with it that an auth proxy really passed the user on; it is
+ * The upstream of `bench/gateway.ts` and `bench/edge.ts`: a small, fast
+ * Node HTTP server with keep-alive that answers every request with the
+ * same 100-byte JSON body.
+ * `GET /__whoami` (and any path ending in `/__whoami`, for proxies that
+ * route by prefix) answers with the request's X-User header instead (the
+ * benches check with it that an auth proxy really passed the user on; it is
  * never on the measured path).
  *
  * Usage: node bench/upstream.ts [port]   (default 0: any free port)
@@ -19,7 +21,7 @@ if (BODY.length !== 100) throw new Error(`the upstream body is ${BODY.length} by
 const HEADERS = { 'content-type': 'application/json', 'content-length': String(BODY.length) };
 
 const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
-  if (req.url === '/__whoami') {
+  if (req.url?.endsWith('/__whoami')) {
     const user = String(req.headers['x-user'] ?? '');
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(Buffer.byteLength(user)) });
     res.end(user);
