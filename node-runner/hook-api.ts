@@ -5,7 +5,8 @@
  *
  * - `POST /v1/hooks`: a batch of hook frames, one merged verdict frame per
  *   request frame, in order (the plugin host fans each out to the route's
- *   plugins and applies `on_error`).
+ *   plugins and applies `on_error`). Served on Node's request directly
+ *   (`handle`); the rest through the Hono `app`.
  * - `GET /v1/hooks/ws`: the same over a multiplexed WebSocket,
  *   `[u32 call id][frame]` each way; call id 0 carries notices
  *   (`{state: version}` when the state changes; `{error, id}` when a call
@@ -16,7 +17,7 @@
  * bare 401. Every reply carries `Hookgate-State`.
  */
 
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { Hono } from 'hono';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -76,24 +77,6 @@ function run(hooks: HookClient, hook: HookName, route: string, data: unknown): C
   }
 }
 
-async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array> {
-  if (!body) return new Uint8Array(0);
-  const chunks: Uint8Array[] = [];
-  let n = 0;
-  for await (const c of body as unknown as AsyncIterable<Uint8Array>) {
-    n += c.length;
-    if (n > limit) throw new HookgateError('FRAME_TOO_LARGE', `batch body over ${limit} bytes`);
-    chunks.push(c);
-  }
-  const out = new Uint8Array(n);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
-}
-
 /**
  * Creates the hook API.
  *
@@ -119,38 +102,6 @@ export function createHookApi(deps: HookApiDeps) {
     await next();
   });
 
-  app.post('/v1/hooks', async (c) => {
-    if (!deps.snapshot()) return c.json({ error: 'the runner has no config yet' }, 503);
-    const type = c.req.header('content-type') ?? '';
-    if (type.split(';')[0].trim() !== FRAMES_TYPE) return c.json({ error: `expected Content-Type: ${FRAMES_TYPE}` }, 400);
-    let calls: Call[];
-    try {
-      const payloads = decodeFrames(await readLimited(c.req.raw.body, MAX_BATCH_BYTES));
-      if (payloads.length === 0) return c.json({ error: 'the body holds no frames' }, 400);
-      if (payloads.length > MAX_BATCH_FRAMES) return c.json({ error: `more than ${MAX_BATCH_FRAMES} frames in one batch` }, 413);
-      calls = payloads.map((p, i) => {
-        try {
-          return callOf(deps.hooks, p);
-        } catch (err) {
-          throw new HookgateError((err as HookgateError).code ?? 'BAD_PAYLOAD', `frame ${i}: ${(err as Error).message}`);
-        }
-      });
-    } catch (err) {
-      const tooLarge = isHookgateError(err, 'FRAME_TOO_LARGE');
-      return c.json({ error: (err as Error).message }, tooLarge ? 413 : 400);
-    }
-    const results = await Promise.all(calls.map((call) => call()));
-    let n = 0;
-    for (const r of results) n += r.length;
-    const body = new Uint8Array(n);
-    let off = 0;
-    for (const r of results) {
-      body.set(r, off);
-      off += r.length;
-    }
-    return c.body(body, 200, { 'Content-Type': FRAMES_TYPE, 'Hookgate-State': version() });
-  });
-
   app.get('/v1/state', (c) => {
     const snap = deps.snapshot();
     if (!snap) return c.json({ error: 'the runner has no config yet' }, 503);
@@ -167,6 +118,65 @@ export function createHookApi(deps: HookApiDeps) {
     log.error({ err: err.message }, 'hook API request failed');
     return c.json({ error: 'internal error' }, 500);
   });
+
+  /**
+   * `POST /v1/hooks`, served straight on Node's request and response: a
+   * hook call is small and frequent, and going through web Request and
+   * stream objects cost more than the call itself.
+   */
+  async function batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const reply = (status: number, body?: Uint8Array | string, type?: string) => {
+      const headers: Record<string, string | number> = { 'hookgate-state': version() };
+      if (type) headers['content-type'] = type;
+      headers['content-length'] = body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length;
+      res.writeHead(status, headers);
+      res.end(body);
+    };
+    const error = (status: number, message: string) => reply(status, JSON.stringify({ error: message }), 'application/json');
+    if (!deps.keys().verify(req.headers.authorization, now())) {
+      req.resume();
+      return reply(401);
+    }
+    if (!deps.snapshot()) {
+      req.resume();
+      return error(503, 'the runner has no config yet');
+    }
+    if ((req.headers['content-type'] ?? '').split(';')[0].trim() !== FRAMES_TYPE) {
+      req.resume();
+      return error(400, `expected Content-Type: ${FRAMES_TYPE}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    try {
+      for await (const chunk of req as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (size > MAX_BATCH_BYTES) {
+          res.setHeader('connection', 'close');
+          return error(413, `batch body over ${MAX_BATCH_BYTES} bytes`);
+        }
+        chunks.push(chunk);
+      }
+    } catch {
+      return void res.destroy();
+    }
+    let calls: Call[];
+    try {
+      const payloads = decodeFrames(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      if (payloads.length === 0) return error(400, 'the body holds no frames');
+      if (payloads.length > MAX_BATCH_FRAMES) return error(413, `more than ${MAX_BATCH_FRAMES} frames in one batch`);
+      calls = payloads.map((p, i) => {
+        try {
+          return callOf(deps.hooks, p);
+        } catch (err) {
+          throw new HookgateError((err as HookgateError).code ?? 'BAD_PAYLOAD', `frame ${i}: ${(err as Error).message}`);
+        }
+      });
+    } catch (err) {
+      return error(isHookgateError(err, 'FRAME_TOO_LARGE') ? 413 : 400, (err as Error).message);
+    }
+    const results = calls.length === 1 ? [await calls[0]()] : await Promise.all(calls.map((call) => call()));
+    reply(200, results.length === 1 ? results[0] : Buffer.concat(results), FRAMES_TYPE);
+  }
 
   function reject(socket: Duplex, status: number, text: string): void {
     socket.end(`HTTP/1.1 ${status} ${text}\r\nHookgate-State: ${version()}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
@@ -239,6 +249,19 @@ export function createHookApi(deps: HookApiDeps) {
   return {
     app,
     upgrade,
+    /**
+     * Serves `POST /v1/hooks` on a Node request; returns false for any
+     * other request, which then goes to `app`.
+     */
+    handle(req: IncomingMessage, res: ServerResponse): boolean {
+      if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== '/v1/hooks') return false;
+      batch(req, res).catch((err: Error) => {
+        log.error({ err: err.message }, 'hook batch failed');
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json', 'hookgate-state': version() });
+        res.end(JSON.stringify({ error: 'internal error' }));
+      });
+      return true;
+    },
     /** Tells every open link that the state changed. */
     notifyState(v: string): void {
       for (const ws of links.keys()) notice(ws, { state: v });

@@ -185,7 +185,10 @@ export class Runner {
       if (config.runner.listen) {
         if (this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
         const api = createHookApi({ hooks: this.#manager, snapshot: () => this.snapshot(), keys: () => this.#keys, logger: this.#log });
-        const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, getRequestListener(api.app.fetch, { overrideGlobalObjects: false }));
+        const rest = getRequestListener(api.app.fetch, { overrideGlobalObjects: false });
+        const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+          if (!api.handle(req, res)) void rest(req, res);
+        });
         server.on('upgrade', api.upgrade);
         this.#hookApi = api;
         this.urls.runner = await this.#listen(server, config.runner.listen, 'runner');
