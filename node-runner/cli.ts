@@ -19,7 +19,7 @@ import { loadConfigFile } from './config-file.ts';
 import { PluginProcess } from './plugin/process.ts';
 import { SocketPool } from './plugin/pool.ts';
 import { Reaper } from './plugin/reaper.ts';
-import { Runner } from './runner.ts';
+import { listenersOf, Runner } from './runner.ts';
 
 const USAGE = `usage:
   hookgate serve --config <file.json5>
@@ -198,7 +198,8 @@ async function serve(configFile: string, onListening?: (runner: Runner) => void)
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
   try {
-    await runner.start();
+    const config = await loadConfigFile(configFile);
+    await runner.start(listenersOf(config), config);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`hookgate: ${configFile}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`);

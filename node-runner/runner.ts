@@ -32,8 +32,11 @@ import { clientOf, upgradeHandler } from './ws-proxy.ts';
 
 export interface RunnerOptions {
   logger: Logger;
-  /** the config file; relative paths in it resolve against its folder */
-  configFile: string;
+  /**
+   * The config file `reload()` reads (file mode). With a config stream the
+   * configs come through `apply()` instead, and this is unset.
+   */
+  configFile?: string;
   /** plugin supervision timings (tests shorten them) */
   process?: Pick<PluginProcessOptions, 'stopGraceMs' | 'backoffBaseMs' | 'backoffMaxMs'>;
   /** longest time `stop()` waits for in-flight requests (default 10 s) */
@@ -74,6 +77,19 @@ async function respondNatively(pending: Response | Promise<Response>, env: HttpB
   });
   body.pipe(out);
   return new Response(null, { headers: ALREADY_SENT_HEADERS });
+}
+
+/** Where a runner listens; fixed for the life of the process. */
+export interface Listeners {
+  gateway: string;
+  admin: string;
+  /** the hook API for edge workers, when served */
+  runner?: string;
+}
+
+/** The listeners a (file) config names. */
+export function listenersOf(config: Config): Listeners {
+  return { gateway: config.gateway.listen, admin: config.admin.listen, runner: config.runner.listen };
 }
 
 /** Splits "host:port" (or "[v6]:port"). */
@@ -118,6 +134,7 @@ export class Runner {
   #notifyQueued = false;
   /** base URLs once listening */
   readonly urls: { gateway?: string; admin?: string; runner?: string } = {};
+  #listen_: Listeners | null = null;
 
   constructor(opts: RunnerOptions) {
     this.#opts = opts;
@@ -139,8 +156,14 @@ export class Runner {
     return this.#config !== null && this.#manager.status().every((p) => p.ready);
   }
 
-  async start(): Promise<void> {
-    const config = await loadConfigFile(this.#opts.configFile);
+  /**
+   * Starts the listeners (from `listen`, which never changes while running)
+   * and applies `config` when there is one. Without one (a config stream
+   * that has not delivered yet) the gateway answers 503 and /readyz says
+   * not ready until the first `apply()`.
+   */
+  async start(listen: Listeners, config: Config | null): Promise<void> {
+    this.#listen_ = listen;
     const pushes = this.#manager.pushes.subscribe((change) => {
       const state = this.#state;
       if (state) {
@@ -155,9 +178,7 @@ export class Runner {
     });
     this.#unsubscribe.push(pushes, this.#manager.subscribeHooks(() => this.#invalidate()));
     try {
-      await this.#manager.apply(config);
-      this.#state = new GatewayState(config, this.#manager.pushes);
-      this.#config = config;
+      if (config) await this.#applyNow(config);
       this.#gateway = createGateway<{ Bindings: HttpBindings }>({
         state: () => this.#state!,
         hooks: this.#manager,
@@ -175,14 +196,19 @@ export class Runner {
       const listener = getRequestListener((req, env) => respondNatively(app.fetch(req, env), env as HttpBindings), {
         overrideGlobalObjects: false,
       });
-      const gatewayServer = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => this.#track(req, res, listener));
+      const gatewayServer = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+        if (!this.#state) {
+          res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
+          return void res.end('not ready: no config yet\n');
+        }
+        this.#track(req, res, listener);
+      });
       const upgrade = upgradeHandler({ gateway: this.#gateway as unknown as Gateway<never>, hooks: this.#manager, logger: this.#log });
       gatewayServer.on('upgrade', upgrade);
       this.#closeSessions = upgrade.closeAll;
-      this.urls.gateway = await this.#listen(gatewayServer, config.gateway.listen, 'gateway');
-      this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), config.admin.listen, 'admin');
-      this.#keys = KeyRing.fromConfig(config, process.env, this.#log);
-      if (config.runner.listen) {
+      this.urls.gateway = await this.#listen(gatewayServer, listen.gateway, 'gateway');
+      this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), listen.admin, 'admin');
+      if (listen.runner) {
         if (this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
         const api = createHookApi({ hooks: this.#manager, snapshot: () => this.snapshot(), keys: () => this.#keys, logger: this.#log });
         const rest = getRequestListener(api.app.fetch, { overrideGlobalObjects: false });
@@ -191,7 +217,7 @@ export class Runner {
         });
         server.on('upgrade', api.upgrade);
         this.#hookApi = api;
-        this.urls.runner = await this.#listen(server, config.runner.listen, 'runner');
+        this.urls.runner = await this.#listen(server, listen.runner, 'runner');
       }
     } catch (err) {
       await this.stop();
@@ -200,12 +226,12 @@ export class Runner {
   }
 
   /**
-   * Loads the config file again and applies it: new routes apply to new
-   * requests, unchanged plugins keep running. Never throws; returns whether
+   * Loads the config file again and applies it (file mode). Never throws:
+   * an invalid file is logged and the current config stays. Returns whether
    * the new config was applied.
    */
   async reload(): Promise<boolean> {
-    if (!this.#config || this.#stopping) return false;
+    if (!this.#opts.configFile || this.#stopping) return false;
     let next: Config;
     try {
       next = await loadConfigFile(this.#opts.configFile);
@@ -214,17 +240,34 @@ export class Runner {
       this.#log.error({ problems }, 'config reload refused: the file is invalid; keeping the previous config');
       return false;
     }
+    const listen = listenersOf(next);
     for (const k of ['gateway', 'admin', 'runner'] as const) {
-      if (next[k].listen !== this.#config[k].listen) this.#log.warn({ [k]: next[k].listen }, `${k}.listen changed; restart to apply it`);
+      if (listen[k] !== this.#listen_?.[k]) this.#log.warn({ [k]: listen[k] }, `${k}.listen changed; restart to apply it`);
     }
-    await this.#manager.apply(next);
-    this.#state = new GatewayState(next, this.#manager.pushes);
-    this.#config = next;
-    this.#keys = KeyRing.fromConfig(next, process.env, this.#log);
-    this.#hookApi?.recheckKeys();
-    this.#invalidate();
+    await this.apply(next);
     this.#log.info({ routes: next.routes.length, plugins: Object.keys(next.plugins).length }, 'config reloaded');
     return true;
+  }
+
+  /**
+   * Applies a validated config from any source: new routes apply to new
+   * requests, unchanged plugins keep running, keys take effect (links whose
+   * key went away are closed). Listener settings in it are ignored: they are
+   * fixed at start.
+   */
+  async apply(config: Config): Promise<void> {
+    if (this.#stopping) return;
+    await this.#applyNow(config);
+    this.#hookApi?.recheckKeys();
+  }
+
+  async #applyNow(config: Config): Promise<void> {
+    await this.#manager.apply(config);
+    this.#state = new GatewayState(config, this.#manager.pushes);
+    this.#config = config;
+    this.#keys = KeyRing.fromConfig(config, process.env, this.#log);
+    if (this.#listen_?.runner && this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
+    this.#invalidate();
   }
 
   stop(): Promise<void> {
