@@ -62,6 +62,7 @@ export interface ManagerOptions {
 /** A plugin as the manager tracks it. */
 interface PluginEntry {
   name: string;
+  /** definitionKey of the running process */
   key: string;
   config: PluginConfig;
   proc: PluginProcess;
@@ -164,9 +165,14 @@ export class PluginManager {
     const stopping: Promise<void>[] = [];
     for (const [name, entry] of this.#plugins) {
       const next = config.plugins[name];
-      if (!wanted.has(name) || !next || JSON.stringify(next) !== entry.key) {
+      if (!wanted.has(name) || !next || definitionKey(next) !== entry.key) {
         this.#plugins.delete(name);
         stopping.push(this.#stopEntry(entry));
+      } else if (JSON.stringify(next) !== JSON.stringify(entry.config)) {
+        // Same program, other settings: no restart. Bindings carry on_error and
+        // with_body; pool and ready settings apply from the plugin's next start.
+        entry.config = next;
+        this.#log.info({ plugin: name }, 'plugin settings changed; the process keeps running (pool and ready settings apply from its next start)');
       }
     }
     for (const [name, params] of wanted) {
@@ -403,7 +409,7 @@ export class PluginManager {
     const log = this.#log.child({ plugin: name });
     const entry: PluginEntry = {
       name,
-      key: JSON.stringify(config),
+      key: definitionKey(config),
       config,
       proc: null as unknown as PluginProcess,
       pool: null,
@@ -425,7 +431,7 @@ export class PluginManager {
           entry.pool = null;
         }
         if (socket && !entry.pool && hooks !== 0) {
-          entry.pool = new SocketPool(socket, { size: config.pool_size, queueLimit: config.queue_limit, clock: this.#clock });
+          entry.pool = new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
         }
         this.#setHooks(entry, hooks);
       },
@@ -549,6 +555,15 @@ export class PluginManager {
     }
     return [r.id];
   }
+}
+
+/**
+ * What makes a plugin a different process: its program, arguments,
+ * environment, working directory and pinned checksum. A change to any of
+ * them restarts it; other settings do not.
+ */
+function definitionKey(p: PluginConfig): string {
+  return JSON.stringify([p.path, p.command, p.args, p.env, p.cwd, p.sha256]);
 }
 
 function allowResult(): AuthorizeResult {
