@@ -8,17 +8,11 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import {
-  assertWorkerBuilt,
-  AUTH_PLUGIN,
-  runnerConfig,
-  scope,
-  startEdge,
-  startRunner,
-  startUpstream,
-  tempDir,
-  type EchoBody,
-} from './harness.ts';
+import { AUTH_TS } from '../helpers/paths.ts';
+import { runnerConfig, startRunner } from '../helpers/processes.ts';
+import { scope, tempDir } from '../helpers/scope.ts';
+import { startUpstream, type EchoBody } from '../helpers/upstream.ts';
+import { assertWorkerBuilt, startEdge } from './harness.ts';
 
 test('a fresh isolate that reaches no runner routes by the last good state from the cache: routes without hooks are served, hooked routes get edge_on_error', async (t) => {
   assertWorkerBuilt();
@@ -33,7 +27,7 @@ test('a fresh isolate that reaches no runner routes by the last good state from 
         { id: 'app', match: { path: '/app/*' }, action: { type: 'proxy', upstream: app.url } },
         { id: 'api', match: { path: '/api/*' }, plugins: ['auth'], action: { type: 'static', body: 'api ok\n' } },
       ],
-      plugins: { auth: { path: AUTH_PLUGIN } },
+      plugins: { auth: { path: AUTH_TS } },
     }),
   );
 

@@ -9,25 +9,13 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import {
-  assertWorkerBuilt,
-  AUTH_PLUGIN,
-  EDGE_PLUGIN,
-  freePort,
-  runnerConfig,
-  Scope,
-  scope,
-  startEdge,
-  startRunner,
-  startUpstream,
-  tempDir,
-  upgradeAnswer,
-  waitFor,
-  type Edge,
-  type EchoBody,
-  type RunnerProcess,
-} from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { freePort, upgradeAnswer, waitFor } from '../helpers/http.ts';
+import { AUTH_TS, EDGE_PLUGIN } from '../helpers/paths.ts';
+import { runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { scope, suiteScope, tempDir } from '../helpers/scope.ts';
+import { startUpstream, type EchoBody } from '../helpers/upstream.ts';
+import { assertWorkerBuilt, startEdge, type Edge } from './harness.ts';
 
 const alice = { authorization: 'Bearer tok-alice' };
 
@@ -45,7 +33,7 @@ function config(runnerListen?: string): Record<string, unknown> {
           edge_on_error: { status: 502, body: 'runners unreachable, try again soon\n' },
         },
       ],
-      plugins: { auth: { path: AUTH_PLUGIN, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } } },
+      plugins: { auth: { path: AUTH_TS, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } } },
     },
     runnerListen ? { runnerListen } : {},
   );
@@ -89,8 +77,7 @@ for (const transport of ['http', 'ws'] as const) {
 }
 
 describe('two runners with the same config, the first listed dead', () => {
-  const s = new Scope();
-  after(() => s.close());
+  const s = suiteScope();
   let dead: RunnerProcess;
   let live: RunnerProcess;
 
@@ -138,8 +125,7 @@ for (const transport of ['http', 'ws'] as const) {
 }
 
 describe('edge_on_error when the failing hook call is on_response or on_connect (runner killed)', () => {
-  const s = new Scope();
-  after(() => s.close());
+  const s = suiteScope();
   let edge: Edge;
   const custom = { status: 502, body: 'runners unreachable, try again soon\n' };
 

@@ -5,17 +5,15 @@
  * processes. `startEdge` creates one Miniflare instance (one workerd
  * process, one isolate) with the worker's settings as bindings, collects
  * what the worker logs (its JSON lines), and is disposed with the scope.
- * Runner processes, upstreams, scopes and polling come from the hook API
- * harness.
+ * Runner processes, upstreams, scopes, clients and polling come from the
+ * shared helpers in test/helpers/.
  */
 
 import { existsSync, readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { Miniflare, convertV4MiniflareOptions } from 'miniflare';
-import { KEY, type Scope } from '../hook-api/harness.ts';
-
-export * from '../hook-api/harness.ts';
+import { KEY } from '../helpers/processes.ts';
+import type { Scope } from '../helpers/scope.ts';
 
 const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
 
@@ -138,91 +136,4 @@ export async function startEdge(s: Scope, opts: EdgeOptions): Promise<Edge> {
       }
     },
   };
-}
-
-/**
- * Asks `url` to upgrade to a WebSocket (node:http, as a client would) and
- * reports the answer without keeping the session: `status` 101 when it was
- * accepted, else the refusal's status and body.
- */
-export function upgradeAnswer(url: string, timeoutMs = 10_000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, {
-      agent: false,
-      headers: {
-        connection: 'Upgrade',
-        upgrade: 'websocket',
-        'sec-websocket-version': '13',
-        'sec-websocket-key': Buffer.from('0123456789abcdef').toString('base64'),
-      },
-    });
-    const timer = setTimeout(() => req.destroy(new Error(`no answer to the upgrade of ${url} within ${timeoutMs} ms`)), timeoutMs);
-    req.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    req.on('upgrade', (res, socket) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve({ status: res.statusCode ?? 0, body: '' });
-    });
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => {
-        clearTimeout(timer);
-        resolve({ status: res.statusCode ?? 0, body });
-      });
-    });
-    req.end();
-  });
-}
-
-/** A client WebSocket (Node's global WebSocket) with an inbox; closed with the scope. */
-export interface Client {
-  ws: WebSocket;
-  /** Resolves with the next message (already received or to come). */
-  next(timeoutMs?: number): Promise<string | ArrayBuffer>;
-  closed: Promise<{ code: number; reason: string }>;
-}
-
-/** Opens a WebSocket to `url`; resolves once open, rejects on error. */
-export function openClient(s: Scope, url: string): Promise<Client> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url);
-    ws.binaryType = 'arraybuffer';
-    s.defer(() => {
-      if (ws.readyState === WebSocket.OPEN || ws.readyState === WebSocket.CONNECTING) ws.close();
-    });
-    const inbox: Array<string | ArrayBuffer> = [];
-    const waiting: Array<(m: string | ArrayBuffer) => void> = [];
-    ws.addEventListener('message', (e) => {
-      const w = waiting.shift();
-      if (w) w(e.data as string | ArrayBuffer);
-      else inbox.push(e.data as string | ArrayBuffer);
-    });
-    const closed = new Promise<{ code: number; reason: string }>((r) => ws.addEventListener('close', (e) => r({ code: e.code, reason: e.reason })));
-    ws.addEventListener('error', () => reject(new Error(`WebSocket ${url} failed`)), { once: true });
-    ws.addEventListener('open', () =>
-      resolve({
-        ws,
-        closed,
-        next: (timeoutMs = 5000) => {
-          if (inbox.length) return Promise.resolve(inbox.shift()!);
-          return new Promise((res, rej) => {
-            const timer = setTimeout(() => {
-              waiting.splice(waiting.indexOf(take), 1);
-              rej(new Error(`no WebSocket message within ${timeoutMs} ms`));
-            }, timeoutMs);
-            const take = (m: string | ArrayBuffer) => {
-              clearTimeout(timer);
-              res(m);
-            };
-            waiting.push(take);
-          });
-        },
-      }),
-    );
-  });
 }

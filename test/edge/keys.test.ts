@@ -7,20 +7,12 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import {
-  assertWorkerBuilt,
-  AUTH_PLUGIN,
-  KEY,
-  runnerConfig,
-  Scope,
-  sleep,
-  startEdge,
-  startRunner,
-  type Edge,
-  type EdgeLog,
-  type RunnerProcess,
-} from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { sleep } from '../helpers/http.ts';
+import { AUTH_TS } from '../helpers/paths.ts';
+import { KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { suiteScope } from '../helpers/scope.ts';
+import { assertWorkerBuilt, startEdge, type Edge, type EdgeLog } from './harness.ts';
 
 const EXPIRED = 'expired-key-0123456789abcdef';
 const SOON = 'soon-key-0123456789abcdef';
@@ -33,7 +25,7 @@ function config(keys: unknown[]): Record<string, unknown> {
         { id: 'health', match: { path: '/health' }, action: { type: 'static', body: 'ok\n' } },
         { id: 'api', match: { path: '/api/*' }, plugins: ['auth'], action: { type: 'static', body: 'api ok\n' } },
       ],
-      plugins: { auth: { path: AUTH_PLUGIN, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } } },
+      plugins: { auth: { path: AUTH_TS, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } } },
     },
     { keys },
   );
@@ -44,8 +36,7 @@ const mentionsRefusedKey = (l: EdgeLog) => JSON.stringify(l).includes('refused R
 before(() => assertWorkerBuilt());
 
 describe('a key the runner does not accept, from the start', () => {
-  const s = new Scope();
-  after(() => s.close());
+  const s = suiteScope();
   let runner: RunnerProcess;
   before(async () => {
     runner = await startRunner(
@@ -82,8 +73,7 @@ describe('a key the runner does not accept, from the start', () => {
 });
 
 describe('a key that expires while the edge runs', () => {
-  const s = new Scope();
-  after(() => s.close());
+  const s = suiteScope();
   const edges = {} as Record<'http' | 'ws', Edge>;
   let expiresAt = 0;
 

@@ -7,30 +7,21 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import {
-  assertWorkerBuilt,
-  AUTH_PLUGIN,
-  EDGE_PLUGIN,
-  runnerConfig,
-  Scope,
-  startEdge,
-  startRunner,
-  startUpstream,
-  type Edge,
-  type EchoBody,
-  type RunnerProcess,
-  type Upstream,
-} from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { AUTH_TS, EDGE_PLUGIN } from '../helpers/paths.ts';
+import { runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { suiteScope } from '../helpers/scope.ts';
+import { startUpstream, type EchoBody, type Upstream } from '../helpers/upstream.ts';
+import { assertWorkerBuilt, startEdge, type Edge } from './harness.ts';
 
-const s = new Scope();
-after(() => s.close());
+const s = suiteScope();
 let runner: RunnerProcess;
 let up: Upstream;
 
 before(async () => {
   assertWorkerBuilt();
-  up = await startUpstream(s, { name: 'app' });
+  // X-Upstream-Secret is what the fixture's on_response removes.
+  up = await startUpstream(s, { name: 'app', headers: { 'X-Upstream-Secret': 's3cret' } });
   runner = await startRunner(
     s,
     runnerConfig({
@@ -41,7 +32,7 @@ before(async () => {
       ],
       actions: { app: { type: 'proxy', upstream: up.url } },
       plugins: {
-        auth: { path: AUTH_PLUGIN, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
+        auth: { path: AUTH_TS, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
         fixture: { path: EDGE_PLUGIN, env: { FIXTURE_NAME: 'fx', FIXTURE_HOOKS: 'on_request,on_response' } },
       },
     }),

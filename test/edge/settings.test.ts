@@ -6,11 +6,12 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import { assertWorkerBuilt, runnerConfig, Scope, startEdge, startRunner, type RunnerProcess } from './harness.ts';
+import { before, test } from 'node:test';
+import { runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { suiteScope } from '../helpers/scope.ts';
+import { assertWorkerBuilt, startEdge } from './harness.ts';
 
-const s = new Scope();
-after(() => s.close());
+const s = suiteScope();
 let runner: RunnerProcess;
 
 before(async () => {

@@ -10,27 +10,16 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import {
-  assertWorkerBuilt,
-  EDGE_PLUGIN,
-  getState,
-  KEY,
-  runnerConfig,
-  Scope,
-  startEdge,
-  startRunner,
-  startUpstream,
-  tempDir,
-  waitFor,
-  type Edge,
-  type EchoBody,
-  type RunnerProcess,
-  type Upstream,
-} from './harness.ts';
+import { before, test } from 'node:test';
+import { getState } from '../helpers/hook-api.ts';
+import { waitFor } from '../helpers/http.ts';
+import { EDGE_PLUGIN } from '../helpers/paths.ts';
+import { KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { suiteScope, tempDir } from '../helpers/scope.ts';
+import { startUpstream, type EchoBody, type Upstream } from '../helpers/upstream.ts';
+import { assertWorkerBuilt, startEdge, type Edge } from './harness.ts';
 
-const s = new Scope();
-after(() => s.close());
+const s = suiteScope();
 let runner: RunnerProcess;
 let targetsFile: string;
 const ups: Record<'a' | 'b' | 'c', Upstream> = {} as never;

@@ -8,26 +8,13 @@
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import {
-  assertWorkerBuilt,
-  EDGE_PLUGIN,
-  openClient,
-  readJsonLines,
-  runnerConfig,
-  Scope,
-  scope,
-  sleep,
-  startEdge,
-  startRunner,
-  startUpstream,
-  tempDir,
-  upgradeAnswer,
-  waitFor,
-  type Edge,
-  type RunnerProcess,
-  type Upstream,
-} from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { openWebSocket, sleep, upgradeAnswer, waitFor } from '../helpers/http.ts';
+import { EDGE_PLUGIN } from '../helpers/paths.ts';
+import { readJsonLines, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { scope, suiteScope, tempDir } from '../helpers/scope.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
+import { assertWorkerBuilt, startEdge, type Edge } from './harness.ts';
 
 interface Disconnect {
   plugin: string;
@@ -39,8 +26,7 @@ interface Disconnect {
   ms: number;
 }
 
-const s = new Scope();
-after(() => s.close());
+const s = suiteScope();
 let runner: RunnerProcess;
 let up: Upstream;
 let record: string;
@@ -49,7 +35,7 @@ before(async () => {
   assertWorkerBuilt();
   const dir = tempDir(s);
   record = join(dir, 'disconnects.jsonl');
-  up = await startUpstream(s, { name: 'chat', websocket: true });
+  up = await startUpstream(s, { name: 'chat', websocket: { greet: true } });
   runner = await startRunner(
     s,
     runnerConfig({
@@ -78,7 +64,7 @@ for (const transport of ['http', 'ws'] as const) {
 
     test('a session is bridged both ways: the upstream\'s messages reach the client, the client\'s reach the upstream and come back', async (t) => {
       const ts = scope(t);
-      const client = await openClient(ts, `${wsUrl}/chat/${transport}/both`);
+      const client = await openWebSocket(ts, `${wsUrl}/chat/${transport}/both`);
       assert.equal(text(await client.next()), 'welcome from chat', 'upstream → client');
       client.ws.send(`hello over ${transport}`);
       assert.equal(text(await client.next()), `hello over ${transport}`, 'client → upstream → client');
@@ -89,7 +75,7 @@ for (const transport of ['http', 'ws'] as const) {
 
     test('binary messages cross the edge as binary, byte for byte', async (t) => {
       const ts = scope(t);
-      const client = await openClient(ts, `${wsUrl}/chat/${transport}/binary`);
+      const client = await openWebSocket(ts, `${wsUrl}/chat/${transport}/binary`);
       await client.next(); // the welcome
       const from = up.wsMessages.length;
       client.ws.send(new Uint8Array([0, 1, 2, 254, 255]));
@@ -116,7 +102,7 @@ for (const transport of ['http', 'ws'] as const) {
     test('when the upstream closes the session, the client sees its close code and reason, and on_disconnect is reported', async (t) => {
       const ts = scope(t);
       const seenBefore = readJsonLines<Disconnect>(record).length;
-      const client = await openClient(ts, `${wsUrl}/chat/${transport}/upstream-closes`);
+      const client = await openWebSocket(ts, `${wsUrl}/chat/${transport}/upstream-closes`);
       await client.next(); // the welcome
       client.ws.send('close please');
       assert.deepEqual(await client.closed, { code: 4000, reason: 'closed by upstream' });
@@ -133,7 +119,7 @@ for (const transport of ['http', 'ws'] as const) {
       const path = `/chat/${transport}/count`;
       const seenBefore = readJsonLines<Disconnect>(record).length;
       const started = performance.now();
-      const client = await openClient(ts, `${wsUrl}${path}`);
+      const client = await openWebSocket(ts, `${wsUrl}${path}`);
       const welcome = text(await client.next()); // to the client
       client.ws.send('12345'); // 5 bytes from the client
       await client.next();

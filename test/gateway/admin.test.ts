@@ -7,7 +7,11 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { baseConfig, readyz, request, scope, startGateway, startUpstream, VERDICT_PLUGIN, waitFor } from './harness.ts';
+import { request, waitFor } from '../helpers/http.ts';
+import { VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, readyz, startGateway } from '../helpers/processes.ts';
+import { scope } from '../helpers/scope.ts';
+import { startUpstream } from '../helpers/upstream.ts';
 
 describe('admin endpoints', { concurrency: true, timeout: 60_000 }, () => {
   test('/healthz answers 200 ok; /readyz answers 200 with the plugin states once every plugin is ready', async (t) => {

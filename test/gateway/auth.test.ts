@@ -5,10 +5,14 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { AUTH_PY, AUTH_TS, baseConfig, parseRaw, rawRequest, request, Scope, startGateway, startUpstream, whenReady, type Gateway, type Upstream } from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { parseRaw, rawRequest, request } from '../helpers/http.ts';
+import { AUTH_PY, AUTH_TS } from '../helpers/paths.ts';
+import { baseConfig, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
+import { suiteScope } from '../helpers/scope.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 
-const files = new Scope();
+const files = suiteScope();
 let gw: Gateway;
 let up: Upstream;
 
@@ -30,7 +34,6 @@ before(async () => {
   );
   await whenReady(gw);
 });
-after(() => files.close());
 
 const received = (path: string) => up.received.filter((r) => r.url === path);
 

@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { baseConfig, PUSH_TARGETS_SH, request, scope, startGateway, startUpstream, waitFor, type Gateway } from './harness.ts';
+import { request, waitFor } from '../helpers/http.ts';
+import { PUSH_TARGETS_SH } from '../helpers/paths.ts';
+import { baseConfig, startGateway, type Gateway } from '../helpers/processes.ts';
+import { scope } from '../helpers/scope.ts';
+import { startUpstream } from '../helpers/upstream.ts';
 
 const servedBy = async (gw: Gateway, path: string, headers: Record<string, string> = {}) => {
   const res = await request(`${gw.url}${path}`, { headers });

@@ -10,7 +10,10 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { baseConfig, isAlive, runCli, scope, sleep, tempDir, VERDICT_PLUGIN, writeConfig } from './harness.ts';
+import { sleep } from '../helpers/http.ts';
+import { VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, isAlive, runCli, writeConfig } from '../helpers/processes.ts';
+import { scope, tempDir } from '../helpers/scope.ts';
 
 /** One file with several independent problems; each must be reported. */
 const MANY_PROBLEMS = `// several mistakes at once

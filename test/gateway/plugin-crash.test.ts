@@ -7,7 +7,11 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { baseConfig, isAlive, readyz, request, scope, sleep, startGateway, startUpstream, VERDICT_PLUGIN, waitFor, whenReady } from './harness.ts';
+import { request, sleep, waitFor } from '../helpers/http.ts';
+import { VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, isAlive, readyz, startGateway, whenReady } from '../helpers/processes.ts';
+import { scope } from '../helpers/scope.ts';
+import { startUpstream } from '../helpers/upstream.ts';
 
 test('a plugin killed during traffic: 503 while it is down (on_error deny), on_error allow passes, then recovery with a new process', { timeout: 60_000 }, async (t) => {
   const s = scope(t);
@@ -75,11 +79,12 @@ test('a plugin killed during traffic: 503 while it is down (on_error deny), on_e
   assert.notEqual(newPid, pid, 'a new plugin process serves');
   assert.ok(isAlive(newPid));
   await whenReady(gw);
+  const recoveredAt = performance.now();
+  await waitFor(() => statuses.some((x) => x.at > recoveredAt && x.status === 200), { timeoutMs: 5000, what: 'the steady traffic to be served again' });
 
   traffic = false;
   await loop;
   const odd = statuses.filter((x) => x.status !== 200 && x.status !== 503);
   assert.deepEqual(odd, [], 'every answer during the crash was 200 or 503');
   assert.ok(statuses.some((x) => x.at >= killedAt && x.status === 503), 'the steady traffic saw the outage');
-  assert.equal(statuses.at(-1)?.status, 200, 'the steady traffic recovered');
 });

@@ -9,7 +9,11 @@ import assert from 'node:assert/strict';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { baseConfig, isAlive, request, scope, sleep, startGateway, startUpstream, tempDir, VERDICT_PLUGIN, waitFor, whenReady, writeConfig, type Gateway } from './harness.ts';
+import { request, sleep, waitFor } from '../helpers/http.ts';
+import { VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, isAlive, startGateway, whenReady, writeConfig, type Gateway } from '../helpers/processes.ts';
+import { scope, tempDir } from '../helpers/scope.ts';
+import { startUpstream } from '../helpers/upstream.ts';
 
 const fixture = (name: string) => ({ path: VERDICT_PLUGIN, env: { FIXTURE_NAME: name, FIXTURE_HOOKS: 'on_request' } });
 

@@ -6,13 +6,16 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { baseConfig, request, Scope, startGateway, startUpstream, type Gateway, type Upstream } from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { request } from '../helpers/http.ts';
+import { baseConfig, startGateway, type Gateway } from '../helpers/processes.ts';
+import { suiteScope } from '../helpers/scope.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 
 /** A route that answers with its own id, so a test sees which route served it. */
 const says = (id: string, match: Record<string, unknown>) => ({ id, match, action: { type: 'static', body: id } });
 
-const files = new Scope();
+const files = suiteScope();
 let gw: Gateway;
 let up: Upstream;
 
@@ -49,7 +52,6 @@ before(async () => {
     }),
   );
 });
-after(() => files.close());
 
 const get = (host: string, path: string, method = 'GET') => request(`${gw.url}${path}`, { method, headers: { host } });
 

@@ -7,7 +7,11 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { baseConfig, isAlive, openWebSocket, request, scope, sleep, startGateway, startUpstream, tempDir, VERDICT_PLUGIN, waitFor, whenReady } from './harness.ts';
+import { openWebSocket, request, sleep, waitFor } from '../helpers/http.ts';
+import { VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, isAlive, readJsonLines, startGateway, whenReady } from '../helpers/processes.ts';
+import { scope, tempDir } from '../helpers/scope.ts';
+import { startUpstream } from '../helpers/upstream.ts';
 
 test('SIGTERM lets a slow request in flight finish with 200, refuses new connections, exits 0 and stops every plugin', { timeout: 60_000 }, async (t) => {
   const s = scope(t);
@@ -107,9 +111,9 @@ test(
     process.kill(gw.pid, 'SIGTERM');
     await session.closed;
     await gw.exited;
-    const lines = existsSync(disconnects) ? readFileSync(disconnects, 'utf8').split('\n').filter(Boolean) : [];
-    assert.equal(lines.length, 1, 'one on_disconnect record for the session');
-    const rec = JSON.parse(lines[0]) as { r: string; rx: number; tx: number };
+    const records = readJsonLines<{ r: string; rx: number; tx: number }>(disconnects);
+    assert.equal(records.length, 1, 'one on_disconnect record for the session');
+    const [rec] = records;
     assert.equal(rec.r, 'ws');
     assert.ok(rec.rx > 0 && rec.tx > 0);
   },

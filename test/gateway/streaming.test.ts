@@ -7,28 +7,19 @@
 
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { request as httpRequest } from 'node:http';
-import {
-  baseConfig,
-  patternFacts,
-  patternStream,
-  request,
-  Scope,
-  sha256,
-  startGateway,
-  startUpstream,
-  VERDICT_PLUGIN,
-  whenReady,
-  type Gateway,
-  type Upstream,
-} from './harness.ts';
+import { request } from '../helpers/http.ts';
+import { VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
+import { suiteScope } from '../helpers/scope.ts';
+import { patternFacts, patternStream, sha256, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
 const MB = 1024 * 1024;
 /** How long a half-sent body waits for the other side before giving up (only reached when the gateway buffers). */
 const PATIENCE_MS = 5000;
 
-const files = new Scope();
+const files = suiteScope();
 let gw: Gateway;
 let up: Upstream;
 /** the custom upstream of the streaming tests */
@@ -84,7 +75,6 @@ before(async () => {
   );
   await whenReady(gw);
 });
-after(() => files.close());
 
 describe('streaming', { concurrency: true, timeout: 60_000 }, () => {
   test('a 20 MB request body reaches the upstream intact', async () => {

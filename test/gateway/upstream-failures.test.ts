@@ -5,10 +5,13 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { baseConfig, deadPort, request, Scope, startGateway, startUpstream, type Gateway, type Upstream } from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { freePort, request } from '../helpers/http.ts';
+import { baseConfig, startGateway, type Gateway } from '../helpers/processes.ts';
+import { suiteScope } from '../helpers/scope.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 
-const files = new Scope();
+const files = suiteScope();
 let gw: Gateway;
 let up: Upstream;
 
@@ -23,7 +26,7 @@ before(async () => {
       setTimeout(() => res.socket?.destroy(), 100);
     },
   });
-  const dead = `http://127.0.0.1:${await deadPort()}`;
+  const dead = `http://127.0.0.1:${await freePort()}`;
   gw = await startGateway(
     files,
     baseConfig({
@@ -38,7 +41,6 @@ before(async () => {
     }),
   );
 });
-after(() => files.close());
 
 describe('upstream failures', { concurrency: true, timeout: 60_000 }, () => {
   test("an unreachable upstream gets the action's fallback when one is configured", async () => {

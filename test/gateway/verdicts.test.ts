@@ -9,24 +9,14 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import {
-  baseConfig,
-  patternFacts,
-  patternStream,
-  request,
-  scope,
-  Scope,
-  sleep,
-  startGateway,
-  startUpstream,
-  VERDICT_PLUGIN,
-  whenReady,
-  type Gateway,
-  type Upstream,
-} from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { request, sleep } from '../helpers/http.ts';
+import { VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
+import { scope, suiteScope } from '../helpers/scope.ts';
+import { patternFacts, patternStream, startUpstream, type Upstream } from '../helpers/upstream.ts';
 
-const files = new Scope();
+const files = suiteScope();
 let gw: Gateway;
 let up: Upstream;
 
@@ -63,7 +53,6 @@ before(async () => {
   );
   await whenReady(gw);
 });
-after(() => files.close());
 
 /** A request through the gateway whose plugin verdict is `verdict`. */
 const via = (path: string, verdict: string, more: Record<string, string> = {}) =>

@@ -5,28 +5,15 @@
  */
 
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import {
-  AUTH_TS,
-  baseConfig,
-  openWebSocket,
-  scope,
-  Scope,
-  sleep,
-  startGateway,
-  startUpstream,
-  tempDir,
-  VERDICT_PLUGIN,
-  waitFor,
-  whenReady,
-  type Gateway,
-  type Upstream,
-} from './harness.ts';
+import { before, describe, test } from 'node:test';
+import { openWebSocket, sleep, upgradeAnswer, waitFor } from '../helpers/http.ts';
+import { AUTH_TS, VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, readJsonLines, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
+import { scope, suiteScope, tempDir } from '../helpers/scope.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 
-const files = new Scope();
+const files = suiteScope();
 let gw: Gateway;
 let up: Upstream;
 let disconnects: string;
@@ -57,29 +44,11 @@ before(async () => {
   );
   await whenReady(gw);
 });
-after(() => files.close());
 
 const wsUrl = (path: string) => gw.url.replace(/^http/, 'ws') + path;
 
-/** Sends a raw upgrade request and resolves with the status of the answer (101 or a refusal). */
-function upgradeStatus(path: string, headers: Record<string, string> = {}): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(`${gw.url}${path}`, {
-      agent: false,
-      headers: { connection: 'Upgrade', upgrade: 'websocket', 'sec-websocket-version': '13', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', ...headers },
-    });
-    req.on('error', reject);
-    req.on('response', (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('upgrade', (res, socket) => {
-      socket.destroy();
-      resolve(res.statusCode ?? 0);
-    });
-    req.end();
-  });
-}
+/** The status a raw upgrade request is answered with (101 or a refusal). */
+const upgradeStatus = async (path: string, headers: Record<string, string> = {}): Promise<number> => (await upgradeAnswer(`${gw.url}${path}`, { headers })).status;
 
 describe('WebSocket', { concurrency: true, timeout: 60_000 }, () => {
   test('messages echo through the gateway both ways, text and binary', async (t) => {
@@ -121,19 +90,7 @@ describe('WebSocket', { concurrency: true, timeout: 60_000 }, () => {
     ws.close(1000, 'done');
     await closed;
     const record = await waitFor(
-      () => {
-        let text = '';
-        try {
-          text = readFileSync(disconnects, 'utf8');
-        } catch {
-          return null;
-        }
-        return text
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l) as { name: string; r: string; rx: number; tx: number; ms: number; a: string })
-          .find((d) => d.r === 'ws-measured');
-      },
+      () => readJsonLines<{ name: string; r: string; rx: number; tx: number; ms: number; a: string }>(disconnects).find((d) => d.r === 'ws-measured'),
       { what: 'the on_disconnect record of route ws-measured' },
     );
     assert.equal(record.name, 'gatekeeper');

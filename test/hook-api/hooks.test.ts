@@ -8,12 +8,17 @@
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
+import { FRAMES_TYPE } from '../../node-runner/hook-api.ts';
 import { decodeFrames, decodeHookResult, encodeEnvelopeFrame, encodeFrame, encodeHookData, encodeHookFrame, packValue, unpackValue } from '../../src/core/codec.ts';
-import { AUTH_PLUGIN, EDGE_PLUGIN, FRAMES_TYPE, getState, KEY, postFrames, readJsonLines, requestInfo, runnerConfig, Scope, startRunner, tempDir, waitFor, type RunnerProcess } from './harness.ts';
+import { getState, postFrames } from '../helpers/hook-api.ts';
+import { waitFor } from '../helpers/http.ts';
+import { AUTH_TS, EDGE_PLUGIN } from '../helpers/paths.ts';
+import { KEY, readJsonLines, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { requestInfo } from '../helpers/protocol.ts';
+import { suiteScope, tempDir } from '../helpers/scope.ts';
 
-const s = new Scope();
-after(() => s.close());
+const s = suiteScope();
 let runner: RunnerProcess;
 let record: string;
 
@@ -31,7 +36,7 @@ before(async () => {
         { id: 'lenient', match: { path: '/lenient/*' }, plugin_timeout: '300ms', plugins: [{ plugin: 'fixture', on_error: 'allow' }], action },
       ],
       plugins: {
-        auth: { path: AUTH_PLUGIN, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
+        auth: { path: AUTH_TS, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
         fixture: { path: EDGE_PLUGIN, env: { FIXTURE_NAME: 'fx', FIXTURE_RECORD: record, FIXTURE_REFUSE_CONNECT: 'guarded' } },
       },
     }),

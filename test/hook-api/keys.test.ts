@@ -7,14 +7,15 @@
  */
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { encodeHookFrame } from '../../src/core/codec.ts';
-import { getState, KEY, openLink, postFrames, runnerConfig, Scope, startRunner, type RunnerProcess } from './harness.ts';
+import { getState, openLink, postFrames } from '../helpers/hook-api.ts';
+import { KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { suiteScope } from '../helpers/scope.ts';
 
 const EXPIRED = 'expired-key-0123456789abcdef';
 
-const s = new Scope();
-after(() => s.close());
+const s = suiteScope();
 let runner: RunnerProcess;
 /** the runner's state version */
 let version: string;

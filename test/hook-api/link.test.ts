@@ -10,31 +10,18 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { decodeHookResult, encodeFrame, encodeHookFrame, packValue } from '../../src/core/codec.ts';
-import {
-  AUTH_PLUGIN,
-  concat,
-  EDGE_PLUGIN,
-  getState,
-  KEY,
-  openLink,
-  postFrames,
-  runnerConfig,
-  Scope,
-  scope,
-  startRunner,
-  tempDir,
-  waitFor,
-  type LinkMessage,
-  type RunnerProcess,
-} from './harness.ts';
+import { getState, openLink, postFrames, type LinkMessage } from '../helpers/hook-api.ts';
+import { waitFor } from '../helpers/http.ts';
+import { AUTH_TS, EDGE_PLUGIN } from '../helpers/paths.ts';
+import { KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { scope, suiteScope, tempDir } from '../helpers/scope.ts';
 
 const notice = (m: LinkMessage) => m.id === 0;
 
 describe('a hook link', () => {
-  const s = new Scope();
-  after(() => s.close());
+  const s = suiteScope();
   let runner: RunnerProcess;
   let targetsFile: string;
   let config: Record<string, unknown>;
@@ -52,7 +39,7 @@ describe('a hook link', () => {
           { id: 'pool', match: { path: '/pool/*' }, balancer: {}, action: { type: 'proxy', upstream: 'http://{target}' } },
         ],
         plugins: {
-          auth: { path: AUTH_PLUGIN, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
+          auth: { path: AUTH_TS, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
           fixture: { path: EDGE_PLUGIN, env: { FIXTURE_NAME: 'fx', FIXTURE_TARGETS_FILE: targetsFile, FIXTURE_PUSH_ROUTE: 'pool' } },
         },
       },
@@ -103,7 +90,7 @@ describe('a hook link', () => {
     const bad: Array<[number, Uint8Array, RegExp]> = [
       [42, encodeFrame(packValue('not an envelope')), /envelope/],
       [43, new Uint8Array([0, 0, 0, 9, 1, 2]), /middle of a frame/],
-      [44, concat([encodeHookFrame('on_request', { r: 'api' }), encodeHookFrame('on_request', { r: 'api' })]), /exactly one frame/],
+      [44, Buffer.concat([encodeHookFrame('on_request', { r: 'api' }), encodeHookFrame('on_request', { r: 'api' })]), /exactly one frame/],
       [45, encodeHookFrame('on_request', { m: 'GET' }), /names no route/],
     ];
     for (const [id, frame] of bad) link.call(id, frame);

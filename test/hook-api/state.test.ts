@@ -9,8 +9,12 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, test } from 'node:test';
-import { AUTH_PLUGIN, EDGE_PLUGIN, getState, KEY, runnerConfig, Scope, startRunner, tempDir, waitFor, type RunnerProcess } from './harness.ts';
+import { before, test } from 'node:test';
+import { getState } from '../helpers/hook-api.ts';
+import { waitFor } from '../helpers/http.ts';
+import { AUTH_TS, EDGE_PLUGIN } from '../helpers/paths.ts';
+import { KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { suiteScope, tempDir } from '../helpers/scope.ts';
 
 interface Snapshot {
   version: string;
@@ -21,8 +25,7 @@ interface Snapshot {
   speed: Record<string, unknown>;
 }
 
-const s = new Scope();
-after(() => s.close());
+const s = suiteScope();
 let runner: RunnerProcess;
 let targetsFile: string;
 let config: Record<string, unknown>;
@@ -42,7 +45,7 @@ before(async () => {
     routes,
     actions: { app: { type: 'proxy', upstream: 'http://127.0.0.1:9' } },
     plugins: {
-      auth: { path: AUTH_PLUGIN, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
+      auth: { path: AUTH_TS, env: { HOOKGATE_AUTH_TOKENS: 'tok-alice:alice' } },
       fixture: { path: EDGE_PLUGIN },
       // Bound to no route: it only pushes targets (read from the file) to "pool".
       pusher: { path: EDGE_PLUGIN, autostart: true, env: { FIXTURE_HOOKS: '', FIXTURE_TARGETS_FILE: targetsFile, FIXTURE_PUSH_ROUTE: 'pool' } },

@@ -6,7 +6,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { applyReady, config, Harness, isAlive, request, route, statusOf, waitFor } from '../helpers/plugin-host.ts';
+import { waitFor } from '../helpers/http.ts';
+import { applyReady, config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
+import { isAlive } from '../helpers/processes.ts';
 
 const T = { timeout: 10_000 };
 

@@ -6,7 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { applyReady, config, Harness, request, route, statusOf, waitFor } from '../helpers/plugin-host.ts';
+import { waitFor } from '../helpers/http.ts';
+import { applyReady, config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
 
 const T = { timeout: 10_000 };
 

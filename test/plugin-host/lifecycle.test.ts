@@ -12,19 +12,10 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { FakeClock } from '../helpers/fake-clock.ts';
-import {
-  applyReady,
-  CONFIGURABLE,
-  config,
-  countingSpawn,
-  Harness,
-  isAlive,
-  request,
-  route,
-  RUNNER_CHILD,
-  statusOf,
-  waitFor,
-} from '../helpers/plugin-host.ts';
+import { waitFor } from '../helpers/http.ts';
+import { CONFIGURABLE, RUNNER_CHILD } from '../helpers/paths.ts';
+import { applyReady, config, countingSpawn, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
+import { isAlive } from '../helpers/processes.ts';
 
 const T = { timeout: 10_000 };
 

@@ -7,7 +7,8 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { applyReady, Harness, request, route, waitFor } from '../helpers/plugin-host.ts';
+import { waitFor } from '../helpers/http.ts';
+import { applyReady, Harness, request, route } from '../helpers/plugin-host.ts';
 
 const T = { timeout: 10_000 };
 

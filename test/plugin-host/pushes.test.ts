@@ -8,7 +8,9 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { applyReady, config, Harness, PUSH_TARGETS_SH, route, statusOf, waitFor } from '../helpers/plugin-host.ts';
+import { waitFor } from '../helpers/http.ts';
+import { PUSH_TARGETS_SH } from '../helpers/paths.ts';
+import { applyReady, config, Harness, route, statusOf } from '../helpers/plugin-host.ts';
 
 const T = { timeout: 10_000 };
 

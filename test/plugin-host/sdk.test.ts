@@ -12,7 +12,9 @@ import { delimiter, dirname } from 'node:path';
 import { describe, test } from 'node:test';
 import { MAGIC_COOKIE_KEY } from '../../src/core/protocol.ts';
 import type { AuthorizeResult } from '../../src/core/protocol.ts';
-import { applyReady, AUTH_PY, AUTH_TS, config, Harness, request, route, SDK_PLUGIN, statusOf, waitFor } from '../helpers/plugin-host.ts';
+import { waitFor } from '../helpers/http.ts';
+import { AUTH_PY, AUTH_TS, SDK_PLUGIN } from '../helpers/paths.ts';
+import { applyReady, config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
 
 const T = { timeout: 10_000 };
 

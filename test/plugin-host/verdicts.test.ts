@@ -7,7 +7,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HOOK_BIT } from '../../src/core/protocol.ts';
-import { applyReady, AUTH_TS, Harness, request, route, waitFor } from '../helpers/plugin-host.ts';
+import { waitFor } from '../helpers/http.ts';
+import { AUTH_TS } from '../helpers/paths.ts';
+import { applyReady, Harness, request, route } from '../helpers/plugin-host.ts';
 
 const T = { timeout: 10_000 };
 
