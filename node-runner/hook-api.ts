@@ -25,11 +25,11 @@ import { decodeEnvelope, decodeFrames, decodeHookData, encodeFrame, encodeResult
 import { HookgateError, isHookgateError } from '../src/core/errors.ts';
 import type { HookClient } from '../src/core/gateway.ts';
 import type { Logger } from '../src/core/log.ts';
-import { hookName, type HookData, type HookName } from '../src/core/protocol.ts';
+import { FRAMES_TYPE, hookName, type HookData, type HookName } from '../src/core/protocol.ts';
 import type { StateSnapshot } from '../src/core/snapshot.ts';
 import type { KeyRing } from './keys.ts';
 
-export const FRAMES_TYPE = 'application/vnd.hookgate.frames';
+export { FRAMES_TYPE };
 /** Largest batch body accepted: 16 MiB (each frame is still limited to 1 MiB). */
 export const MAX_BATCH_BYTES = 16 * 1_048_576;
 /** Most frames in one batch. */

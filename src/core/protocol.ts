@@ -37,6 +37,9 @@ export const HOOK_BIT = {
   on_disconnect: 8,
 } as const satisfies Record<HookName, number>;
 
+/** Content type of a body of frames (PROTOCOL.md §2, `POST /v1/hooks`). */
+export const FRAMES_TYPE = 'application/vnd.hookgate.frames';
+
 /** Largest frame payload either side accepts (PROTOCOL.md §1): 1 MiB. */
 export const MAX_PAYLOAD = 1_048_576;
 

@@ -11,6 +11,7 @@
  */
 
 import { decodeFrames, unpackValue } from '../core/codec.ts';
+import { FRAMES_TYPE } from '../core/protocol.ts';
 
 interface LinkEnv {
   RUNNER_KEY?: string;
@@ -21,7 +22,6 @@ interface Waiting {
   reject: (err: Error) => void;
 }
 
-const FRAMES_TYPE = 'application/vnd.hookgate.frames';
 
 class KeyRefused extends Error {}
 class LinkBroken extends Error {}

@@ -9,8 +9,8 @@
 
 import { decodeFrames } from '../core/codec.ts';
 import { HookgateError } from '../core/errors.ts';
+import { FRAMES_TYPE } from '../core/protocol.ts';
 
-export const FRAMES_TYPE = 'application/vnd.hookgate.frames';
 
 export interface RunnerSettings {
   urls: string[];
