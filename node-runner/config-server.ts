@@ -1,0 +1,492 @@
+/**
+ * @module config-server
+ * `hookgate config-server`: serves a config file as the config stream of
+ * PROTOCOL.md §3 (`GET /v1/stream`, Server-Sent Events) to any number of
+ * runners (`hookgate serve --config-url http://HOST:PORT/v1/stream`).
+ *
+ * What it owns:
+ * - **Items.** The file is read as JSON5 and validated as a whole with
+ *   `parseConfig` (every problem reported). The items sent are the file's
+ *   own (config-input form, as a runner would write them in a file, no
+ *   defaults filled in), taken by `itemsOf` from the raw input after plugin
+ *   paths were made absolute against the file's folder: `path`, a
+ *   `command`'s program when it contains a slash, and `cwd` (default: the
+ *   file's folder), exactly as `loadConfigFile` resolves them. Paths are
+ *   therefore resolved **on the server's machine**; runners elsewhere must
+ *   have the plugins at the same absolute paths. Local settings (`gateway`,
+ *   `admin`, `runner.listen`) are not items and never leave the server;
+ *   `runner.keys` do (a key's `secret` included: prefer `secret_env`).
+ * - **Versions.** Every item has a version from one counter that only
+ *   grows: a new or changed item (deep compare of its data, a route's
+ *   `order` included) gets `++counter`, and so does the `delete` of a
+ *   removed one. `<file>.versions.json` next to the config file keeps the
+ *   counter and each item's version and sha256 (of its canonical JSON), so a
+ *   restarted server never reuses a version and unchanged items keep
+ *   theirs. It is written (temp file + rename) before any event that uses
+ *   its versions is sent. Format:
+ *   `{"counter":N,"items":{"routes":{"<id>":{"version":N,"sha256":"<hex>"}},"actions":{},"plugins":{},"keys":{}}}`.
+ *   A versions file that cannot be parsed is reported and replaced, with
+ *   the counter seeded from the clock (ms since the epoch) so it still
+ *   passes any version handed out before; a missing one starts at 0.
+ * - **Watching.** The file's folder is watched (editors replace files),
+ *   debounced 150 ms. An invalid edit (unreadable, not JSON5, or refused
+ *   by `parseConfig`) is logged with every problem and not sent; the
+ *   previous state keeps being served. An edit that changes no item sends
+ *   nothing.
+ * - **The stream.** `Authorization: Bearer <key>` (compared in constant
+ *   time; anything else: 401, no body). Events, each `event: <name>\ndata:
+ *   <one-line JSON>\n\n`: first a `put` with every item (wire shapes of
+ *   `config-doc.ts`), then `patch` / `delete` per changed item, and a
+ *   `: heartbeat\n\n` comment every `heartbeatMs`. The events of one edit
+ *   are sent in an order a runner applying them one at a time can follow:
+ *   deleted routes first, then patches (plugins, actions, keys, routes),
+ *   then deleted actions, plugins and keys. A client that cannot keep up
+ *   (over 8 MiB unsent) is dropped; it reconnects and gets a fresh `put`.
+ *
+ * Left to others: applying the events (`config-doc.ts`, the runner's
+ * stream client), argument wiring into the `hookgate` CLI (`cli.ts`).
+ */
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { watch, type FSWatcher } from 'node:fs';
+import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import JSON5 from 'json5';
+import { ConfigError, parseConfig } from '../src/core/config.ts';
+import { itemsOf, KINDS, type Kind } from '../src/core/config-doc.ts';
+import type { Logger } from '../src/core/log.ts';
+import { createLogger } from './log.ts';
+
+/** The path the stream is served at. */
+export const STREAM_PATH = '/v1/stream';
+/** Shortest key `configServerMain` accepts. */
+export const MIN_KEY_LENGTH = 16;
+
+const DEBOUNCE_MS = 150;
+const MAX_UNSENT_BYTES = 8 * 1024 * 1024;
+/** Order of the patches of one edit: what routes refer to comes first. */
+const PATCH_RANK: Record<Kind, number> = { plugins: 0, actions: 1, keys: 2, routes: 3 };
+
+export interface ConfigServerOptions {
+  /** the config file (JSON5) to serve and watch */
+  configFile: string;
+  /** `host:port` (`[::1]:port` for IPv6); port 0 picks a free one */
+  listen: string;
+  /** the bearer key clients must present */
+  key: string;
+  logger: Logger;
+  /** interval of `: heartbeat` comments; default 15000 */
+  heartbeatMs?: number;
+}
+
+export interface ConfigServer {
+  /** the stream's URL, e.g. `http://127.0.0.1:9000/v1/stream` (the real port when 0 was asked) */
+  url: string;
+  /** Re-reads the file now (as a watched change does); resolves once handled. Never rejects. */
+  reload(): Promise<void>;
+  /** Ends every stream, stops watching and closes the listener. Idempotent. */
+  close(): Promise<void>;
+}
+
+interface Held {
+  version: number;
+  sha256: string;
+  data: Record<string, unknown>;
+}
+
+type State = Record<Kind, Map<string, Held>>;
+
+interface Persisted {
+  counter: number;
+  items: Record<Kind, Map<string, { version: number; sha256: string }>>;
+}
+
+type ServerEvent = { name: 'patch'; kind: Kind; id: string; version: number; data: Record<string, unknown> } | { name: 'delete'; kind: Kind; id: string; version: number };
+
+/**
+ * Starts serving `configFile` as a config stream. Rejects with
+ * `ConfigError` (every problem listed) when the file is invalid at start,
+ * or with the listen error; nothing is left running then.
+ *
+ * Contract: the returned server watches the file until `close()`, which is
+ * idempotent and ends every open stream. Clients may connect and
+ * disconnect at any time, concurrently with edits: a client always gets a
+ * `put` of the state current when it connected, then every change after it.
+ *
+ * @example
+ * const server = await startConfigServer({ configFile: 'hookgate.json5', listen: '127.0.0.1:9000', key, logger });
+ * // runners: hookgate serve --config-url http://127.0.0.1:9000/v1/stream
+ * await server.close();
+ */
+export async function startConfigServer(opts: ConfigServerOptions): Promise<ConfigServer> {
+  const log = opts.logger.child({ component: 'config-server' });
+  const configFile = resolve(opts.configFile);
+  const versionsFile = `${configFile}.versions.json`;
+  const heartbeatMs = opts.heartbeatMs ?? 15_000;
+  const keyDigest = sha256(opts.key);
+  const listen = splitListen(opts.listen);
+
+  // Initial state: the file's items, versioned against what was persisted.
+  const items = await readItems(configFile);
+  const persisted = await readPersisted(versionsFile, log);
+  let counter = persisted.counter;
+  const state = emptyState();
+  let changed = persisted.missing;
+  for (const kind of KINDS) {
+    for (const [id, data] of items[kind]) {
+      const hash = sha256(canonicalJson(data));
+      const before = persisted.items[kind].get(id);
+      if (before && before.sha256 === hash) state[kind].set(id, { version: before.version, sha256: hash, data });
+      else {
+        state[kind].set(id, { version: ++counter, sha256: hash, data });
+        changed = true;
+      }
+    }
+    for (const id of persisted.items[kind].keys()) if (!items[kind].has(id)) changed = true;
+  }
+  if (changed) await writePersisted(versionsFile, counter, state);
+
+  const clients = new Set<ServerResponse>();
+  const send = (res: ServerResponse, chunk: string) => {
+    if (res.writableEnded || res.destroyed) return;
+    res.write(chunk);
+    if (res.writableLength > MAX_UNSENT_BYTES) {
+      log.warn({ unsent: res.writableLength }, 'config stream client does not keep up; dropping it');
+      clients.delete(res);
+      res.destroy();
+    }
+  };
+  const broadcast = (chunk: string) => {
+    for (const res of clients) send(res, chunk);
+  };
+
+  const server = createServer((req, res) => handle(req, res));
+  function handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== STREAM_PATH) {
+      res.writeHead(404, { 'content-length': '0' }).end();
+      return;
+    }
+    if (!authorized(req.headers.authorization, keyDigest)) {
+      res.writeHead(401, { 'content-length': '0', 'www-authenticate': 'Bearer' }).end();
+      return;
+    }
+    if (req.method !== 'GET') {
+      res.writeHead(405, { 'content-length': '0', allow: 'GET' }).end();
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    req.socket.setNoDelay(true);
+    clients.add(res);
+    const drop = () => {
+      if (clients.delete(res)) log.debug({ clients: clients.size }, 'config stream client left');
+    };
+    res.once('close', drop);
+    log.debug({ clients: clients.size, remote: req.socket.remoteAddress }, 'config stream client connected');
+    send(res, sseEvent('put', putOf(state)));
+  }
+
+  const heartbeat = setInterval(() => broadcast(': heartbeat\n\n'), heartbeatMs);
+  heartbeat.unref();
+
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', fail);
+      ok();
+    });
+  }).catch((err: unknown) => {
+    clearInterval(heartbeat);
+    throw err;
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${host}:${addr.port}${STREAM_PATH}`;
+
+  // Reloads run one at a time, in order; a client connecting while one
+  // persists gets the previous state's put and then this reload's events.
+  let chain: Promise<void> = Promise.resolve();
+  let closed = false;
+  const reloadOnce = async (): Promise<void> => {
+    if (closed) return;
+    let next: Record<Kind, Map<string, Record<string, unknown>>>;
+    try {
+      next = await readItems(configFile);
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems : [String((err as Error)?.message ?? err)];
+      log.error({ file: configFile, problems }, 'config edit refused: invalid config; still serving the previous one');
+      return;
+    }
+    if (closed) return;
+    const deletes: ServerEvent[] = [];
+    const patches: ServerEvent[] = [];
+    const nextState = emptyState();
+    let version = counter;
+    for (const kind of KINDS) {
+      for (const [id, data] of next[kind]) {
+        const hash = sha256(canonicalJson(data));
+        const held = state[kind].get(id);
+        if (held && held.sha256 === hash) nextState[kind].set(id, held);
+        else {
+          const v = ++version;
+          nextState[kind].set(id, { version: v, sha256: hash, data });
+          patches.push({ name: 'patch', kind, id, version: v, data });
+        }
+      }
+      for (const id of state[kind].keys()) if (!next[kind].has(id)) deletes.push({ name: 'delete', kind, id, version: ++version });
+    }
+    if (!patches.length && !deletes.length) {
+      log.debug({ file: configFile }, 'config unchanged; nothing to send');
+      return;
+    }
+    try {
+      await writePersisted(versionsFile, version, nextState);
+    } catch (err) {
+      log.error({ file: versionsFile, err: (err as Error).message }, 'cannot persist config versions; the edit is not sent');
+      return;
+    }
+    counter = version;
+    for (const kind of KINDS) state[kind] = nextState[kind];
+    // Dependencies before dependents: what routes stop using goes last.
+    const rank = (e: ServerEvent) => (e.name === 'delete' ? (e.kind === 'routes' ? 0 : 5) : 1 + PATCH_RANK[e.kind]);
+    const events = [...deletes, ...patches].sort((a, b) => rank(a) - rank(b) || a.version - b.version);
+    for (const e of events) {
+      const path = `${e.kind}/${e.id}`;
+      broadcast(e.name === 'patch' ? sseEvent('patch', { path, data: { ...e.data, version: e.version } }) : sseEvent('delete', { path, version: e.version }));
+    }
+    log.info(
+      { patched: patches.map((e) => `${e.kind}/${e.id}`), deleted: deletes.map((e) => `${e.kind}/${e.id}`), version: counter, clients: clients.size },
+      'config updated',
+    );
+  };
+  const reload = (): Promise<void> => (chain = chain.then(reloadOnce, reloadOnce));
+
+  let pending: NodeJS.Timeout | null = null;
+  let watcher: FSWatcher | null = null;
+  try {
+    watcher = watch(dirname(configFile), (_event, name) => {
+      if (name !== null && name !== basename(configFile)) return;
+      if (pending) clearTimeout(pending);
+      pending = setTimeout(() => {
+        pending = null;
+        void reload();
+      }, DEBOUNCE_MS);
+    });
+    watcher.on('error', (err) => log.warn({ err: err.message }, 'cannot watch the config file any more; restart the config server to pick up edits'));
+  } catch (err) {
+    log.warn({ err: (err as Error).message, file: configFile }, 'cannot watch the config file; edits are not picked up');
+  }
+
+  let closing: Promise<void> | null = null;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      closed = true;
+      watcher?.close();
+      if (pending) clearTimeout(pending);
+      clearInterval(heartbeat);
+      for (const res of clients) res.end();
+      clients.clear();
+      // Ended streams leave idle connections, which close() closes; a
+      // client that stopped reading would hold its socket, so after a
+      // grace period every connection is cut.
+      await new Promise<void>((r) => {
+        const cut = setTimeout(() => server.closeAllConnections(), 1000);
+        server.close(() => {
+          clearTimeout(cut);
+          r();
+        });
+      });
+      await chain;
+    })());
+
+  return { url, reload, close };
+}
+
+/**
+ * `hookgate config-server --config FILE --listen HOST:PORT --key-env NAME`:
+ * serves until SIGTERM/SIGINT, then closes and returns 0. Returns 2 for bad
+ * arguments or a missing/short key (under 16 characters), 1 for an invalid
+ * config file or a listener that cannot start; each with a message on
+ * stderr. Logs (pino, stderr) `config server listening` with the `url`.
+ *
+ * @example
+ * process.exitCode = await configServerMain(['--config', 'hookgate.json5', '--listen', '127.0.0.1:9000', '--key-env', 'HOOKGATE_CONFIG_KEY']);
+ */
+export async function configServerMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const fail = (code: number, msg: string) => {
+    process.stderr.write(`hookgate config-server: ${msg}\n`);
+    return code;
+  };
+  let values: { config?: string; listen?: string; 'key-env'?: string };
+  try {
+    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, listen: { type: 'string' }, 'key-env': { type: 'string' } }, strict: true }));
+  } catch (err) {
+    return fail(2, `${(err as Error).message}\nusage: hookgate config-server --config <file.json5> --listen <host:port> --key-env <NAME>`);
+  }
+  const usage = 'usage: hookgate config-server --config <file.json5> --listen <host:port> --key-env <NAME>';
+  if (!values.config) return fail(2, `--config <file> is required\n${usage}`);
+  if (!values.listen) return fail(2, `--listen <host:port> is required\n${usage}`);
+  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(values.listen) || Number(values.listen.slice(values.listen.lastIndexOf(':') + 1)) > 65535) {
+    return fail(2, `--listen "${values.listen}": expected "host:port", e.g. "127.0.0.1:9000"`);
+  }
+  if (!values['key-env']) return fail(2, `--key-env <NAME> is required: the environment variable holding the key runners present\n${usage}`);
+  const name = values['key-env'];
+  const key = env[name];
+  if (!key) return fail(2, `the environment variable ${name} (--key-env) is not set; set it to the key runners present (at least ${MIN_KEY_LENGTH} characters)`);
+  if (key.length < MIN_KEY_LENGTH) return fail(2, `the key in ${name} has ${key.length} characters; use at least ${MIN_KEY_LENGTH}`);
+
+  const logger = createLogger();
+  let server: ConfigServer;
+  try {
+    server = await startConfigServer({ configFile: values.config, listen: values.listen, key, logger });
+  } catch (err) {
+    if (err instanceof ConfigError) return fail(1, `${values.config}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`.trimEnd());
+    return fail(1, `cannot start: ${(err as Error).message}`);
+  }
+  logger.info({ url: server.url }, 'config server listening');
+  const onHup = () => void server.reload();
+  process.on('SIGHUP', onHup);
+  const signal = await new Promise<NodeJS.Signals>((r) => {
+    process.once('SIGTERM', () => r('SIGTERM'));
+    process.once('SIGINT', () => r('SIGINT'));
+  });
+  process.off('SIGHUP', onHup);
+  logger.info({ signal }, 'stopping');
+  await server.close();
+  logger.info('stopped');
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+
+function emptyState(): State {
+  return { routes: new Map(), actions: new Map(), plugins: new Map(), keys: new Map() };
+}
+
+function sha256(s: string): string {
+  return createHash('sha256').update(s).digest('hex');
+}
+
+function authorized(header: string | undefined, keyDigest: string): boolean {
+  if (!header || !header.startsWith('Bearer ')) return false;
+  // Fixed-size digests: the comparison takes the same time whatever was sent.
+  return timingSafeEqual(Buffer.from(sha256(header.slice(7).trim()), 'hex'), Buffer.from(keyDigest, 'hex'));
+}
+
+/** JSON with object keys sorted, so equal data hashes equally however the file orders it. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+function sseEvent(name: 'put' | 'patch' | 'delete', data: unknown): string {
+  return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+function putOf(state: State): Record<Kind, Record<string, Record<string, unknown>>> {
+  const put = {} as Record<Kind, Record<string, Record<string, unknown>>>;
+  for (const kind of KINDS) put[kind] = Object.fromEntries([...state[kind]].map(([id, h]) => [id, { ...h.data, version: h.version }]));
+  return put;
+}
+
+function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  if (i <= 0) throw new Error(`listen "${listen}": expected "host:port"`);
+  return { host: listen.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(i + 1)) };
+}
+
+/**
+ * The file's items: read, JSON5, validated whole by `parseConfig`, plugin
+ * paths made absolute against the file's folder (in the raw input, which
+ * stays what a runner would write in a file). Throws `ConfigError`.
+ */
+async function readItems(file: string): Promise<Record<Kind, Map<string, Record<string, unknown>>>> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${file}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON5.parse(text);
+  } catch (err) {
+    throw new ConfigError([`${file}: not valid JSON5: ${(err as Error).message}`]);
+  }
+  parseConfig(raw);
+  const input = raw as { plugins?: Record<string, Record<string, unknown>> } & Parameters<typeof itemsOf>[0];
+  const baseDir = dirname(file);
+  const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  for (const p of Object.values(input.plugins ?? {})) {
+    if (typeof p.path === 'string') p.path = at(p.path);
+    if (Array.isArray(p.command) && typeof p.command[0] === 'string' && p.command[0].includes('/')) p.command = [at(p.command[0]), ...p.command.slice(1)];
+    p.cwd = typeof p.cwd === 'string' ? at(p.cwd) : baseDir;
+  }
+  return itemsOf(input);
+}
+
+async function readPersisted(file: string, log: Logger): Promise<Persisted & { missing: boolean }> {
+  const empty = (counter: number, missing: boolean) => ({ counter, missing, items: { routes: new Map(), actions: new Map(), plugins: new Map(), keys: new Map() } }) as Persisted & { missing: boolean };
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return empty(0, true);
+    throw err;
+  }
+  const corrupt = (why: string) => {
+    const counter = Date.now();
+    log.error({ file, why, counter }, 'the config versions file is unusable; starting versions from the clock so none is reused, and rewriting it');
+    return empty(counter, true);
+  };
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return corrupt(`not JSON: ${(err as Error).message}`);
+  }
+  const isInt = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
+  const obj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+  if (!obj(raw) || !isInt(raw.counter) || !obj(raw.items)) return corrupt('expected {"counter": N, "items": {...}}');
+  const out = empty(raw.counter, false);
+  for (const kind of KINDS) {
+    const byId = raw.items[kind] ?? {};
+    if (!obj(byId)) return corrupt(`items.${kind}: expected an object`);
+    for (const [id, v] of Object.entries(byId)) {
+      if (!obj(v) || !isInt(v.version) || typeof v.sha256 !== 'string') return corrupt(`items.${kind}.${id}: expected {"version": N, "sha256": "..."}`);
+      out.items[kind].set(id, { version: v.version, sha256: v.sha256 });
+      out.counter = Math.max(out.counter, v.version);
+    }
+  }
+  return out;
+}
+
+/** Writes the versions file atomically: a temp file in the same folder, then rename over. */
+async function writePersisted(file: string, counter: number, state: State): Promise<void> {
+  const items = {} as Record<Kind, Record<string, { version: number; sha256: string }>>;
+  for (const kind of KINDS) items[kind] = Object.fromEntries([...state[kind]].map(([id, h]) => [id, { version: h.version, sha256: h.sha256 }]));
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  try {
+    await writeFile(tmp, `${JSON.stringify({ counter, items }, null, 2)}\n`);
+    await rename(tmp, file);
+  } catch (err) {
+    await unlink(tmp).catch(() => {});
+    throw err;
+  }
+}
