@@ -1,30 +1,48 @@
 #!/usr/bin/env node
 /**
  * @module cli
- * The `hookgate` command: `plugin-call` (try one plugin), `validate` (check
- * a config). Argument parsing and exit codes live here; the work is done by
+ * The `hookgate` command: `serve` (a runner, from a config file or a config
+ * stream), `config-server` (serve a config file as a stream), `demo`,
+ * `plugin-call` (try one plugin), `validate` (check a config). Argument parsing and exit codes live here; the work is done by
  * the plugin host and the config loader.
  */
 
 import { watch } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { HOOK, type HookName } from '../src/core/protocol.ts';
 import { isHookgateError } from '../src/core/errors.ts';
-import { ConfigError, parseDuration, type PluginConfig } from '../src/core/config.ts';
+import { ConfigError, parseDuration, type Config, type PluginConfig } from '../src/core/config.ts';
 import { decodeHookResult, encodeHookData, unpackValue } from '../src/core/codec.ts';
 import { createLogger } from './log.ts';
 import { loadConfigFile } from './config-file.ts';
 import { PluginProcess } from './plugin/process.ts';
 import { SocketPool } from './plugin/pool.ts';
 import { Reaper } from './plugin/reaper.ts';
-import { listenersOf, Runner } from './runner.ts';
+import { listenersOf, Runner, type Listeners } from './runner.ts';
+import { ConfigStream, streamConfig } from './config-stream.ts';
+import { configInput } from '../src/core/config-doc.ts';
 
 const USAGE = `usage:
   hookgate serve --config <file.json5>
       Serves the gateway (and the admin endpoints) from a config file.
       Changing the file or SIGHUP reloads it; SIGTERM drains and exits.
+  hookgate serve --config-url <url> --config-key-env <NAME> [--config <bootstrap.json5>] [--state-dir <dir>]
+      Follows a config stream (PROTOCOL.md §3, e.g. a config-server's
+      http://HOST:PORT/v1/stream), presenting the key held in the environment
+      variable NAME. Listeners (gateway, admin, runner.listen) come from the
+      bootstrap file, else 127.0.0.1:8080 and 127.0.0.1:9090; the stream
+      carries routes, actions, plugins and keys. The last good config is kept
+      in --state-dir (default: <bootstrap folder>/.hookgate-state, else
+      ./.hookgate-state) and served at start; without one, the bootstrap's
+      items are. SIGHUP reconnects the stream. Test/ops knobs (environment):
+      HOOKGATE_STREAM_BACKOFF_MS (1000), HOOKGATE_STREAM_BACKOFF_MAX_MS (30000),
+      HOOKGATE_STREAM_HEALTHY_MS (60000), HOOKGATE_STREAM_AUTH_RETRY_MS (60000),
+      HOOKGATE_STREAM_READ_TIMEOUT_MS (45000).
+  hookgate config-server --config <file.json5> --listen <host:port> --key-env <NAME>
+      Serves a config file as a config stream to runners; edits are sent as
+      they are saved. The key runners present is in the environment variable NAME.
   hookgate demo
       Serves the demo in examples/demo (npm start): two upstreams, the
       example auth plugin and a push-only plugin; prints curl commands.
@@ -47,10 +65,40 @@ async function main(argv: string[]): Promise<number> {
     case 'validate':
       return validate(rest);
     case 'serve': {
-      const { values } = parseArgs({ args: rest, options: { config: { type: 'string', short: 'c' } } });
-      if (!values.config) throw new UsageError('serve needs --config <file>');
-      return serve(values.config);
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          config: { type: 'string', short: 'c' },
+          'config-url': { type: 'string' },
+          'config-key-env': { type: 'string' },
+          'state-dir': { type: 'string' },
+        },
+      });
+      const url = values['config-url'];
+      if (!url) {
+        if (!values.config) throw new UsageError('serve needs --config <file> or --config-url <url>');
+        if (values['config-key-env'] || values['state-dir']) throw new UsageError('--config-key-env and --state-dir go with --config-url');
+        return serve(values.config);
+      }
+      let parsed: URL;
+      try {
+        parsed = new URL(url);
+      } catch {
+        throw new UsageError(`--config-url: expected an http(s) URL, got "${url}"`);
+      }
+      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`--config-url: expected an http(s) URL, got "${url}"`);
+      const keyEnv = values['config-key-env'];
+      if (!keyEnv) throw new UsageError('--config-url needs --config-key-env <NAME>: the environment variable holding the key the config source expects');
+      const key = process.env[keyEnv];
+      if (!key) {
+        process.stderr.write(`hookgate: the environment variable ${keyEnv} (--config-key-env) is not set; set it to the key the config source expects\n`);
+        return 2;
+      }
+      const stateDir = resolve(values['state-dir'] ?? (values.config ? join(dirname(resolve(values.config)), '.hookgate-state') : '.hookgate-state'));
+      return serveStream({ url, key, bootstrap: values.config, stateDir });
     }
+    case 'config-server':
+      return (await import('./config-server.ts')).configServerMain(rest);
     case 'demo':
       if (rest.length) throw new UsageError('demo takes no arguments');
       return demo();
@@ -230,6 +278,115 @@ async function serve(configFile: string, onListening?: (runner: Runner) => void)
   log.info({ signal }, 'stopping');
   watcher.close();
   if (pending) clearTimeout(pending);
+  await runner.stop();
+  log.info('stopped');
+  return 0;
+}
+
+/** A positive integer of milliseconds from the environment (a test/ops knob), or undefined. */
+function envMs(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${name}: expected a positive number of milliseconds, got "${raw}"`);
+  return n;
+}
+
+/**
+ * Runs a runner that follows a config stream until SIGTERM/SIGINT (stop
+ * the stream, then drain and stop the runner, exit 0). Listeners come from
+ * the bootstrap file (or defaults) and never change. The first config
+ * served is the persisted last good one, else the bootstrap file's items
+ * (when it has any); without either, the gateway answers 503 and /readyz
+ * says not ready until the stream delivers. SIGHUP reconnects the stream.
+ */
+async function serveStream(opts: { url: string; key: string; bootstrap?: string; stateDir: string }): Promise<number> {
+  const backoff = {
+    baseMs: envMs('HOOKGATE_STREAM_BACKOFF_MS'),
+    maxMs: envMs('HOOKGATE_STREAM_BACKOFF_MAX_MS'),
+    healthyMs: envMs('HOOKGATE_STREAM_HEALTHY_MS'),
+    authRetryMs: envMs('HOOKGATE_STREAM_AUTH_RETRY_MS'),
+  };
+  const readTimeoutMs = envMs('HOOKGATE_STREAM_READ_TIMEOUT_MS');
+  const log = createLogger();
+  let bootstrap: Config | null = null;
+  if (opts.bootstrap) {
+    try {
+      bootstrap = await loadConfigFile(opts.bootstrap);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`hookgate: ${opts.bootstrap}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`);
+        return 1;
+      }
+      throw err;
+    }
+  }
+  const listeners: Listeners = bootstrap ? listenersOf(bootstrap) : { gateway: '127.0.0.1:8080', admin: '127.0.0.1:9090' };
+  const local: Record<string, unknown> = {
+    gateway: { listen: listeners.gateway },
+    admin: { listen: listeners.admin },
+    runner: listeners.runner ? { listen: listeners.runner } : {},
+  };
+  let persisted = ConfigStream.loadPersisted(opts.stateDir, log);
+  let initial: Config | null = null;
+  if (persisted) {
+    try {
+      initial = streamConfig(configInput(persisted.doc, local));
+      log.info({ dir: opts.stateDir, routes: initial.routes.length }, 'serving the last good config until the stream delivers');
+    } catch (err) {
+      const problems = (err as { problems?: string[] }).problems ?? [(err as Error).message];
+      log.warn({ dir: opts.stateDir, problems }, 'the last good config is invalid here; starting without it');
+      persisted = null;
+    }
+  }
+  if (!initial && bootstrap) {
+    const b = bootstrap;
+    const items = b.routes.length + Object.keys(b.actions).length + Object.keys(b.plugins).length + b.runner.keys.length;
+    if (items > 0) {
+      initial = b;
+      log.info({ file: opts.bootstrap, routes: b.routes.length }, 'serving the bootstrap config until the stream delivers');
+    }
+  }
+
+  const runner = new Runner({ logger: log });
+  const stream = new ConfigStream({
+    url: opts.url,
+    key: opts.key,
+    local,
+    onConfig: (config) => runner.apply(config),
+    stateDir: opts.stateDir,
+    initial: persisted,
+    logger: log.child({ component: 'config-stream' }),
+    readTimeoutMs,
+    backoff: Object.fromEntries(Object.entries(backoff).filter(([, v]) => v !== undefined)),
+  });
+  const fatal = (err: unknown) => {
+    log.error({ err: (err as Error)?.stack ?? String(err) }, 'fatal error; stopping');
+    const t = setTimeout(() => process.exit(1), 5000);
+    t.unref();
+    void stream
+      .stop()
+      .then(() => runner.stop())
+      .finally(() => process.exit(1));
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
+  try {
+    await runner.start(listeners, initial);
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'cannot start');
+    return 1;
+  }
+  stream.start();
+  const onHup = () => stream.reconnect();
+  process.on('SIGHUP', onHup);
+  const signal = await new Promise<NodeJS.Signals>((r) => {
+    process.once('SIGTERM', () => r('SIGTERM'));
+    process.once('SIGINT', () => r('SIGINT'));
+  });
+  log.info({ signal }, 'stopping');
+  process.off('SIGHUP', onHup);
+  await stream.stop();
   await runner.stop();
   log.info('stopped');
   return 0;

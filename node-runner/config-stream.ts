@@ -1,0 +1,489 @@
+/**
+ * @module config-stream
+ * The runner's side of the config stream (PROTOCOL.md §3): follows a config
+ * source over Server-Sent Events (`put`, `patch`, `delete`, `reconnect`),
+ * keeps the item document with its version rules (`config-doc.ts`),
+ * validates every result as a whole with `parseConfig` before handing it to
+ * the runner (`onConfig`), and persists the last good config so a runner
+ * that starts while the source is unreachable still serves.
+ *
+ * What it owns:
+ * - **Applying.** Each event is applied to a copy of the document; the
+ *   result, merged with the local settings (listeners, never from the
+ *   stream), is validated; only a valid result is passed to `onConfig` and
+ *   committed. An invalid one is logged with every problem, each naming its
+ *   item (`routes/<id>.action: ...`), and the previous config keeps
+ *   serving; the stream goes on. A result equal to the config in force
+ *   (after a `put` of unchanged items) is not passed on. Events are applied
+ *   one at a time, in order.
+ * - **Faults.** Malformed event data (not JSON, or refused by the item
+ *   model) restarts the stream without applying anything; `reconnect`
+ *   restarts it at once. Any other failure (refused connection, HTTP
+ *   error, stream ended, no byte for `readTimeoutMs`: the source sends
+ *   heartbeats) reconnects with exponential backoff and jitter (`baseMs`
+ *   doubling to `maxMs`, ±20 %), reset once a stream has stayed up for
+ *   `healthyMs`. 401/403 is logged once per change ("the config source
+ *   refused the credential") and retried every `authRetryMs`.
+ * - **Persistence.** After every committed change, `<stateDir>/last-good.json`
+ *   is written atomically (a temp file in the same folder, fsync, rename).
+ *   Format (version 1):
+ *   `{"format":1,"saved_at":"<ISO time>","input":{routes,actions,plugins,runner:{keys}},"items":{"routes":{"<id>":{"version":N,"order":K,"data":{...}}},"actions":{},"plugins":{},"keys":{}},"tombstones":{"routes":{"<id>":N},"actions":{},"plugins":{},"keys":{}}}`.
+ *   `input` is the config input without local settings (for people and
+ *   tools); `items` and `tombstones` restore the document, so the version
+ *   rules hold across restarts.
+ *
+ * Left to others: the runner (`runner.ts`) applies configs and answers
+ * /readyz; the CLI (`cli.ts`) picks listeners, loads the persisted state
+ * and wires signals; the item model and version rules are `config-doc.ts`'s.
+ */
+
+import { mkdirSync, readFileSync } from 'node:fs';
+import { open, rename, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { applyDelete, applyPatch, applyPut, configInput, emptyDoc, KINDS, type ConfigDoc, type Item, type Kind } from '../src/core/config-doc.ts';
+import { ConfigError, parseConfig, type Config } from '../src/core/config.ts';
+import type { Logger } from '../src/core/log.ts';
+import { realClock, type Clock, type TimerHandle } from './clock.ts';
+import { resolvePaths } from './config-file.ts';
+
+/** The file in the state directory that holds the last good config. */
+export const LAST_GOOD_FILE = 'last-good.json';
+
+/** Reconnect timings (ms). */
+export interface Backoff {
+  /** first delay after a failure; doubles per failure (default 1000) */
+  baseMs: number;
+  /** longest delay (default 30000) */
+  maxMs: number;
+  /** a stream up this long resets the delay to `baseMs` (default 60000) */
+  healthyMs: number;
+  /** delay between attempts while the source refuses the credential (default 60000) */
+  authRetryMs: number;
+}
+
+const DEFAULT_BACKOFF: Backoff = { baseMs: 1000, maxMs: 30_000, healthyMs: 60_000, authRetryMs: 60_000 };
+
+export interface ConfigStreamOptions {
+  /** the stream's URL, e.g. `http://config:9000/v1/stream` */
+  url: string;
+  /** the credential, sent as `Authorization: Bearer <key>` */
+  key: string;
+  /** local settings merged into every config (`gateway`, `admin`, `runner.listen`) */
+  local: Record<string, unknown>;
+  /** applies a validated config (the runner's `apply`); a rejection leaves the previous document in force */
+  onConfig: (config: Config) => Promise<void>;
+  /** where `last-good.json` is written; without it nothing is persisted */
+  stateDir?: string;
+  /** the state to continue from (`ConfigStream.loadPersisted`), already serving */
+  initial?: PersistedState | null;
+  logger: Logger;
+  clock?: Clock;
+  fetch?: typeof fetch;
+  /** no byte (heartbeats included) for this long restarts the stream (default 45000) */
+  readTimeoutMs?: number;
+  backoff?: Partial<Backoff>;
+  /** jitter source, [0, 1) (tests pin it) */
+  random?: () => number;
+}
+
+/** What `last-good.json` restores: the document and its config input (without local settings). */
+export interface PersistedState {
+  doc: ConfigDoc;
+  input: Record<string, unknown>;
+}
+
+type Outcome =
+  | { kind: 'reconnect' }
+  | { kind: 'malformed' }
+  | { kind: 'timeout' }
+  | { kind: 'auth'; status: number }
+  | { kind: 'error'; why: string }
+  | { kind: 'stopped' };
+
+interface Connection {
+  abort: AbortController;
+  outcome: Outcome | null;
+  /** ends the connection (first outcome wins); queued events are dropped */
+  end(outcome: Outcome): void;
+}
+
+/**
+ * Validates a config input from a stream (or the persisted state): the
+ * core schema, then plugin paths and working directories resolved against
+ * the runner's working directory (a config server sends absolute ones).
+ * Throws `ConfigError`.
+ */
+export function streamConfig(input: Record<string, unknown>): Config {
+  return resolvePaths(parseConfig(input), process.cwd());
+}
+
+/**
+ * Follows a config stream.
+ *
+ * Contract: `start()` once (later calls are no-ops); it returns at once and
+ * never throws: every failure is logged and retried. `onConfig` is only
+ * ever called with a valid config, one call at a time. `stop()` is
+ * idempotent and safe at any time: it aborts the request, clears timers,
+ * waits for an `onConfig` in progress, and after it nothing more is
+ * applied or persisted. `reconnect()` drops the current stream and
+ * connects again at once.
+ *
+ * @example
+ * const stream = new ConfigStream({ url, key, local, onConfig: (c) => runner.apply(c), stateDir, logger });
+ * stream.start();
+ * ...
+ * await stream.stop();
+ */
+export class ConfigStream {
+  #opts: ConfigStreamOptions;
+  #log: Logger;
+  #clock: Clock;
+  #fetch: typeof fetch;
+  #backoff: Backoff;
+  #readTimeoutMs: number;
+  #doc: ConfigDoc;
+  /** canonical JSON of the config input in force ('' when none came from here) */
+  #applied = '';
+  #conn: Connection | null = null;
+  #loop: Promise<void> | null = null;
+  #stopped = false;
+  #wake: (() => void) | null = null;
+  #sleepTimer: TimerHandle | null = null;
+  #failures = 0;
+  #authRefused = false;
+
+  constructor(opts: ConfigStreamOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger;
+    this.#clock = opts.clock ?? realClock;
+    this.#fetch = opts.fetch ?? fetch;
+    this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    this.#readTimeoutMs = opts.readTimeoutMs ?? 45_000;
+    this.#doc = opts.initial?.doc ?? emptyDoc();
+    if (opts.initial) this.#applied = canonicalJson(configInput(opts.initial.doc, opts.local));
+  }
+
+  /** The document in force (read-only use). */
+  get doc(): ConfigDoc {
+    return this.#doc;
+  }
+
+  /** Starts following the stream in the background. */
+  start(): void {
+    if (this.#loop || this.#stopped) return;
+    this.#loop = this.#run();
+  }
+
+  /** Drops the current stream and connects again without waiting. */
+  reconnect(): void {
+    this.#conn?.end({ kind: 'reconnect' });
+    this.#wakeUp();
+  }
+
+  /** Stops following; see the class contract. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#conn?.end({ kind: 'stopped' });
+    this.#wakeUp();
+    await this.#loop;
+  }
+
+  /**
+   * Reads `<stateDir>/last-good.json`. Returns null when there is none, or
+   * when it cannot be used (logged when a logger is given): a runner then
+   * starts without it rather than failing.
+   *
+   * @example
+   * const persisted = ConfigStream.loadPersisted('/var/lib/hookgate');
+   * const config = persisted && streamConfig(configInput(persisted.doc, local));
+   */
+  static loadPersisted(stateDir: string, logger?: Logger): PersistedState | null {
+    const file = join(stateDir, LAST_GOOD_FILE);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') logger?.warn({ file, err: (err as Error).message }, 'cannot read the last good config; starting without it');
+      return null;
+    }
+    try {
+      const doc = docFromJson(JSON.parse(text));
+      return { doc, input: configInput(doc, {}) };
+    } catch (err) {
+      logger?.warn({ file, err: (err as Error).message }, 'the last good config file is unusable; starting without it');
+      return null;
+    }
+  }
+
+  async #run(): Promise<void> {
+    while (!this.#stopped) {
+      const outcome = await this.#connectOnce();
+      if (this.#stopped || outcome.kind === 'stopped') break;
+      let delay: number;
+      if (outcome.kind === 'reconnect') {
+        delay = 0;
+        this.#log.info('config source asked to reconnect; reconnecting');
+      } else if (outcome.kind === 'auth') {
+        delay = this.#backoff.authRetryMs;
+      } else {
+        delay = this.#nextDelay();
+        const why = outcome.kind === 'timeout' ? `no data for ${this.#readTimeoutMs} ms` : outcome.kind === 'malformed' ? 'a malformed event' : outcome.why;
+        this.#log.warn({ url: this.#opts.url, why, retry_ms: delay }, 'config stream interrupted; keeping the current config and reconnecting');
+      }
+      if (delay > 0) await this.#sleep(delay);
+    }
+  }
+
+  #nextDelay(): number {
+    const { baseMs, maxMs } = this.#backoff;
+    const raw = Math.min(maxMs, baseMs * 2 ** Math.min(this.#failures, 30));
+    this.#failures++;
+    const jitter = 0.8 + 0.4 * (this.#opts.random ?? Math.random)();
+    return Math.round(Math.min(maxMs, raw * jitter));
+  }
+
+  #sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+      this.#sleepTimer = this.#clock.setTimeout(() => this.#wakeUp(), ms, true);
+    });
+  }
+
+  #wakeUp(): void {
+    this.#clock.clearTimeout(this.#sleepTimer);
+    this.#sleepTimer = null;
+    const wake = this.#wake;
+    this.#wake = null;
+    wake?.();
+  }
+
+  /** One connection, from the request to its end; resolves with why it ended. */
+  async #connectOnce(): Promise<Outcome> {
+    const abort = new AbortController();
+    const conn: Connection = {
+      abort,
+      outcome: null,
+      end(outcome) {
+        conn.outcome ??= outcome;
+        abort.abort();
+      },
+    };
+    this.#conn = conn;
+    let readTimer: TimerHandle | null = null;
+    let healthyTimer: TimerHandle | null = null;
+    const armRead = () => {
+      this.#clock.clearTimeout(readTimer);
+      readTimer = this.#clock.setTimeout(() => conn.end({ kind: 'timeout' }), this.#readTimeoutMs, true);
+    };
+    // Events are applied one at a time, in order; the chain ends with the connection.
+    let chain: Promise<void> = Promise.resolve();
+    const parser = createParser({
+      onEvent: (ev) => {
+        chain = chain.then(() => (conn.outcome ? undefined : this.#handle(ev, conn)));
+      },
+    });
+    try {
+      armRead();
+      const res = await this.#fetch(this.#opts.url, {
+        headers: { accept: 'text/event-stream', authorization: `Bearer ${this.#opts.key}` },
+        signal: abort.signal,
+        cache: 'no-store',
+      });
+      if (res.status === 401 || res.status === 403) {
+        void res.body?.cancel().catch(() => {});
+        if (!this.#authRefused) {
+          this.#authRefused = true;
+          this.#log.error(
+            { url: this.#opts.url, status: res.status, retry_ms: this.#backoff.authRetryMs },
+            'the config source refused the credential; keeping the current config and retrying slowly (check --config-key-env)',
+          );
+        }
+        return { kind: 'auth', status: res.status };
+      }
+      if (this.#authRefused) {
+        this.#authRefused = false;
+        this.#log.info({ url: this.#opts.url, status: res.status }, 'the config source accepts the credential again');
+      }
+      if (!res.ok || !res.body) {
+        void res.body?.cancel().catch(() => {});
+        return { kind: 'error', why: `HTTP ${res.status}` };
+      }
+      const type = res.headers.get('content-type') ?? '';
+      if (!type.startsWith('text/event-stream')) {
+        void res.body.cancel().catch(() => {});
+        return { kind: 'error', why: `expected text/event-stream, got "${type}"` };
+      }
+      this.#log.info({ url: this.#opts.url }, 'config stream connected');
+      healthyTimer = this.#clock.setTimeout(() => (this.#failures = 0), this.#backoff.healthyMs, true);
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        armRead();
+        parser.feed(value);
+      }
+      await chain;
+      return conn.outcome ?? { kind: 'error', why: 'the source ended the stream' };
+    } catch (err) {
+      if (conn.outcome) return conn.outcome;
+      return { kind: 'error', why: errorText(err) };
+    } finally {
+      conn.outcome ??= { kind: 'error', why: 'ended' };
+      abort.abort();
+      this.#clock.clearTimeout(readTimer);
+      this.#clock.clearTimeout(healthyTimer);
+      // An onConfig in progress finishes before the next connection (or stop) goes on.
+      await chain.catch(() => {});
+      if (this.#conn === conn) this.#conn = null;
+    }
+  }
+
+  async #handle(ev: EventSourceMessage, conn: Connection): Promise<void> {
+    const name = ev.event;
+    if (name === 'reconnect') return conn.end({ kind: 'reconnect' });
+    if (name !== 'put' && name !== 'patch' && name !== 'delete') {
+      this.#log.warn({ event: name ?? 'message' }, 'unknown event from the config source ignored');
+      return;
+    }
+    let next: ConfigDoc;
+    let path: string | undefined;
+    try {
+      const data: unknown = JSON.parse(ev.data);
+      if (name === 'put') next = applyPut(this.#doc, data);
+      else {
+        path = typeof (data as { path?: unknown })?.path === 'string' ? (data as { path: string }).path : undefined;
+        const r = name === 'patch' ? applyPatch(this.#doc, data) : applyDelete(this.#doc, data);
+        if (!r.applied) {
+          const version = name === 'patch' ? (data as { data: { version: number } }).data.version : (data as { version: number }).version;
+          this.#log.info({ event: name, path, version }, 'stale event ignored: its version is not greater than the one held for the item');
+          return;
+        }
+        next = r.doc;
+      }
+    } catch (err) {
+      this.#log.error({ event: name, path, err: errorText(err) }, 'malformed event from the config source; restarting the stream without applying it');
+      return conn.end({ kind: 'malformed' });
+    }
+    await this.#commit(next, name, path);
+  }
+
+  async #commit(next: ConfigDoc, event: string, path: string | undefined): Promise<void> {
+    const input = configInput(next, this.#opts.local);
+    let config: Config;
+    try {
+      config = streamConfig(input);
+    } catch (err) {
+      const problems = err instanceof ConfigError ? err.problems.map((p) => nameItems(p, input)) : [errorText(err)];
+      this.#log.error({ event, path, problems }, 'config from the stream refused: the result is invalid; keeping the previous config');
+      return;
+    }
+    const key = canonicalJson(input);
+    if (key !== this.#applied) {
+      try {
+        await this.#opts.onConfig(config);
+      } catch (err) {
+        this.#log.error({ event, path, err: errorText(err) }, 'applying the config from the stream failed; keeping the previous document');
+        return;
+      }
+      this.#applied = key;
+      this.#log.info({ event, path, routes: config.routes.length, plugins: Object.keys(config.plugins).length }, 'config applied from the stream');
+    } else {
+      this.#log.debug({ event, path }, 'config from the stream unchanged');
+    }
+    this.#doc = next;
+    await this.#persist(next);
+  }
+
+  async #persist(doc: ConfigDoc): Promise<void> {
+    const dir = this.#opts.stateDir;
+    if (!dir) return;
+    const file = join(dir, LAST_GOOD_FILE);
+    const tmp = `${file}.tmp-${process.pid}`;
+    try {
+      mkdirSync(dir, { recursive: true });
+      const fh = await open(tmp, 'w', 0o600);
+      try {
+        await fh.writeFile(JSON.stringify(docToJson(doc)) + '\n');
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await rename(tmp, file);
+    } catch (err) {
+      await unlink(tmp).catch(() => {});
+      this.#log.error({ file, err: errorText(err) }, 'cannot persist the last good config; a restart while the source is down would not have it');
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+function errorText(err: unknown): string {
+  const e = err as { message?: string; cause?: { code?: string; message?: string } };
+  const cause = e?.cause?.code ?? e?.cause?.message;
+  return `${e?.message ?? String(err)}${cause ? ` (${cause})` : ''}`;
+}
+
+/** Rewrites a problem's leading `routes[i]` / `runner.keys[i]` / `actions.x` / `plugins.x` as the item path `<kind>/<id>`. */
+function nameItems(problem: string, input: Record<string, unknown>): string {
+  const list = (x: unknown): Array<{ id?: unknown }> => (Array.isArray(x) ? x : []);
+  let m = /^routes\[(\d+)\]/.exec(problem);
+  if (m) return `routes/${String(list(input.routes)[Number(m[1])]?.id ?? m[1])}${problem.slice(m[0].length)}`;
+  m = /^runner\.keys\[(\d+)\]/.exec(problem);
+  if (m) return `keys/${String(list((input.runner as { keys?: unknown })?.keys)[Number(m[1])]?.id ?? m[1])}${problem.slice(m[0].length)}`;
+  m = /^(actions|plugins)\.([A-Za-z0-9._-]+?)(?=[.:[])/.exec(problem);
+  if (m && typeof input[m[1]] === 'object' && Object.hasOwn(input[m[1]] as object, m[2])) return `${m[1]}/${m[2]}${problem.slice(m[0].length)}`;
+  return problem;
+}
+
+/** JSON with object keys sorted: equal inputs give equal text whatever their key order. */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
+
+function docToJson(doc: ConfigDoc): Record<string, unknown> {
+  const items = {} as Record<Kind, Record<string, unknown>>;
+  const tombstones = {} as Record<Kind, Record<string, number>>;
+  for (const k of KINDS) {
+    items[k] = Object.fromEntries([...doc.items[k]].map(([id, it]) => [id, { version: it.version, ...(it.order !== undefined ? { order: it.order } : {}), data: it.data }]));
+    tombstones[k] = Object.fromEntries(doc.tombstones[k]);
+  }
+  return { format: 1, saved_at: new Date().toISOString(), input: configInput(doc, {}), items, tombstones };
+}
+
+/** Restores a document from `last-good.json`; throws naming the bad field. */
+function docFromJson(raw: unknown): ConfigDoc {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  const isVersion = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+  if (!isObj(raw) || raw.format !== 1) throw new Error('format: expected 1');
+  if (!isObj(raw.items) || !isObj(raw.tombstones)) throw new Error('expected "items" and "tombstones" objects');
+  const doc = emptyDoc();
+  for (const k of KINDS) {
+    const items = raw.items[k] ?? {};
+    const tombs = raw.tombstones[k] ?? {};
+    if (!isObj(items)) throw new Error(`items.${k}: expected an object`);
+    if (!isObj(tombs)) throw new Error(`tombstones.${k}: expected an object`);
+    for (const [id, it] of Object.entries(items)) {
+      if (!isObj(it) || !isVersion(it.version) || !isObj(it.data)) throw new Error(`items.${k}.${id}: expected {version, data}`);
+      if (it.order !== undefined && typeof it.order !== 'number') throw new Error(`items.${k}.${id}.order: expected a number`);
+      const item: Item = { version: it.version, data: it.data };
+      if (it.order !== undefined) item.order = it.order as number;
+      doc.items[k].set(id, item);
+    }
+    for (const [id, v] of Object.entries(tombs)) {
+      if (!isVersion(v)) throw new Error(`tombstones.${k}.${id}: expected a version`);
+      doc.tombstones[k].set(id, v);
+    }
+  }
+  return doc;
+}
