@@ -1,6 +1,7 @@
 /**
  * @module runner
- * One hookgate runner process: the config (from a file), the plugin host,
+ * One hookgate runner process: the config (from a file via `reload`, or
+ * from any source via `apply`, such as the config stream), the plugin host,
  * the routing state kept in step with plugin pushes, and the listeners: the
  * self-hosted gateway (the core app on Node, hooks called in process) and
  * the admin endpoints (/healthz, /readyz), and the hook API for edge

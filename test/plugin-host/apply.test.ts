@@ -74,6 +74,20 @@ test('apply(): a binding-only change (on_error) takes effect without restarting 
   assert.equal(statusOf(m, 'p').pid, pid);
 });
 
+test('apply(): a change to the plugin\'s own on_error or pool_size keeps its process; the new on_error applies at once', T, async (t) => {
+  const h = new Harness(t);
+  const m = h.manager();
+  const p = h.fixture('p', { FIXTURE_REPLY: 'hang' });
+  await applyReady(m, { plugins: { p }, routes: [route('api', ['p'], { plugin_timeout: '100ms' })] }, ['p']);
+  const pid = statusOf(m, 'p').pid;
+  assert.equal((await m.onRequest('api', request({ r: 'api' }))).ok, false);
+
+  await m.apply(config({ plugins: { p: { ...p, on_error: 'allow', pool_size: 4 } }, routes: [route('api', ['p'], { plugin_timeout: '100ms' })] }));
+
+  assert.equal(statusOf(m, 'p').pid, pid, 'not restarted');
+  assert.equal((await m.onRequest('api', request({ r: 'api' }))).ok, true, 'the plugin default on_error now allows');
+});
+
 test('a plugin bound to no route and not autostarted is not started', T, async (t) => {
   const h = new Harness(t);
   const m = h.manager();
