@@ -47,18 +47,20 @@
  * stream client), argument wiring into the `hookgate` CLI (`cli.ts`).
  */
 
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { basename, dirname, isAbsolute, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import JSON5 from 'json5';
 import { ConfigError, parseConfig } from '../src/core/config.ts';
-import { itemsOf, KINDS, type Kind } from '../src/core/config-doc.ts';
+import { canonicalJson, itemsOf, KINDS, type Kind } from '../src/core/config-doc.ts';
 import type { Logger } from '../src/core/log.ts';
+import { readConfigInput, resolvePluginPaths } from './config-file.ts';
+import { KeyRing } from './keys.ts';
 import { createLogger } from './log.ts';
+import { splitListen } from './runner.ts';
 
 /** The path the stream is served at. */
 export const STREAM_PATH = '/v1/stream';
@@ -126,7 +128,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   const configFile = resolve(opts.configFile);
   const versionsFile = `${configFile}.versions.json`;
   const heartbeatMs = opts.heartbeatMs ?? 15_000;
-  const keyDigest = sha256(opts.key);
+  const keys = new KeyRing([{ id: 'config', secret: opts.key, expiresAt: null }]);
   const listen = splitListen(opts.listen);
 
   // Initial state: the file's items, versioned against what was persisted.
@@ -170,7 +172,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
       res.writeHead(404, { 'content-length': '0' }).end();
       return;
     }
-    if (!authorized(req.headers.authorization, keyDigest)) {
+    if (!keys.verify(req.headers.authorization)) {
       res.writeHead(401, { 'content-length': '0', 'www-authenticate': 'Bearer' }).end();
       return;
     }
@@ -375,25 +377,7 @@ function sha256(s: string): string {
   return createHash('sha256').update(s).digest('hex');
 }
 
-function authorized(header: string | undefined, keyDigest: string): boolean {
-  if (!header || !header.startsWith('Bearer ')) return false;
-  // Fixed-size digests: the comparison takes the same time whatever was sent.
-  return timingSafeEqual(Buffer.from(sha256(header.slice(7).trim()), 'hex'), Buffer.from(keyDigest, 'hex'));
-}
 
-/** JSON with object keys sorted, so equal data hashes equally however the file orders it. */
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (typeof v === 'object' && v !== null) {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .filter((k) => o[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
-}
 
 function sseEvent(name: 'put' | 'patch' | 'delete', data: unknown): string {
   return `event: ${name}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -405,39 +389,17 @@ function putOf(state: State): Record<Kind, Record<string, Record<string, unknown
   return put;
 }
 
-function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  if (i <= 0) throw new Error(`listen "${listen}": expected "host:port"`);
-  return { host: listen.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(listen.slice(i + 1)) };
-}
 
 /**
- * The file's items: read, JSON5, validated whole by `parseConfig`, plugin
- * paths made absolute against the file's folder (in the raw input, which
- * stays what a runner would write in a file). Throws `ConfigError`.
+ * The file's items: read, validated whole by `parseConfig`, plugin paths
+ * made absolute against the file's folder (in the raw input, which stays
+ * what a runner would write in a file). Throws `ConfigError`.
  */
 async function readItems(file: string): Promise<Record<Kind, Map<string, Record<string, unknown>>>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError([`${file}: cannot read the file (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON5.parse(text);
-  } catch (err) {
-    throw new ConfigError([`${file}: not valid JSON5: ${(err as Error).message}`]);
-  }
+  const raw = await readConfigInput(file);
   parseConfig(raw);
   const input = raw as { plugins?: Record<string, Record<string, unknown>> } & Parameters<typeof itemsOf>[0];
-  const baseDir = dirname(file);
-  const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
-  for (const p of Object.values(input.plugins ?? {})) {
-    if (typeof p.path === 'string') p.path = at(p.path);
-    if (Array.isArray(p.command) && typeof p.command[0] === 'string' && p.command[0].includes('/')) p.command = [at(p.command[0]), ...p.command.slice(1)];
-    p.cwd = typeof p.cwd === 'string' ? at(p.cwd) : baseDir;
-  }
+  resolvePluginPaths(input.plugins ?? {}, dirname(file));
   return itemsOf(input);
 }
 

@@ -41,7 +41,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { applyDelete, applyPatch, applyPut, configInput, emptyDoc, KINDS, type ConfigDoc, type Item, type Kind } from '../src/core/config-doc.ts';
+import { applyDelete, applyPatch, applyPut, canonicalJson, configInput, emptyDoc, KINDS, type ConfigDoc, type Item, type Kind } from '../src/core/config-doc.ts';
 import { ConfigError, parseConfig, type Config } from '../src/core/config.ts';
 import type { Logger } from '../src/core/log.ts';
 import { realClock, type Clock, type TimerHandle } from './clock.ts';
@@ -437,19 +437,6 @@ function nameItems(problem: string, input: Record<string, unknown>): string {
   return problem;
 }
 
-/** JSON with object keys sorted: equal inputs give equal text whatever their key order. */
-function canonicalJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  if (typeof v === 'object' && v !== null) {
-    const o = v as Record<string, unknown>;
-    return `{${Object.keys(o)
-      .filter((k) => o[k] !== undefined)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(v) ?? 'null';
-}
 
 function docToJson(doc: ConfigDoc): Record<string, unknown> {
   const items = {} as Record<Kind, Record<string, unknown>>;

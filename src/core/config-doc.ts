@@ -186,3 +186,24 @@ export function itemsOf(input: { routes?: unknown[]; actions?: Record<string, un
   }
   return out;
 }
+
+/**
+ * JSON with object keys sorted, so equal data gives equal text however it
+ * was ordered (in a file, or on the wire). Used to tell whether an item or
+ * a whole config changed.
+ *
+ * @example
+ * canonicalJson({ b: 1, a: [2] }) === canonicalJson({ a: [2], b: 1 }) // true
+ */
+export function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (typeof v === 'object' && v !== null) {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v) ?? 'null';
+}
