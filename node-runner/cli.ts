@@ -52,7 +52,9 @@ const USAGE = `usage:
       makes one hook call with --data (PROTOCOL.md short keys, JSON), prints
       the plugin's reply as JSON on stdout and stops the plugin.
   hookgate validate <config.json5>
-      Checks a config; prints every problem with the path of its field.
+      Checks a config; prints every problem with the path of its field
+      (exit 1), and warnings such as a non-executable file in plugins_dir
+      (on stderr; exit 0 when there are only warnings).
 `;
 
 class UsageError extends Error {}
@@ -116,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
 async function validate(args: string[]): Promise<number> {
   if (args.length !== 1) throw new UsageError('validate takes exactly one config file');
   try {
-    const config = await loadConfigFile(args[0]);
+    const config = await loadConfigFile(args[0], (w) => process.stderr.write(`${args[0]}: warning: ${w}\n`));
     process.stdout.write(`${args[0]}: ok (${config.routes.length} routes, ${Object.keys(config.plugins).length} plugins)\n`);
     return 0;
   } catch (err) {
@@ -246,7 +248,7 @@ async function serve(configFile: string, onListening?: (runner: Runner) => void)
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
   try {
-    const config = await loadConfigFile(configFile);
+    const config = await loadConfigFile(configFile, (w) => log.warn({ file: configFile }, w));
     await runner.start(listenersOf(config), config);
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -312,7 +314,7 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
   let bootstrap: Config | null = null;
   if (opts.bootstrap) {
     try {
-      bootstrap = await loadConfigFile(opts.bootstrap);
+      bootstrap = await loadConfigFile(opts.bootstrap, (w) => log.warn({ file: opts.bootstrap }, w));
     } catch (err) {
       if (err instanceof ConfigError) {
         process.stderr.write(`hookgate: ${opts.bootstrap}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`);

@@ -54,10 +54,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, parseConfig } from '../src/core/config.ts';
+import { ConfigError } from '../src/core/config.ts';
 import { canonicalJson, itemsOf, KINDS, type Kind } from '../src/core/config-doc.ts';
 import type { Logger } from '../src/core/log.ts';
-import { readConfigInput, resolvePluginPaths } from './config-file.ts';
+import { parseWithDiscovery, readConfigInput, resolvePluginPaths } from './config-file.ts';
 import { KeyRing } from './keys.ts';
 import { createLogger } from './log.ts';
 import { splitListen } from './runner.ts';
@@ -132,7 +132,8 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   const listen = splitListen(opts.listen);
 
   // Initial state: the file's items, versioned against what was persisted.
-  const items = await readItems(configFile);
+  const warn = (w: string) => log.warn({ file: configFile }, w);
+  const items = await readItems(configFile, warn);
   const persisted = await readPersisted(versionsFile, log);
   let counter = persisted.counter;
   const state = emptyState();
@@ -221,7 +222,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     if (closed) return;
     let next: Record<Kind, Map<string, Record<string, unknown>>>;
     try {
-      next = await readItems(configFile);
+      next = await readItems(configFile, warn);
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems : [String((err as Error)?.message ?? err)];
       log.error({ file: configFile, problems }, 'config edit refused: invalid config; still serving the previous one');
@@ -391,13 +392,15 @@ function putOf(state: State): Record<Kind, Record<string, Record<string, unknown
 
 
 /**
- * The file's items: read, validated whole by `parseConfig`, plugin paths
- * made absolute against the file's folder (in the raw input, which stays
- * what a runner would write in a file). Throws `ConfigError`.
+ * The file's items: read, `plugins_dir` discovered into `plugins` (so a
+ * discovered plugin is streamed like one written there; discovery warnings
+ * go to `onWarning`), validated whole by `parseConfig`, plugin paths made
+ * absolute against the file's folder (in the raw input, which stays what a
+ * runner would write in a file). Throws `ConfigError`.
  */
-async function readItems(file: string): Promise<Record<Kind, Map<string, Record<string, unknown>>>> {
+async function readItems(file: string, onWarning?: (warning: string) => void): Promise<Record<Kind, Map<string, Record<string, unknown>>>> {
   const raw = await readConfigInput(file);
-  parseConfig(raw);
+  await parseWithDiscovery(raw, dirname(file), onWarning);
   const input = raw as { plugins?: Record<string, Record<string, unknown>> } & Parameters<typeof itemsOf>[0];
   resolvePluginPaths(input.plugins ?? {}, dirname(file));
   return itemsOf(input);

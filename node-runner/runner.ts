@@ -235,7 +235,8 @@ export class Runner {
     if (!this.#opts.configFile || this.#stopping) return false;
     let next: Config;
     try {
-      next = await loadConfigFile(this.#opts.configFile);
+      const file = this.#opts.configFile;
+      next = await loadConfigFile(file, (w) => this.#log.warn({ file }, w));
     } catch (err) {
       const problems = (err as { problems?: string[] }).problems ?? [(err as Error).message];
       this.#log.error({ problems }, 'config reload refused: the file is invalid; keeping the previous config');

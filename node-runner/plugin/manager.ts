@@ -20,8 +20,15 @@
  *   `deny` (503, and the verdict's `e` says why) or `allow` (the plugin is
  *   skipped).
  *
- * Processes are `process.ts`'s business, sockets `pool.ts`'s, the pushed
- * state `pushes.ts`'s; HTTP is the gateway's.
+ * Attached plugins (`attach` in the config: run by something else, reached
+ * at their socket) take a process's place: `attached.ts` health-checks the
+ * socket, and the manager keeps a pool only while it is reachable, so calls
+ * meanwhile get on_error verdicts. Their hooks are the configured ones from
+ * the start. They get no configure and make no pushes (no stdin/stdout).
+ *
+ * Processes are `process.ts`'s business, attached sockets' health
+ * `attached.ts`'s, sockets `pool.ts`'s, the pushed state `pushes.ts`'s;
+ * HTTP is the gateway's.
  */
 
 import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
@@ -42,8 +49,9 @@ import {
   type ResponsePair,
 } from '../../src/core/protocol.ts';
 import { realClock, type Clock } from '../clock.ts';
+import { AttachedPlugin, type AttachedState } from './attached.ts';
 import { SocketPool } from './pool.ts';
-import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type Spawner } from './process.ts';
+import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type PluginState, type Spawner } from './process.ts';
 import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
 import type { Reaper } from './reaper.ts';
 
@@ -62,10 +70,10 @@ export interface ManagerOptions {
 /** A plugin as the manager tracks it. */
 interface PluginEntry {
   name: string;
-  /** definitionKey of the running process */
+  /** definitionKey of the running process (or of the attach settings) */
   key: string;
   config: PluginConfig;
-  proc: PluginProcess;
+  proc: PluginProcess | AttachedPlugin;
   pool: SocketPool | null;
   /** HOOK_BIT mask from the last ready; ALL_HOOKS until the plugin has said */
   hooks: number;
@@ -91,7 +99,8 @@ interface RouteEntry {
 /** Status of one plugin, for health endpoints and tools. */
 export interface PluginStatus {
   name: string;
-  state: PluginProcess['state'];
+  /** a process's state, or for an attached plugin 'attached' (its socket is reachable), 'down' or 'stopped' */
+  state: PluginState | AttachedState;
   pid: number | undefined;
   ready: boolean;
   hooks: HookName[];
@@ -247,10 +256,13 @@ export class PluginManager {
       state: e.proc.state,
       pid: e.proc.pid,
       // A plugin serves hooks when it has a pool; one without hooks (push-only,
-      // or autostart with no route to serve) is ready while it runs.
+      // or autostart with no route to serve) is ready while it runs. An
+      // attached plugin is ready only while its socket is reachable.
       ready:
         e.pool !== null ||
-        (e.proc.state !== 'backoff' && e.proc.state !== 'stopped' && ((e.known && e.hooks === 0) || e.configure.every((c) => c.route_id === ''))),
+        (e.proc instanceof AttachedPlugin
+          ? e.proc.state === 'attached' && e.hooks === 0
+          : e.proc.state !== 'backoff' && e.proc.state !== 'stopped' && ((e.known && e.hooks === 0) || e.configure.every((c) => c.route_id === ''))),
       hooks: e.known ? (Object.keys(HOOK_BIT) as HookName[]).filter((h) => e.hooks & HOOK_BIT[h]) : [],
       socket: e.pool?.path ?? null,
       failures: e.proc.failures,
@@ -393,6 +405,9 @@ export class PluginManager {
 
   #call<T>(p: PluginEntry, frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T> {
     if (!p.pool) {
+      if (p.proc instanceof AttachedPlugin) {
+        return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `attached plugin is down${p.proc.lastError ? `: ${p.proc.lastError}` : ''}`));
+      }
       const state = p.proc.state === 'backoff' ? 'restarting' : p.proc.state === 'ready' ? 'without a socket' : 'not ready';
       return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`));
     }
@@ -400,12 +415,15 @@ export class PluginManager {
   }
 
   #hookFailed(p: PluginEntry, routeId: string, hook: HookName, err: unknown): void {
+    // An attached plugin checks its socket at once when a call could not reach it.
+    if (p.proc instanceof AttachedPlugin && p.pool) p.proc.callFailed(err);
     const e = err as HookgateError;
     const held = this.#logThrottle.admit(`${p.name} ${routeId} ${hook} ${e.code}`);
     if (held >= 0) this.#log.warn({ plugin: p.name, route: routeId, hook, code: e.code, err: e.message, suppressed: held }, 'hook call failed; applying on_error');
   }
 
   #createEntry(name: string, config: PluginConfig): PluginEntry {
+    if (config.attach) return this.#createAttached(name, config);
     const log = this.#log.child({ plugin: name });
     const entry: PluginEntry = {
       name,
@@ -451,6 +469,37 @@ export class PluginManager {
       },
       onPush: (method, params) => this.#onPush(entry, log, method, params),
     });
+    return entry;
+  }
+
+  #createAttached(name: string, config: PluginConfig): PluginEntry {
+    const proc = new AttachedPlugin(name, config, {
+      logger: this.#log.child({ plugin: name }),
+      clock: this.#clock,
+      onReady: (socket, hooks) => {
+        entry.pool?.close();
+        entry.pool = hooks === 0 ? null : new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
+        for (const w of entry.readyWaiters.splice(0)) w();
+      },
+      onDown: () => {
+        entry.pool?.close();
+        entry.pool = null;
+      },
+    });
+    // The hooks are known from the config, so no fail-closed window: until the
+    // socket is reachable there is no pool, and calls get on_error verdicts.
+    const entry: PluginEntry = {
+      name,
+      key: definitionKey(config),
+      config,
+      proc,
+      pool: null,
+      hooks: proc.hooks,
+      known: true,
+      configure: [],
+      readyWaiters: [],
+      widePushes: new Map(),
+    };
     return entry;
   }
 
@@ -560,9 +609,11 @@ export class PluginManager {
 /**
  * What makes a plugin a different process: its program, arguments,
  * environment, working directory and pinned checksum. A change to any of
- * them restarts it; other settings do not.
+ * them restarts it; other settings do not. For an attached plugin, its
+ * attach settings: a change replaces its health checks and pool.
  */
 function definitionKey(p: PluginConfig): string {
+  if (p.attach) return JSON.stringify(['attach', p.attach]);
   return JSON.stringify([p.path, p.command, p.args, p.env, p.cwd, p.sha256]);
 }
 

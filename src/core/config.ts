@@ -69,6 +69,20 @@ const HeaderValues = v.record(v.string(), v.string());
 
 const OnError = v.picklist(['deny', 'allow'], 'expected "deny" or "allow"');
 
+const HookNames = v.array(v.picklist(['on_request', 'on_response', 'on_connect', 'on_disconnect'], 'expected on_request, on_response, on_connect or on_disconnect'));
+
+/** A plugin run by something else (systemd, a sidecar), reached at its socket. */
+const AttachSchema = v.strictObject({
+  /** the plugin's socket, as the plugin names it */
+  socket: v.pipe(v.string(), v.minLength(1, 'expected a socket path')),
+  /** the hooks it implements (there is no `ready` to say so) */
+  hooks: HookNames,
+  /** where the runner finds that socket, when it sees it under another path (containers) */
+  socket_host_path: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** how often an unreachable plugin's socket is tried again */
+  health_interval: v.optional(Duration, 2_000),
+});
+
 const PluginSchema = v.pipe(
   v.strictObject({
     /** an executable */
@@ -88,8 +102,13 @@ const PluginSchema = v.pipe(
     pool_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), 16),
     /** calls allowed to wait for a free connection when all are busy */
     queue_limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 1024),
+    /** a plugin the runner does not start: reached at its socket */
+    attach: v.optional(AttachSchema),
   }),
-  v.check((p) => (p.path === undefined) !== (p.command === undefined), 'expected exactly one of "path" or "command"'),
+  v.check(
+    (p) => [p.path, p.command, p.attach].filter((x) => x !== undefined).length === 1,
+    'expected exactly one of "path", "command" or "attach"',
+  ),
 );
 
 const BindingSchema = v.union(
@@ -171,6 +190,13 @@ export const ConfigSchema = v.strictObject({
   routes: v.optional(v.array(RouteSchema), []),
   actions: v.optional(v.record(v.string(), ActionSchema), {}),
   plugins: v.optional(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]+$/, 'expected a plugin name of letters, digits, ".", "_" or "-"')), PluginSchema), {}),
+  /**
+   * A folder whose executables matching `plugins_glob` (default "*") are
+   * registered as plugins named after their files; entries in `plugins`
+   * with the same name take precedence. Expanded where files are read.
+   */
+  plugins_dir: v.optional(v.pipe(v.string(), v.minLength(1))),
+  plugins_glob: v.optional(v.pipe(v.string(), v.minLength(1))),
 });
 
 type Parsed = v.InferOutput<typeof ConfigSchema>;

@@ -111,6 +111,6 @@ describe('hookgate config-server (process)', { concurrency: true, timeout: 30_00
     assert.equal((await p.exited).code, 1);
     assert.match(p.stderr(), /invalid config/);
     assert.match(p.stderr(), /routes\[0\]\.action: no action named "nope"/);
-    assert.match(p.stderr(), /plugins\.p: expected exactly one of "path" or "command"/);
+    assert.match(p.stderr(), /plugins\.p: expected exactly one of "path", "command" or "attach"/);
   });
 });
