@@ -58,6 +58,8 @@ export interface AttachedPluginOptions {
  * between owners.
  */
 export class AttachedPlugin {
+  /** stopping is final, as for PluginProcess */
+  #stoppedForGood = false;
   readonly name: string;
   readonly config: PluginConfig;
   /** where the runner connects: `socket_host_path` when set, else `socket` */
@@ -108,7 +110,7 @@ export class AttachedPlugin {
 
   /** Starts health checking, the first check at once. Idempotent. */
   start(): void {
-    if (this.#state !== 'stopped') return;
+    if (this.#state !== 'stopped' || this.#stoppedForGood) return;
     this.#state = 'down';
     this.#check();
   }
@@ -127,6 +129,7 @@ export class AttachedPlugin {
 
   /** Stops health checking. Never touches the plugin itself. Idempotent. */
   async stop(): Promise<void> {
+    this.#stoppedForGood = true;
     this.#state = 'stopped';
     this.#clock.clearTimeout(this.#timer);
     this.#timer = null;

@@ -76,8 +76,10 @@ export function sha256File(path: string): Promise<string> {
  * reset by any valid message) until `stop()`.
  *
  * Contract: `start()` on a started plugin and `stop()` on a stopped one are
- * no-ops. `configure()` may be called at any time: the lines are sent now
- * when the process runs, and again after every restart. Errors (spawn
+ * no-ops, and stopping is final: `stop()` before `start()` is not an error
+ * and keeps the plugin from ever starting. `configure()` may be called at
+ * any time: the lines are sent now when the process runs, and again after
+ * every restart. Errors (spawn
  * failure, checksum mismatch) are logged and retried with backoff, never
  * thrown. The owner must call `stop()`; the reaper (when given) kills the
  * process group if the runner dies first.
@@ -91,6 +93,7 @@ export class PluginProcess {
   #child: ChildProcess | null = null;
   #state: PluginState = 'stopped';
   #wanted = false;
+  #stoppedForGood = false;
   #configure: ConfigureParams[] = [];
   #failures = 0;
   #restartTimer: TimerHandle | null = null;
@@ -135,7 +138,9 @@ export class PluginProcess {
 
   /** Starts the plugin and keeps it running. Idempotent. */
   start(): void {
-    if (this.#wanted) return;
+    // Stopped is final (Consul's managed-proxy rule): a plugin stopped before
+    // or after starting never starts again; the owner makes a new one.
+    if (this.#wanted || this.#stoppedForGood) return;
     this.#wanted = true;
     void this.#launch();
   }
@@ -155,6 +160,7 @@ export class PluginProcess {
    * process has exited. Idempotent; cancels a pending restart.
    */
   async stop(): Promise<void> {
+    this.#stoppedForGood = true;
     this.#wanted = false;
     this.#clock.clearTimeout(this.#restartTimer);
     this.#clock.clearTimeout(this.#readyTimer);

@@ -16,6 +16,8 @@ import { waitFor } from '../helpers/http.ts';
 import { CONFIGURABLE, RUNNER_CHILD } from '../helpers/paths.ts';
 import { applyReady, config, countingSpawn, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
 import { isAlive } from '../helpers/processes.ts';
+import { recordingLogger } from '../../node-runner/log.ts';
+import { PluginProcess } from '../../node-runner/plugin/process.ts';
 
 const T = { timeout: 10_000 };
 
@@ -108,6 +110,19 @@ test('a plugin whose program does not exist is reported with the reason and retr
   const s = statusOf(m, 'ghost');
   assert.equal(s.state, 'backoff');
   assert.match(s.lastError, /plugin "ghost": cannot start .*no-such-plugin: ENOENT/);
+});
+
+test('stopping is final: stop() before start() is not an error and keeps the plugin from starting; stopping twice is fine', T, async (t) => {
+  const h = new Harness(t);
+  const spawn = countingSpawn(() => performance.now());
+  const p = new PluginProcess('p', config({ plugins: { p: h.fixture('p') }, routes: [] }).plugins.p, { logger: recordingLogger(), spawn });
+
+  await p.stop();
+  p.start();
+  await p.stop();
+
+  assert.equal(spawn.calls.length, 0, 'never spawned');
+  assert.equal(p.state, 'stopped');
 });
 
 test('stop() closes stdin and a well-behaved plugin exits by itself, before any signal', T, async (t) => {
