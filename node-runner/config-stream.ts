@@ -47,6 +47,11 @@ import type { Logger } from '../src/core/log.ts';
 import { realClock, type Clock, type TimerHandle } from './clock.ts';
 import { resolvePaths } from './config-file.ts';
 
+/** Longest event accepted (characters), a whole config put included. */
+const MAX_EVENT_CHARS = 32 * 1024 * 1024;
+/** Most events waiting to be applied before the stream is restarted. */
+const MAX_QUEUED_EVENTS = 1000;
+
 /** The file in the state directory that holds the last good config. */
 export const LAST_GOOD_FILE = 'last-good.json';
 
@@ -277,10 +282,22 @@ export class ConfigStream {
       readTimer = this.#clock.setTimeout(() => conn.end({ kind: 'timeout' }), this.#readTimeoutMs, true);
     };
     // Events are applied one at a time, in order; the chain ends with the connection.
+    // Both what waits in the chain and an unfinished event are bounded: past
+    // the bounds the stream restarts, and the source's fresh put catches up.
     let chain: Promise<void> = Promise.resolve();
+    let queued = 0;
+    let unfinished = 0;
     const parser = createParser({
       onEvent: (ev) => {
-        chain = chain.then(() => (conn.outcome ? undefined : this.#handle(ev, conn)));
+        unfinished = 0;
+        if (++queued > MAX_QUEUED_EVENTS) return conn.end({ kind: 'error', why: `more than ${MAX_QUEUED_EVENTS} events waiting to be applied` });
+        chain = chain.then(async () => {
+          try {
+            if (!conn.outcome) await this.#handle(ev, conn);
+          } finally {
+            queued--;
+          }
+        });
       },
     });
     try {
@@ -321,6 +338,11 @@ export class ConfigStream {
         const { done, value } = await reader.read();
         if (done) break;
         armRead();
+        unfinished += value.length;
+        if (unfinished > MAX_EVENT_CHARS) {
+          conn.end({ kind: 'malformed' });
+          break;
+        }
         parser.feed(value);
       }
       await chain;
