@@ -6,7 +6,8 @@
 
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { freePort, request } from '../helpers/http.ts';
+import { request as httpRequest } from 'node:http';
+import { freePort, request, sleep } from '../helpers/http.ts';
 import { baseConfig, startGateway, type Gateway } from '../helpers/processes.ts';
 import { suiteScope } from '../helpers/scope.ts';
 import { startUpstream, type Upstream } from '../helpers/upstream.ts';
@@ -36,6 +37,7 @@ before(async () => {
         { id: 'slow', match: { path: '/slow/*' }, action: { type: 'proxy', upstream: up.url, timeout: '300ms' } },
         { id: 'broken', match: { path: '/broken/*' }, action: { type: 'proxy', upstream: breaking.url } },
         { id: 'slow-fb', match: { path: '/slow-fb/*' }, action: { type: 'proxy', upstream: up.url, timeout: '300ms', fallback: 'sorry' } },
+        { id: 'patient', match: { path: '/patient/*' }, action: { type: 'proxy', upstream: up.url, timeout: '5s' } },
       ],
       actions: { sorry: { type: 'static', status: 503, body: 'try again later\n', headers: { 'Retry-After': '5' } } },
     }),
@@ -91,6 +93,23 @@ describe('upstream failures', { concurrency: true, timeout: 60_000 }, () => {
       });
     });
   }
+
+  test('a client that goes away while the upstream is still answering is not an error: nothing is logged at error level', async () => {
+    const from = gw.logs.length;
+    await new Promise<void>((resolve) => {
+      const req = httpRequest(`${gw.url}/patient/leaving`, { headers: { 'x-up-delay': '800' } });
+      req.on('error', () => resolve());
+      req.end();
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 150);
+    });
+    await sleep(1200);
+    const errors = gw.logs.slice(from).filter((l) => (l.level ?? 0) >= 50);
+    assert.deepEqual(errors, []);
+    assert.equal((await request(`${gw.url}/slow/after`)).status, 200, 'and the gateway goes on serving');
+  });
 
   test('an upstream within the timeout is served normally', async () => {
     const res = await request(`${gw.url}/slow/y`, { headers: { 'x-up-delay': '50' } });
