@@ -25,9 +25,14 @@ import { ConfigStream, streamConfig } from './config-stream.ts';
 import { configInput } from '../src/core/config-doc.ts';
 
 const USAGE = `usage:
-  hookgate serve --config <file.json5>
+  hookgate serve --config <file.json5> [--state-dir <dir>]
       Serves the gateway (and the admin endpoints) from a config file.
       Changing the file or SIGHUP reloads it; SIGTERM drains and exits.
+      Plugins are held by a keeper process and survive a crashed or
+      restarted runner (docs/keeper.md); its socket and the plugin snapshot
+      are in --state-dir (default: <config folder>/.hookgate-state). Knob:
+      HOOKGATE_KEEPER_GRACE_MS (60000), how long plugins outlive a runner
+      that does not come back.
   hookgate serve --config-url <url> --config-key-env <NAME> [--config <bootstrap.json5>] [--state-dir <dir>]
       Follows a config stream (PROTOCOL.md §3, e.g. a config-server's
       http://HOST:PORT/v1/stream), presenting the key held in the environment
@@ -79,8 +84,8 @@ async function main(argv: string[]): Promise<number> {
       const url = values['config-url'];
       if (!url) {
         if (!values.config) throw new UsageError('serve needs --config <file> or --config-url <url>');
-        if (values['config-key-env'] || values['state-dir']) throw new UsageError('--config-key-env and --state-dir go with --config-url');
-        return serve(values.config);
+        if (values['config-key-env']) throw new UsageError('--config-key-env goes with --config-url');
+        return serve(values.config, resolve(values['state-dir'] ?? join(dirname(resolve(values.config)), '.hookgate-state')));
       }
       let parsed: URL;
       try {
@@ -234,11 +239,11 @@ async function pluginCall(args: string[]): Promise<number> {
 /**
  * Runs a runner until SIGTERM/SIGINT (drain, stop plugins, exit 0). The
  * config file is watched; a change or SIGHUP reloads it. A fatal error
- * stops the plugins (bounded) and exits 1; the reaper covers the rest.
+ * stops the plugins (bounded) and exits 1; the keeper's grace covers the rest.
  */
-async function serve(configFile: string, onListening?: (runner: Runner) => void): Promise<number> {
+async function serve(configFile: string, stateDir: string | null, onListening?: (runner: Runner) => void): Promise<number> {
   const log = createLogger();
-  const runner = new Runner({ logger: log, configFile });
+  const runner = new Runner({ logger: log, configFile, stateDir: stateDir ?? undefined });
   const fatal = (err: unknown) => {
     log.error({ err: (err as Error)?.stack ?? String(err) }, 'fatal error; stopping');
     const t = setTimeout(() => process.exit(1), 5000);
@@ -350,7 +355,7 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
     }
   }
 
-  const runner = new Runner({ logger: log });
+  const runner = new Runner({ logger: log, stateDir: opts.stateDir });
   const stream = new ConfigStream({
     url: opts.url,
     key: opts.key,
@@ -403,7 +408,9 @@ async function demo(): Promise<number> {
     process.stderr.write(`hookgate demo: cannot start the demo upstreams on 127.0.0.1:3001 and :3002 (${(err as Error).message})\n`);
     return 1;
   }
-  return serve(config, (runner) => {
+  // The demo's plugins are the runner's own children (no keeper, no state
+  // dir written into the examples folder).
+  return serve(config, null, (runner) => {
     const gw = runner.urls.gateway;
     process.stdout.write(`
 hookgate demo is running (Ctrl-C stops it). Try:

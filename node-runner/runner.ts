@@ -27,6 +27,7 @@ import { createHookApi, type HookApi } from './hook-api.ts';
 import { KeyRing } from './keys.ts';
 import { PluginManager } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
+import { KeeperClient } from './plugin/keeper-client.ts';
 import { Reaper } from './plugin/reaper.ts';
 import { createUpstream, nodeBodies } from './upstream.ts';
 import { clientOf, upgradeHandler } from './ws-proxy.ts';
@@ -42,6 +43,14 @@ export interface RunnerOptions {
   process?: Pick<PluginProcessOptions, 'stopGraceMs' | 'backoffBaseMs' | 'backoffMaxMs'>;
   /** longest time `stop()` waits for in-flight requests (default 10 s) */
   drainMs?: number;
+  /**
+   * The runner's state dir. With it, plugins are started and held by a
+   * keeper (`<stateDir>/keeper.sock`) and survive the runner being killed
+   * or restarted; the plugin snapshot is `<stateDir>/plugins.json`
+   * (docs/keeper.md). Without it, plugins are the runner's own children and
+   * the reaper ends them when it dies.
+   */
+  stateDir?: string;
 }
 
 /** Tells @hono/node-server that the response was already written. */
@@ -140,7 +149,13 @@ export class Runner {
   constructor(opts: RunnerOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
-    this.#manager = new PluginManager({ logger: opts.logger, reaper: Reaper.shared(), process: opts.process });
+    this.#manager = opts.stateDir
+      ? new PluginManager({
+          logger: opts.logger,
+          keeper: { client: new KeeperClient({ dir: opts.stateDir, logger: opts.logger }), stateDir: opts.stateDir },
+          process: opts.process,
+        })
+      : new PluginManager({ logger: opts.logger, reaper: Reaper.shared(), process: opts.process });
   }
 
   get manager(): PluginManager {

@@ -31,6 +31,8 @@
  * HTTP is the gateway's.
  */
 
+import type { ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
 import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
@@ -50,10 +52,12 @@ import {
 } from '../../src/core/protocol.ts';
 import { realClock, type Clock } from '../clock.ts';
 import { AttachedPlugin, type AttachedState } from './attached.ts';
+import type { KeeperClient, KeptPlugin } from './keeper-client.ts';
 import { SocketPool } from './pool.ts';
 import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type PluginState, type Spawner } from './process.ts';
 import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
 import type { Reaper } from './reaper.ts';
+import { readSnapshot, removeSnapshot, writeSnapshot, type Snapshot } from './snapshot.ts';
 
 /** Every hook bit: what a plugin that has not declared its hooks yet is assumed to have (fail closed). */
 const ALL_HOOKS = HOOK_BIT.on_request | HOOK_BIT.on_response | HOOK_BIT.on_connect | HOOK_BIT.on_disconnect;
@@ -63,6 +67,13 @@ export interface ManagerOptions {
   clock?: Clock;
   spawn?: Spawner;
   reaper?: Reaper;
+  /**
+   * The keeper that starts and holds the plugin processes, so they survive
+   * a runner restart (docs/keeper.md). With it, the first `apply` adopts
+   * the plugins it kept whose definition is unchanged, and the snapshot is
+   * kept in `stateDir`. Without it, plugins are spawned directly.
+   */
+  keeper?: { client: KeeperClient; stateDir: string };
   /** passed to every PluginProcess (tests shorten them) */
   process?: Pick<PluginProcessOptions, 'stopGraceMs' | 'backoffBaseMs' | 'backoffMaxMs'>;
 }
@@ -133,6 +144,8 @@ export class PluginManager {
   #hookListeners = new Set<() => void>();
   #logThrottle = new LogThrottle();
   #pushSeq = 0;
+  #recovered = false;
+  #snapshotQueued = false;
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -154,6 +167,8 @@ export class PluginManager {
 
   async #apply(config: Config): Promise<void> {
     if (this.#stopped) throw new HookgateError('STOPPED', 'plugin manager was stopped');
+    const recovery = this.#opts.keeper && !this.#recovered ? await this.#recover() : null;
+    this.#recovered = true;
     const wanted = new Map<string, ConfigureParams[]>();
     for (const route of config.routes) {
       const params: ConfigureParams = { route_id: route.id };
@@ -184,11 +199,19 @@ export class PluginManager {
         this.#log.info({ plugin: name }, 'plugin settings changed; the process keeps running (pool and ready settings apply from its next start)');
       }
     }
+    const adopting: Array<{ entry: PluginEntry; kept: KeptPlugin; params: ConfigureParams[] }> = [];
     for (const [name, params] of wanted) {
       let entry = this.#plugins.get(name);
       if (!entry) {
         entry = this.#createEntry(name, config.plugins[name]);
         this.#plugins.set(name, entry);
+        const kept = recovery?.kept.get(name);
+        if (kept && kept.spec_hash === specHash(entry.key) && entry.proc instanceof PluginProcess) {
+          recovery!.kept.delete(name);
+          adopting.push({ entry, kept, params });
+          continue;
+        }
+        if (kept) this.#log.info({ plugin: name, pid: kept.pid }, 'plugin definition changed while the runner was down; replacing the kept process');
         entry.configure = params;
         entry.proc.configure(params);
         entry.proc.start();
@@ -206,8 +229,101 @@ export class PluginManager {
     this.#routes = routes;
     this.#recomputeMasks();
     this.pushes.retain(new Set(routes.keys()));
+    if (recovery) this.#adopt(recovery, adopting);
     this.#applyWidePushes();
+    this.#scheduleSnapshot();
     await Promise.all(stopping);
+  }
+
+  /**
+   * Connects to the keeper and reads what a previous runner left: the
+   * plugins the keeper holds (by name; the newest when a name has several,
+   * the others are stopped) and the snapshot, which is used only when it
+   * was written for this same keeper. Plugins the keeper holds that the
+   * config does not adopt are stopped by `#adopt`.
+   */
+  async #recover(): Promise<Recovery> {
+    const { client, stateDir } = this.#opts.keeper!;
+    const { snapshot: read, problem } = readSnapshot(stateDir);
+    if (problem) this.#log.warn({ dir: stateDir, problem }, 'cannot read the plugin snapshot; ignoring it (only warm state is lost)');
+    const { keeper_pid, plugins } = await client.list();
+    const kept = new Map<string, KeptPlugin>();
+    const extra: KeptPlugin[] = [];
+    for (const p of plugins) {
+      const other = kept.get(p.name);
+      if (other && other.pid > p.pid) extra.push(p);
+      else {
+        if (other) extra.push(other);
+        kept.set(p.name, p);
+      }
+    }
+    const snapshot = read && read.keeper_pid === keeper_pid ? read : null;
+    if (read && !snapshot) this.#log.info({ dir: stateDir }, 'the plugin snapshot is from a keeper that is gone; starting plugins fresh');
+    if (plugins.length) this.#log.info({ plugins: plugins.map((p) => ({ name: p.name, pid: p.pid })) }, 'the keeper holds plugins from a previous runner');
+    return { kept, extra, snapshot };
+  }
+
+  /**
+   * Takes over the kept plugins chosen in `#apply` (routes are in place, so
+   * their replayed pushes reach them), restores the snapshot's targets and
+   * speed limits, re-sends `configure` only where it changed, and stops
+   * what the keeper holds that nobody adopted.
+   */
+  #adopt(recovery: Recovery, adopting: Array<{ entry: PluginEntry; kept: KeptPlugin; params: ConfigureParams[] }>): void {
+    const { client } = this.#opts.keeper!;
+    const snap = recovery.snapshot;
+    if (snap) {
+      for (const [r, set] of Object.entries(snap.targets)) if (this.#routes.get(r)?.route.balancer && !this.pushes.targets(r)) this.pushes.setTargets([r], set);
+      for (const [r, set] of Object.entries(snap.speed)) if (this.#routes.has(r) && !this.pushes.speed(r)) this.pushes.setSpeed([r], set);
+    }
+    for (const { entry, kept, params } of adopting) {
+      const proc = entry.proc as PluginProcess;
+      const was = snap?.plugins[entry.name];
+      const same = was && was.pid === kept.pid && was.start_time === kept.start_time;
+      entry.configure = params;
+      proc.configure(params);
+      const lines = [...(kept.last_ready ? [kept.last_ready] : []), ...kept.last_pushes, ...kept.held];
+      proc.adopt(client.adopt(kept) as unknown as ChildProcess, lines);
+      if (!same || JSON.stringify(was.configure) !== JSON.stringify(params)) proc.configure(params);
+    }
+    for (const p of [...recovery.kept.values(), ...recovery.extra]) {
+      this.#log.info({ plugin: p.name, pid: p.pid }, 'stopping a kept plugin the config does not adopt');
+      client.stopUnadopted(p.id, this.#opts.process?.stopGraceMs ?? 2000);
+    }
+  }
+
+  /** Writes the snapshot soon (once per turn of the event loop). */
+  #scheduleSnapshot(): void {
+    if (!this.#opts.keeper || this.#snapshotQueued) return;
+    this.#snapshotQueued = true;
+    setImmediate(() => {
+      this.#snapshotQueued = false;
+      if (this.#stopped || !this.#opts.keeper) return;
+      const { client, stateDir } = this.#opts.keeper;
+      const snap: Snapshot = { format: 1, keeper_pid: client.keeperPid ?? 0, plugins: {}, targets: {}, speed: {} };
+      for (const e of this.#plugins.values()) {
+        if (!(e.proc instanceof PluginProcess) || !e.proc.pid) continue;
+        snap.plugins[e.name] = {
+          pid: e.proc.pid,
+          start_time: client.startTime(e.proc.pid),
+          spec_hash: specHash(e.key),
+          socket: e.pool?.path ?? null,
+          hooks: e.known ? (Object.keys(HOOK_BIT) as HookName[]).filter((h) => e.hooks & HOOK_BIT[h]) : [],
+          configure: e.configure,
+        };
+      }
+      for (const r of this.#routes.keys()) {
+        const t = this.pushes.targets(r);
+        if (t) snap.targets[r] = t;
+        const sp = this.pushes.speed(r);
+        if (sp) snap.speed[r] = sp;
+      }
+      try {
+        writeSnapshot(stateDir, snap);
+      } catch (err) {
+        this.#log.error({ dir: stateDir, err: (err as Error).message }, 'cannot write the plugin snapshot; a restarted runner would re-send configure and wait for pushes');
+      }
+    });
   }
 
   /**
@@ -401,6 +517,11 @@ export class PluginManager {
     this.#plugins.clear();
     this.#routes = new Map();
     await Promise.all(entries.map((e) => this.#stopEntry(e)));
+    if (this.#opts.keeper) {
+      // A deliberate stop: nothing is left to adopt.
+      await this.#opts.keeper.client.shutdown();
+      removeSnapshot(this.#opts.keeper.stateDir);
+    }
   }
 
   #call<T>(p: PluginEntry, frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T> {
@@ -441,8 +562,9 @@ export class PluginManager {
       ...this.#opts.process,
       logger: log,
       clock: this.#clock,
-      spawn: this.#opts.spawn,
-      reaper: this.#opts.reaper,
+      spawn: this.#opts.keeper ? this.#opts.keeper.client.spawner(name, specHash(entry.key)) : this.#opts.spawn,
+      reaper: this.#opts.keeper ? undefined : this.#opts.reaper,
+      onSpawn: () => this.#scheduleSnapshot(),
       onReady: (socket, hooks) => {
         if (entry.pool && entry.pool.path !== socket) {
           entry.pool.close();
@@ -452,6 +574,7 @@ export class PluginManager {
           entry.pool = new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
         }
         this.#setHooks(entry, hooks);
+        this.#scheduleSnapshot();
       },
       onNoReady: () => {
         if (entry.configure.some((c) => c.route_id !== '')) {
@@ -466,8 +589,12 @@ export class PluginManager {
       onExit: () => {
         entry.pool?.close();
         entry.pool = null;
+        this.#scheduleSnapshot();
       },
-      onPush: (method, params) => this.#onPush(entry, log, method, params),
+      onPush: (method, params) => {
+        this.#onPush(entry, log, method, params);
+        this.#scheduleSnapshot();
+      },
     });
     return entry;
   }
@@ -615,6 +742,21 @@ export class PluginManager {
 function definitionKey(p: PluginConfig): string {
   if (p.attach) return JSON.stringify(['attach', p.attach]);
   return JSON.stringify([p.path, p.command, p.args, p.env, p.cwd, p.sha256]);
+}
+
+/** The `spec_hash` the keeper records: the sha256 of a definitionKey. */
+function specHash(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** What a runner found at its first apply with a keeper (see `#recover`). */
+interface Recovery {
+  /** one kept plugin per name, not yet adopted or stopped */
+  kept: Map<string, KeptPlugin>;
+  /** older processes under a name that has a newer one: stopped */
+  extra: KeptPlugin[];
+  /** the snapshot, when written for the keeper we are connected to */
+  snapshot: Snapshot | null;
 }
 
 function allowResult(): AuthorizeResult {

@@ -48,6 +48,8 @@ export interface PluginProcessOptions {
   onPush?: (method: 'set_targets' | 'set_speed', params: unknown) => void;
   /** called when the process has been alive for `ready_timeout` without sending ready */
   onNoReady?: () => void;
+  /** called when a process has started (not for an adopted one) */
+  onSpawn?: (pid: number | undefined) => void;
   /** called whenever the process exits (before a restart is scheduled) */
   onExit?: (code: number | null, signal: NodeJS.Signals | null) => void;
 }
@@ -238,6 +240,39 @@ export class PluginProcess {
       this.#scheduleRestart();
       return;
     }
+    this.#attach(child, program);
+    child.on('spawn', () => {
+      if (child.pid) this.#opts.reaper?.add(child.pid);
+      this.#log.info({ pid: child.pid }, 'plugin started');
+      this.#state = 'running';
+      this.#sendConfigure();
+      this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
+      this.#opts.onSpawn?.(child.pid);
+    });
+  }
+
+  /**
+   * Takes over a process that is already running (a plugin the keeper kept
+   * while the runner restarted): supervises it as if it had been started
+   * here, without starting anything or sending `configure`. `lines` are
+   * stdout lines to handle first (the last `ready`, the last pushes), as if
+   * the plugin had just written them. On a stopped plugin, or one already
+   * started, it does nothing and returns false.
+   */
+  adopt(child: ChildProcess, lines: string[] = []): boolean {
+    if (this.#wanted || this.#stoppedForGood) return false;
+    this.#wanted = true;
+    this.#attach(child, this.config.command?.[0] ?? String(this.config.path));
+    this.#state = 'running';
+    // It ran before: a plugin that sends no ready is push-only, not dead.
+    this.#alive = true;
+    this.#log.info({ pid: child.pid }, 'plugin adopted');
+    this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
+    for (const line of lines) this.#onStdout(line);
+    return true;
+  }
+
+  #attach(child: ChildProcess, program: string): void {
     this.#child = child;
     let resolveExit!: () => void;
     this.#exited = new Promise((r) => (resolveExit = r));
@@ -262,13 +297,6 @@ export class PluginProcess {
     );
     child.stdout?.on('data', (c: string) => out.push(c));
     child.stderr?.on('data', (c: string) => errLines.push(c));
-    child.on('spawn', () => {
-      if (child.pid) this.#opts.reaper?.add(child.pid);
-      this.#log.info({ pid: child.pid }, 'plugin started');
-      this.#state = 'running';
-      this.#sendConfigure();
-      this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
-    });
     child.on('exit', () => {
       // 'close' waits for every holder of the pipes; a grandchild that kept
       // stdout open would hide the exit. End the group and our pipe ends now.
@@ -409,6 +437,10 @@ export class PluginProcess {
 }
 
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  // A plugin held by the keeper is signalled by the keeper, which only
+  // signals children it still holds (never a pid that may have been reused).
+  const kept = child as unknown as { killGroup?: (s: NodeJS.Signals) => void };
+  if (typeof kept.killGroup === 'function') return kept.killGroup(signal);
   if (!child.pid) return;
   try {
     process.kill(-child.pid, signal);

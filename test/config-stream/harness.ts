@@ -151,6 +151,7 @@ export async function startStreamRunner(s: Scope, url: string, opts: StreamRunne
       ...process.env,
       HOOKGATE_LOG_LEVEL: 'info',
       TMPDIR: tmp,
+      HOOKGATE_KEEPER_GRACE_MS: '5000',
       HG_TEST_CONFIG_KEY: opts.key ?? SOURCE_KEY,
       HOOKGATE_STREAM_BACKOFF_MS: '50',
       HOOKGATE_STREAM_BACKOFF_MAX_MS: '200',

@@ -138,7 +138,8 @@ async function startServe(s: Scope, config: Record<string, unknown> | string, op
   const tmp = tempDir(s, 'hookgate-e2e-tmp-');
   const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
     cwd: ROOT,
-    env: { ...process.env, HOOKGATE_LOG_LEVEL: 'info', TMPDIR: tmp, ...opts.env },
+    // A short keeper grace: plugins of a runner a test SIGKILLs do not linger.
+    env: { ...process.env, HOOKGATE_LOG_LEVEL: 'info', TMPDIR: tmp, HOOKGATE_KEEPER_GRACE_MS: '5000', ...opts.env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let exitInfo: Exit | null = null;
@@ -165,8 +166,8 @@ async function startServe(s: Scope, config: Record<string, unknown> | string, op
     lines.push(c);
     for (const l of listeners) l();
   });
-  // The runner's reaper inherits this pipe and keeps it open a moment after
-  // the runner exits; we never wait for its end, only for the exit.
+  // A helper of the runner's may inherit this pipe and keep it open a moment
+  // after the runner exits; we never wait for its end, only for the exit.
 
   let stopping: Promise<Exit> | null = null;
   const stop = (graceMs = 15_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<Exit> =>
@@ -347,8 +348,9 @@ export interface RunnerOptions {
 
 /**
  * Runs `hookgate serve` on `config` and resolves when its runner, gateway
- * and admin listeners are up and its plugins ready. The runner's reaper
- * stops its plugins however it exits.
+ * and admin listeners are up and its plugins ready. Its plugins are held by
+ * a keeper (in `<dir>/.hookgate-state`): a SIGTERM stops them; after a
+ * SIGKILL they outlive the runner for HOOKGATE_KEEPER_GRACE_MS (5 s here).
  *
  * @example
  * const runner = await startRunner(s, runnerConfig({ routes: [...], plugins: {...} }));

@@ -1,7 +1,7 @@
 /**
  * Plugin host, process lifecycle: restart backoff (driven by a fake clock),
  * the sha256 pin, the stop sequence (stdin EOF, SIGTERM, SIGKILL), and the
- * reaper's promise that no plugin outlives a SIGKILLed runner.
+ * keeper's promise that a SIGKILLed runner's plugins end once its grace is over.
  */
 
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { FakeClock } from '../helpers/fake-clock.ts';
-import { waitFor } from '../helpers/http.ts';
+import { sleep, waitFor } from '../helpers/http.ts';
 import { CONFIGURABLE, RUNNER_CHILD } from '../helpers/paths.ts';
 import { applyReady, config, countingSpawn, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
 import { isAlive } from '../helpers/processes.ts';
@@ -163,11 +163,11 @@ test('a plugin that ignores stdin EOF and SIGTERM is SIGKILLed after the second 
   assert.deepEqual(h.logs('plugin stopped', { plugin: 'stubborn' }).map((e) => e.signal), ['SIGKILL']);
 });
 
-test('a SIGKILLed runner leaves no plugin running, even one that ignores stdin EOF and SIGTERM', T, async (t) => {
+test('a SIGKILLed runner\'s plugins outlive it under the keeper until the grace ends; then none is left, even one that ignores stdin EOF and SIGTERM', T, async (t) => {
   const h = new Harness(t);
   const env = { FIXTURE_NAME: 'orphan', FIXTURE_DIR: h.dir, FIXTURE_RECORD: h.recordFile, FIXTURE_IGNORE_STOP: '1' };
   const runner = spawn(process.execPath, [RUNNER_CHILD], {
-    env: { ...process.env, RUNNER_PLUGIN_ENV: JSON.stringify(env) },
+    env: { ...process.env, RUNNER_PLUGIN_ENV: JSON.stringify(env), RUNNER_STATE_DIR: join(h.dir, 'state'), HOOKGATE_KEEPER_GRACE_MS: '500' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   h.defer(() => runner.kill('SIGKILL'));
@@ -177,16 +177,18 @@ test('a SIGKILLed runner leaves no plugin running, even one that ignores stdin E
     new Promise<string>((resolve) => createInterface({ input: runner.stdout }).once('line', resolve)),
     new Promise<string>((_, reject) => runner.once('exit', (code) => reject(new Error(`runner exited (${code}): ${stderr}`)))),
   ]);
-  const pids = JSON.parse(line) as { plugin: number; reaper: number };
+  const pids = JSON.parse(line) as { plugin: number; keeper: number };
   h.killAtEnd(pids.plugin);
-  h.killAtEnd(pids.reaper);
+  h.killAtEnd(pids.keeper);
   assert.ok(isAlive(pids.plugin), 'the plugin runs while the runner does');
 
   runner.kill('SIGKILL');
+  await sleep(200);
+  assert.ok(isAlive(pids.plugin), 'the plugin outlives the runner during the keeper grace');
 
-  await waitFor(() => !isAlive(pids.plugin), { timeoutMs: 5000, what: `plugin pid ${pids.plugin} to be gone` });
-  await waitFor(() => !isAlive(pids.reaper), { timeoutMs: 5000, what: `the reaper (pid ${pids.reaper}) to exit` });
-  assert.equal(h.records({ ev: 'sigterm-ignored' }).length, 1, 'the reaper tried SIGTERM first');
+  await waitFor(() => !isAlive(pids.plugin), { timeoutMs: 8000, what: `plugin pid ${pids.plugin} to be gone` });
+  await waitFor(() => !isAlive(pids.keeper), { timeoutMs: 5000, what: `the keeper (pid ${pids.keeper}) to exit` });
+  assert.equal(h.records({ ev: 'sigterm-ignored' }).length, 1, 'the keeper tried SIGTERM first');
 });
 
 test('a plugin that exits while a child it started still holds its stdout is noticed, its group killed, and it is restarted', {

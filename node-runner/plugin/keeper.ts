@@ -1,0 +1,298 @@
+/**
+ * @module plugin/keeper
+ * The keeper process (docs/keeper.md): the one process that starts plugins
+ * and holds their pipes, so that plugins outlive a runner that is killed
+ * or upgraded. Run as `node keeper.ts <state dir>`, detached, by
+ * `keeper-client.ts`; it listens on `<state dir>/keeper.sock` (mode 0600)
+ * and speaks JSON lines with one runner at a time.
+ *
+ * It is written to change rarely: it starts processes, relays lines,
+ * remembers the last `ready` and the last push per address of each plugin,
+ * signals only children it still holds, and ends everything when no runner
+ * has been connected for `HOOKGATE_KEEPER_GRACE_MS` (default 60 s). It
+ * never restarts a plugin: supervision is the runner's.
+ */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { LineSplitter } from '../lines.ts';
+
+/** How a runner asks for a plugin to be started. */
+export interface KeeperSpec {
+  program: string;
+  args: string[];
+  env: Record<string, string>;
+  cwd: string;
+}
+
+/** One plugin as `list` reports it. */
+export interface KeptPlugin {
+  id: string;
+  name: string;
+  pid: number;
+  start_time: number | null;
+  spec_hash: string;
+  /** the last `ready` line, verbatim */
+  last_ready: string | null;
+  /** the last `set_targets` / `set_speed` line per address, oldest first */
+  last_pushes: string[];
+  /** other stdout lines written while no runner was connected (at most HELD_MAX) */
+  held: string[];
+}
+
+const HELD_MAX = 1000;
+
+interface Held {
+  id: string;
+  name: string;
+  child: ChildProcess;
+  pid: number;
+  startTime: number | null;
+  specHash: string;
+  lastReady: string | null;
+  pushes: Map<string, { seq: number; line: string }>;
+  held: string[];
+  exited: boolean;
+}
+
+/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or null without /proc. */
+function processStartTime(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state), so field 22 is fields[19].
+    const v = Number(fields[19]);
+    return Number.isFinite(v) ? v : null;
+  } catch {
+    return null;
+  }
+}
+
+function main(): void {
+  const dir = process.argv[2];
+  if (!dir) {
+    process.stderr.write('usage: keeper.ts <state dir>\n');
+    process.exit(2);
+  }
+  const graceMs = Number(process.env.HOOKGATE_KEEPER_GRACE_MS) > 0 ? Number(process.env.HOOKGATE_KEEPER_GRACE_MS) : 60_000;
+  const sockPath = join(dir, 'keeper.sock');
+  const plugins = new Map<string, Held>();
+  let runner: Socket | null = null;
+  let graceTimer: NodeJS.Timeout | null = null;
+  let pushSeq = 0;
+  let exiting = false;
+
+  process.on('SIGINT', () => {});
+  process.on('SIGHUP', () => {});
+  process.on('SIGTERM', () => void shutdown());
+
+  const send = (msg: Record<string, unknown>): void => {
+    if (runner && !runner.destroyed) runner.write(JSON.stringify(msg) + '\n');
+  };
+
+  const signalGroup = (p: Held, signal: NodeJS.Signals): void => {
+    // Only a child we hold and that has not exited: its pid cannot have been reused.
+    if (p.exited || p.child.exitCode !== null || p.child.signalCode !== null) return;
+    try {
+      process.kill(-p.pid, signal);
+    } catch {
+      // ESRCH: already gone.
+    }
+  };
+
+  const stopPlugin = (p: Held, graceMs: number): Promise<void> => {
+    if (p.exited) return Promise.resolve();
+    return new Promise((resolve) => {
+      p.child.once('close', () => resolve());
+      p.child.stdin?.end();
+      const term = setTimeout(() => signalGroup(p, 'SIGTERM'), graceMs);
+      const kill = setTimeout(() => signalGroup(p, 'SIGKILL'), 2 * graceMs);
+      p.child.once('close', () => {
+        clearTimeout(term);
+        clearTimeout(kill);
+      });
+    });
+  };
+
+  const shutdown = async (): Promise<void> => {
+    if (exiting) return;
+    exiting = true;
+    await Promise.all([...plugins.values()].map((p) => stopPlugin(p, 1000)));
+    try {
+      unlinkSync(sockPath);
+    } catch {
+      // Already removed (or replaced by a newer keeper's: see the listen below).
+    }
+    process.exit(0);
+  };
+
+  const armGrace = (): void => {
+    if (graceTimer) clearTimeout(graceTimer);
+    graceTimer = setTimeout(() => void shutdown(), graceMs);
+  };
+
+  const start = (id: string, name: string, spec: KeeperSpec, specHash: string): void => {
+    let child: ChildProcess;
+    try {
+      child = spawn(spec.program, spec.args, { cwd: spec.cwd, env: spec.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    } catch (err) {
+      send({ type: 'spawn_error', id, code: (err as NodeJS.ErrnoException).code ?? '', message: (err as Error).message });
+      send({ type: 'exited', id, code: null, signal: null });
+      return;
+    }
+    const p: Held = { id, name, child, pid: 0, startTime: null, specHash, lastReady: null, pushes: new Map(), held: [], exited: false };
+    plugins.set(id, p);
+    child.on('error', (err: NodeJS.ErrnoException) => {
+      send({ type: 'spawn_error', id, code: err.code ?? '', message: err.message });
+    });
+    child.stdin?.on('error', () => {});
+    child.stdout?.setEncoding('utf8');
+    child.stderr?.setEncoding('utf8');
+    const out = new LineSplitter((line) => onStdout(p, line), () => {});
+    const err = new LineSplitter((line) => {
+      if (runner) send({ type: 'stderr', id, line });
+    }, () => {});
+    child.stdout?.on('data', (c: string) => out.push(c));
+    child.stderr?.on('data', (c: string) => err.push(c));
+    child.on('spawn', () => {
+      p.pid = child.pid!;
+      p.startTime = processStartTime(p.pid);
+      send({ type: 'started', id, pid: p.pid, start_time: p.startTime });
+    });
+    child.on('exit', () => {
+      // A grandchild holding stdout would delay 'close': end the group and our pipe ends now.
+      if (child.pid) {
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      child.stdin?.destroy();
+    });
+    child.on('close', (code, signal) => {
+      out.end();
+      err.end();
+      p.exited = true;
+      plugins.delete(id);
+      send({ type: 'exited', id, code, signal });
+    });
+  };
+
+  const onStdout = (p: Held, line: string): void => {
+    let method: unknown;
+    let params: Record<string, unknown> = {};
+    try {
+      const v = JSON.parse(line) as Record<string, unknown>;
+      method = v?.method;
+      if (typeof v?.params === 'object' && v.params !== null) params = v.params as Record<string, unknown>;
+    } catch {
+      method = undefined;
+    }
+    if (method === 'ready') p.lastReady = line;
+    else if (method === 'set_targets' || method === 'set_speed') {
+      const to = typeof params.route_id === 'string' && params.route_id !== '' ? `r:${params.route_id}` : `a:${String(params.action)}`;
+      const key = `${method} ${to}`;
+      p.pushes.delete(key);
+      p.pushes.set(key, { seq: ++pushSeq, line });
+    } else if (!runner && p.held.length < HELD_MAX) p.held.push(line);
+    if (runner) send({ type: 'stdout', id: p.id, line });
+  };
+
+  const list = (): KeptPlugin[] =>
+    [...plugins.values()]
+      .filter((p) => !p.exited && p.pid)
+      .map((p) => {
+        const held = p.held;
+        p.held = [];
+        return {
+          id: p.id,
+          name: p.name,
+          pid: p.pid,
+          start_time: p.startTime,
+          spec_hash: p.specHash,
+          last_ready: p.lastReady,
+          last_pushes: [...p.pushes.values()].sort((a, b) => a.seq - b.seq).map((x) => x.line),
+          held,
+        };
+      });
+
+  const onMessage = (conn: Socket, msg: Record<string, unknown>): void => {
+    if (conn !== runner) return;
+    const p = typeof msg.id === 'string' ? plugins.get(msg.id) : undefined;
+    switch (msg.type) {
+      case 'start':
+        if (typeof msg.id === 'string' && typeof msg.name === 'string' && !plugins.has(msg.id)) {
+          start(msg.id, msg.name, msg.spec as KeeperSpec, String(msg.spec_hash ?? ''));
+        }
+        return;
+      case 'stdin':
+        if (p && !p.exited && p.child.stdin?.writable) p.child.stdin.write(String(msg.data ?? ''));
+        return;
+      case 'stdin_end':
+        if (p && !p.exited) p.child.stdin?.end();
+        return;
+      case 'signal':
+        if (p && (msg.signal === 'SIGTERM' || msg.signal === 'SIGKILL')) signalGroup(p, msg.signal);
+        return;
+      case 'stop':
+        if (p) void stopPlugin(p, typeof msg.grace_ms === 'number' ? msg.grace_ms : 2000);
+        return;
+      case 'list':
+        send({ type: 'list', keeper_pid: process.pid, plugins: list() });
+        return;
+      case 'exit':
+        void shutdown();
+        return;
+    }
+  };
+
+  const server = createServer((conn) => {
+    if (exiting) return void conn.destroy();
+    // One runner at a time: a restarted runner takes over even if the dead
+    // one's connection has not been closed yet.
+    runner?.destroy();
+    runner = conn;
+    if (graceTimer) clearTimeout(graceTimer);
+    graceTimer = null;
+    conn.setEncoding('utf8');
+    const lines = new LineSplitter((line) => {
+      let msg: unknown;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
+      if (typeof msg === 'object' && msg !== null) onMessage(conn, msg as Record<string, unknown>);
+    }, () => {});
+    conn.on('data', (c: string) => lines.push(c));
+    conn.on('error', () => {});
+    conn.on('close', () => {
+      if (runner !== conn) return;
+      runner = null;
+      armGrace();
+    });
+  });
+
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    // The client starts a keeper only when nothing answers here, so a socket file is stale.
+    unlinkSync(sockPath);
+  } catch {
+    // none
+  }
+  const oldMask = process.umask(0o077);
+  server.listen(sockPath, () => {
+    process.umask(oldMask);
+    chmodSync(sockPath, 0o600);
+    armGrace();
+  });
+  server.on('error', () => process.exit(1));
+}
+
+// Only ever run as a program; other modules import its types only (`import type`).
+main();

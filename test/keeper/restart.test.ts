@@ -1,0 +1,188 @@
+/**
+ * Plugins survive a runner restart (issue 6, docs/keeper.md): real
+ * `hookgate serve` processes, a real keeper, real plugins. Every test kills
+ * whatever keeper and plugins it left behind, even when it fails.
+ */
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { encodeHookFrame } from '../../src/core/codec.ts';
+import { postFrames } from '../helpers/hook-api.ts';
+import { request, sleep, waitFor } from '../helpers/http.ts';
+import { CONFIGURABLE, PUSH_TARGETS_SH } from '../helpers/paths.ts';
+import { isAlive, KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { scope, tempDir, type Scope } from '../helpers/scope.ts';
+import { startUpstream } from '../helpers/upstream.ts';
+
+const T = { timeout: 60_000 };
+
+/** Pids of the keepers serving `stateDir` (from their command lines). */
+function keepersOf(stateDir: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.endsWith('keeper.ts')) && argv.includes(stateDir)) out.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Direct children of `pid`. */
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+/** Kills, with the scope, every keeper of `stateDir` and the process groups of its plugins. */
+function killKeepersAtEnd(s: Scope, stateDir: string): void {
+  s.defer(() => {
+    for (const k of keepersOf(stateDir)) {
+      for (const c of childrenOf(k)) {
+        try {
+          process.kill(-c, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+      try {
+        process.kill(-k, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  });
+}
+
+/** The pid of each plugin, from the runner's "plugin started" / "plugin adopted" log lines (the last one wins). */
+async function pids(r: RunnerProcess): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const l of r.logs) if ((l.msg === 'plugin started' || l.msg === 'plugin adopted') && typeof l.plugin === 'string') out[l.plugin] = Number(l.pid);
+  return out;
+}
+
+async function setup(t: import('node:test').TestContext) {
+  const s = scope(t);
+  const dir = tempDir(s);
+  const stateDir = join(dir, '.hookgate-state');
+  killKeepersAtEnd(s, stateDir);
+  const records = join(dir, 'records.jsonl');
+  const up = await startUpstream(s, { name: 'pushed' });
+  const config = (authEnv: Record<string, string> = {}) =>
+    runnerConfig({
+      routes: [
+        { id: 'api', match: { path: '/api/*' }, plugins: ['auth'], action: { type: 'static', body: 'api\n' } },
+        { id: 'lb', match: { path: '/lb/*' }, balancer: { type: 'roundrobin' }, action: { type: 'proxy', upstream: 'http://{target}' } },
+      ],
+      plugins: {
+        auth: { path: CONFIGURABLE, env: { FIXTURE_NAME: 'auth', FIXTURE_RECORD: records, FIXTURE_DIR: dir, ...authEnv } },
+        other: { path: CONFIGURABLE, autostart: true, env: { FIXTURE_NAME: 'other', FIXTURE_RECORD: records, FIXTURE_HOOKS: '' } },
+        pusher: { path: PUSH_TARGETS_SH, autostart: true, env: { PUSH_ROUTE: 'lb', PUSH_TARGETS: up.target } },
+      },
+    });
+  const env = { HOOKGATE_KEEPER_GRACE_MS: '30000' };
+  return { s, dir, stateDir, config, env, up };
+}
+
+test('a SIGKILLed runner started again adopts its plugins: same pids, hooks answer, targets served before any push', T, async (t) => {
+  const { s, dir, stateDir, config, env } = await setup(t);
+  const first = await startRunner(s, config(), { dir, env });
+  await first.waitForLog('set_targets applied');
+  const before = await pids(first);
+  const keeper = keepersOf(stateDir);
+  assert.equal(keeper.length, 1, 'one keeper');
+
+  // traffic while the runner dies
+  let stop = false;
+  const traffic = (async () => {
+    while (!stop) {
+      await postFrames(first.url, KEY, encodeHookFrame('on_request', { r: 'api', m: 'GET', p: '/api/x' })).catch(() => {});
+      await sleep(5);
+    }
+  })();
+  await sleep(100);
+  await first.kill();
+  stop = true;
+  await traffic;
+  for (const [name, pid] of Object.entries(before)) assert.ok(isAlive(pid), `${name} (pid ${pid}) survived the runner`);
+
+  const second = await startRunner(s, config(), { dir, env });
+  assert.deepEqual(await pids(second), before, 'the same plugin processes');
+  assert.deepEqual(keepersOf(stateDir), keeper, 'the same keeper');
+  const lb = await request(`${second.gateway}/lb/x`);
+  assert.equal(lb.status, 200, `served at once: ${lb.text}`);
+  const reply = await postFrames(second.url, KEY, encodeHookFrame('on_request', { r: 'api', m: 'GET', p: '/api/x' }));
+  assert.equal(reply.status, 200);
+  assert.equal(second.logs.filter((l) => l.from === 'plugin' && /pushed/.test(l.msg)).length, 0, 'the pusher was not configured again, so it pushed nothing new');
+  assert.equal(second.logs.filter((l) => l.msg === 'plugin adopted').length, 3);
+  await second.stop();
+  await waitFor(() => Object.values(before).every((p) => !isAlive(p)) && keepersOf(stateDir).length === 0, { timeoutMs: 10_000, what: 'plugins and keeper gone after a deliberate stop' });
+});
+
+test('a plugin whose definition changed across the restart is replaced; the others are adopted', T, async (t) => {
+  const { s, dir, config, env } = await setup(t);
+  const first = await startRunner(s, config(), { dir, env });
+  const before = await pids(first);
+  await first.kill();
+
+  const second = await startRunner(s, config({ FIXTURE_HEADER: 'X-Version=2' }), { dir, env });
+  const after = await pids(second);
+  assert.notEqual(after.auth, before.auth, 'auth was replaced');
+  assert.equal(after.other, before.other);
+  assert.equal(after.pusher, before.pusher);
+  await waitFor(() => !isAlive(before.auth), { timeoutMs: 10_000, what: 'the old auth to be stopped' });
+});
+
+test('a stale snapshot whose pid belongs to an unrelated process, with no keeper: the runner starts fresh and never signals it', T, async (t) => {
+  const { s, dir, stateDir, config, env } = await setup(t);
+  const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+  s.defer(() => sleeper.kill('SIGKILL'));
+  const pid = sleeper.pid!;
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(
+    join(stateDir, 'plugins.json'),
+    JSON.stringify({ format: 1, keeper_pid: pid, plugins: { auth: { pid, start_time: 1, spec_hash: 'x', socket: null, hooks: [], configure: [] } }, targets: {}, speed: {} }),
+  );
+  const runner = await startRunner(s, config(), { dir, env });
+  const now = await pids(runner);
+  assert.notEqual(now.auth, pid);
+  assert.ok(isAlive(pid));
+  await runner.stop();
+  assert.ok(isAlive(pid), 'the unrelated process is alive after the runner stopped');
+});
+
+test('a runner killed for good: after the keeper grace no plugin and no keeper remain', T, async (t) => {
+  const { s, dir, stateDir, config } = await setup(t);
+  const runner = await startRunner(s, config(), { dir, env: { HOOKGATE_KEEPER_GRACE_MS: '1000' } });
+  const before = await pids(runner);
+  await runner.kill();
+  await sleep(300);
+  assert.ok(Object.values(before).every(isAlive), 'plugins outlive the runner during the grace');
+  await waitFor(() => Object.values(before).every((p) => !isAlive(p)) && keepersOf(stateDir).length === 0, { timeoutMs: 10_000, what: 'plugins and keeper gone after the grace' });
+});
+
+test('an unreadable snapshot is logged and ignored; plugins start fresh', T, async (t) => {
+  const { s, dir, stateDir, config, env } = await setup(t);
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(join(stateDir, 'plugins.json'), '{not json');
+  const runner = await startRunner(s, config(), { dir, env });
+  assert.ok(runner.logs.some((l) => /cannot read the plugin snapshot/.test(l.msg)));
+  assert.equal(runner.logs.filter((l) => l.msg === 'plugin started').length, 3);
+});
