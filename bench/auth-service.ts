@@ -13,7 +13,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { serveForBench } from './serve.ts';
 
 const tokens = (process.env.HOOKGATE_AUTH_TOKENS ?? 'demo-token:demo')
   .split(',')
@@ -40,16 +40,4 @@ const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (re
     res.end(body);
   }
 });
-server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
-  process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n');
-});
-const stop = () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
-process.stdin.on('end', stop);
-process.stdin.on('error', stop);
-process.stdin.resume();
+serveForBench(server, Number(process.argv[2] ?? 0));

@@ -12,7 +12,7 @@
  * (so it does not outlive the bench) or on SIGTERM/SIGINT.
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { serveForBench } from './serve.ts';
 
 /** Exactly 100 bytes of JSON. */
 const BODY = Buffer.from(JSON.stringify({ ok: true, id: 42, name: 'bench-item', tags: ['a', 'b', 'c'], pad: 'x'.repeat(31) }));
@@ -32,16 +32,4 @@ const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (re
   res.writeHead(200, HEADERS);
   res.end(BODY);
 });
-server.listen(Number(process.argv[2] ?? 0), '127.0.0.1', () => {
-  process.stdout.write(JSON.stringify({ port: (server.address() as AddressInfo).port }) + '\n');
-});
-const stop = () => {
-  server.close();
-  server.closeAllConnections();
-  process.exit(0);
-};
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);
-process.stdin.on('end', stop);
-process.stdin.on('error', stop);
-process.stdin.resume();
+serveForBench(server, Number(process.argv[2] ?? 0));
