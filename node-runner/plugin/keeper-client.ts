@@ -17,11 +17,11 @@ import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../src/core/log.ts';
 import { LineSplitter } from '../lines.ts';
+import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 import type { KeeperSpec, KeptPlugin } from './keeper.ts';
 
 export type { KeptPlugin };
@@ -129,7 +129,7 @@ export class KeeperClient {
   constructor(opts: KeeperClientOptions) {
     this.#opts = opts;
     this.dir = opts.dir;
-    this.sockPath = join(opts.dir, 'keeper.sock');
+    this.sockPath = keeperSocketPath(opts.dir);
     this.#log = opts.logger.child({ component: 'keeper' });
   }
 
@@ -148,6 +148,7 @@ export class KeeperClient {
     let sock = await tryConnect(this.sockPath);
     if (!sock) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      ensureSocketDir(this.sockPath);
       const child = nodeSpawn(process.execPath, [KEEPER_MAIN, this.dir], { detached: true, stdio: 'ignore', cwd: '/', env: process.env });
       child.on('error', (err) => this.#log.error({ err: err.message }, 'cannot start the keeper'));
       child.unref();

@@ -16,8 +16,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
-import { join } from 'node:path';
 import { LineSplitter } from '../lines.ts';
+import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 
 /** How a runner asks for a plugin to be started. */
 export interface KeeperSpec {
@@ -77,7 +77,7 @@ function main(): void {
     process.exit(2);
   }
   const graceMs = Number(process.env.HOOKGATE_KEEPER_GRACE_MS) > 0 ? Number(process.env.HOOKGATE_KEEPER_GRACE_MS) : 60_000;
-  const sockPath = join(dir, 'keeper.sock');
+  const sockPath = keeperSocketPath(dir);
   const plugins = new Map<string, Held>();
   let runner: Socket | null = null;
   let graceTimer: NodeJS.Timeout | null = null;
@@ -279,6 +279,7 @@ function main(): void {
   });
 
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureSocketDir(sockPath);
   try {
     // The client starts a keeper only when nothing answers here, so a socket file is stale.
     unlinkSync(sockPath);
