@@ -9,7 +9,7 @@
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
 import { HookgateError } from '../src/core/errors.ts';
-import type { UpstreamFetch, UpstreamRequest } from '../src/core/gateway.ts';
+import { upstreamDeadline, type UpstreamFetch, type UpstreamRequest } from '../src/core/gateway.ts';
 
 export interface UpstreamOptions {
   /** keep-alive connections per origin (default 128) */
@@ -51,17 +51,9 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
   async function fetchUpstream(r: UpstreamRequest): Promise<Response> {
     const headers: string[] = [];
     r.headers.forEach((value, name) => headers.push(name, value));
-    // Our own timer for the wait for response headers: undici's
-    // headersTimeout ticks about once a second, too coarse for "300ms".
-    const ctl = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      ctl.abort();
-    }, r.timeoutMs);
-    const client = r.signal;
-    const onClientAbort = () => ctl.abort();
-    client?.addEventListener('abort', onClientAbort, { once: true });
+    // Our own deadline for the response headers: undici's headersTimeout
+    // ticks about once a second, too coarse for "300ms".
+    const deadline = upstreamDeadline(r);
     let res: Awaited<ReturnType<typeof request>>;
     try {
       res = await request(r.url, {
@@ -71,22 +63,21 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
         dispatcher: agent,
         headersTimeout: 0,
         bodyTimeout: 0,
-        signal: ctl.signal,
+        signal: deadline.signal,
       });
     } catch (err) {
-      client?.removeEventListener('abort', onClientAbort);
-      if (timedOut) throw new HookgateError('UPSTREAM_TIMEOUT', `no response from ${origin(r.url)} within ${r.timeoutMs} ms`, { cause: err });
+      deadline.release();
+      if (deadline.timedOut) throw new HookgateError('UPSTREAM_TIMEOUT', `no response from ${origin(r.url)} within ${r.timeoutMs} ms`, { cause: err });
       const e = err as NodeJS.ErrnoException;
       const code = e.code ?? (e.cause as NodeJS.ErrnoException | undefined)?.code ?? '';
       if (CONNECT_CODES.has(code) || e.name === 'SocketError' || e.name === 'ConnectTimeoutError') {
         throw new HookgateError('UPSTREAM_CONNECT', `cannot reach ${origin(r.url)} (${code || e.message})`, { cause: err });
       }
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
-    // From here the client's abort still ends the upstream body (through ctl).
-    res.body.once('close', () => client?.removeEventListener('abort', onClientAbort));
+    deadline.headersArrived();
+    // Until the body is done, the client's abort still ends it.
+    res.body.once('close', () => deadline.release());
     const out = new Headers();
     for (const [name, value] of Object.entries(res.headers)) {
       if (value === undefined) continue;

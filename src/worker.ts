@@ -17,7 +17,7 @@
  */
 
 import { HookgateError } from './core/errors.ts';
-import { createGateway, type ClientInfo, type Gateway, type UpstreamFetch } from './core/gateway.ts';
+import { createGateway, upstreamDeadline, type ClientInfo, type Gateway, type UpstreamFetch } from './core/gateway.ts';
 import type { Logger, LogLevel } from './core/log.ts';
 import { EdgeHooks } from './edge/hooks.ts';
 import { consoleLogger } from './edge/log.ts';
@@ -68,21 +68,16 @@ function clientOf(req: Request): ClientInfo {
 
 /** Upstream fetch: no redirects followed; the timeout covers the wait for response headers only. */
 const upstream: UpstreamFetch = async (r) => {
-  const ctl = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    ctl.abort();
-  }, r.timeoutMs);
-  r.signal?.addEventListener('abort', () => ctl.abort());
+  const deadline = upstreamDeadline(r);
   try {
-    return await fetch(r.url, { method: r.method, headers: r.headers, body: r.body, redirect: 'manual', signal: ctl.signal });
+    const res = await fetch(r.url, { method: r.method, headers: r.headers, body: r.body, redirect: 'manual', signal: deadline.signal });
+    deadline.headersArrived();
+    return res;
   } catch (err) {
-    if (timedOut) throw new HookgateError('UPSTREAM_TIMEOUT', `no response within ${r.timeoutMs} ms`, { cause: err });
+    deadline.release();
+    if (deadline.timedOut) throw new HookgateError('UPSTREAM_TIMEOUT', `no response within ${r.timeoutMs} ms`, { cause: err });
     if (r.signal?.aborted) throw err;
     throw new HookgateError('UPSTREAM_CONNECT', `cannot reach the upstream (${(err as Error).message})`, { cause: err });
-  } finally {
-    clearTimeout(timer);
   }
 };
 

@@ -65,6 +65,43 @@ export interface UpstreamRequest {
  */
 export type UpstreamFetch = (req: UpstreamRequest) => Promise<Response>;
 
+/**
+ * The deadline of one upstream request, for `UpstreamFetch`
+ * implementations: `signal` aborts when `timeoutMs` passes before
+ * `headersArrived()`, or when the client goes away (until `release()`).
+ * `timedOut` tells the two apart.
+ *
+ * @example
+ * const d = upstreamDeadline(r);
+ * try { const res = await fetch(r.url, { signal: d.signal }); d.headersArrived(); return res; }
+ * catch (err) { d.release(); throw d.timedOut ? timeoutError : err; }
+ */
+export function upstreamDeadline(r: { timeoutMs: number; signal: AbortSignal | undefined }) {
+  const ctl = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    ctl.abort();
+  }, r.timeoutMs);
+  const onClientAbort = () => ctl.abort();
+  r.signal?.addEventListener('abort', onClientAbort, { once: true });
+  return {
+    signal: ctl.signal,
+    get timedOut(): boolean {
+      return timedOut;
+    },
+    /** The response headers are in: the timeout no longer applies (the client's abort still does). */
+    headersArrived(): void {
+      clearTimeout(timer);
+    },
+    /** The exchange is over: stop following the client. */
+    release(): void {
+      clearTimeout(timer);
+      r.signal?.removeEventListener('abort', onClientAbort);
+    },
+  };
+}
+
 /** Who is on the other end of a request. */
 export interface ClientInfo {
   /** "ip:port", "[ipv6]:port" for IPv6 (Go's RemoteAddr form) */
