@@ -12,6 +12,7 @@ import { delimiter, dirname } from 'node:path';
 import { describe, test } from 'node:test';
 import { MAGIC_COOKIE_KEY } from '../../src/core/protocol.ts';
 import type { AuthorizeResult } from '../../src/core/protocol.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { waitFor } from '../helpers/http.ts';
 import { AUTH_PY, AUTH_TS, SDK_PLUGIN } from '../helpers/paths.ts';
 import { applyReady, config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
@@ -134,12 +135,15 @@ describe('the SDK', () => {
     ...T,
   }, async (t) => {
     const h = new Harness(t);
-    const m = h.manager();
+    // ready_timeout is the subject: time is driven, so a slow start-up cannot race it.
+    const clock = new FakeClock();
+    const m = h.manager({ clock });
     await m.apply(config({
       plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: h.dir }, ready_timeout: '300ms' } },
       routes: [route('reject-me', ['sdk'])],
     }));
     await waitFor(() => h.logs('plugin rejected a configure', { plugin: 'sdk' })[0], { what: 'the rejection' });
+    clock.advance(300);
     await waitFor(() => h.logs('sent no ready before its ready_timeout', { plugin: 'sdk' })[0], { what: 'the ready_timeout' });
 
     const v = await m.onRequest('reject-me', request({ r: 'reject-me' }));
