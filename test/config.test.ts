@@ -6,6 +6,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ConfigError, parseConfig, parseDuration, type Config } from '../src/core/config.ts';
+import { edgeStateOf, snapshotConfig } from '../src/core/snapshot.ts';
 
 /** Runs parseConfig on a config that must fail and returns its problems. */
 function problemsOf(input: unknown): string[] {
@@ -86,7 +87,7 @@ describe('a full valid config', () => {
 
   test('durations are parsed to milliseconds', () => {
     assert.equal(cfg.routes[0].plugin_timeout, 2000);
-    assert.deepEqual(cfg.actions.api, { type: 'proxy', upstream: 'http://{target}', fallback: 'sorry', timeout: 1500 });
+    assert.deepEqual(cfg.actions.api, { type: 'proxy', upstream: 'http://{target}', fallback: 'sorry', timeout: 1500, max_connections: 1024, queue_timeout: 5000 });
     assert.equal(cfg.plugins.ratelimit.ready_timeout, 500);
   });
 
@@ -141,10 +142,27 @@ describe('a full valid config', () => {
   });
 });
 
+describe('client and upstream connection limits', () => {
+  test('are parsed, durations to milliseconds, and 0 means no limit', () => {
+    const cfg = parseConfig({
+      gateway: { header_timeout: '500ms', body_timeout: '2s', max_connections_per_client: 0 },
+      actions: { a: { type: 'proxy', upstream: 'http://x', max_connections: 8, queue_timeout: 0 } },
+    });
+    assert.deepEqual(cfg.gateway, { listen: '127.0.0.1:8080', header_timeout: 500, body_timeout: 2000, max_connections_per_client: 0 });
+    assert.deepEqual(cfg.actions.a, { type: 'proxy', upstream: 'http://x', timeout: 30_000, max_connections: 8, queue_timeout: 0 });
+  });
+
+  test('a proxy action with them still goes to an edge worker: its snapshot parses', () => {
+    const cfg = parseConfig({ routes: [{ id: 'r', action: 'a' }], actions: { a: { type: 'proxy', upstream: 'http://x', max_connections: 8, queue_timeout: '1s' } } });
+    const edge = edgeStateOf({ version: 'v', config: snapshotConfig(cfg) });
+    assert.equal(edge.state.plan('r')?.action.limits?.maxConnections, 8);
+  });
+});
+
 describe('an empty config', () => {
   test('gets default listen addresses and no routes, actions, plugins or keys', () => {
     assert.deepEqual(parseConfig({}), {
-      gateway: { listen: '127.0.0.1:8080' },
+      gateway: { listen: '127.0.0.1:8080', header_timeout: 10_000, body_timeout: 30_000, max_connections_per_client: 256 },
       runner: { keys: [] },
       admin: { listen: '127.0.0.1:9090' },
       routes: [],
@@ -265,6 +283,21 @@ describe('an invalid config reports every schema problem at once, with field pat
       /^routes\[0\]\.plugin_timeout: expected a duration/,
       /^routes\[1\]\.plugin_timeout: expected a duration/,
       /^plugins\.p\.ready_timeout: expected a duration/,
+    ]);
+  });
+
+  test('bad client limits and upstream connection limits are named', () => {
+    const problems = problemsOf({
+      gateway: { header_timeout: 'soon', body_timeout: -1, max_connections_per_client: 1.5 },
+      actions: { a: { type: 'proxy', upstream: 'http://x', max_connections: 0, queue_timeout: 'later' }, b: { type: 'proxy', upstream: 'http://x', max_connections: '8' } },
+    });
+    assertProblems(problems, [
+      /^gateway\.header_timeout: expected a duration/,
+      /^gateway\.body_timeout: expected a duration/,
+      /^gateway\.max_connections_per_client: expected a whole number of connections/,
+      /^actions\.a\.max_connections: expected at least 1/,
+      /^actions\.a\.queue_timeout: expected a duration/,
+      /^actions\.b\.max_connections: expected a number of connections/,
     ]);
   });
 

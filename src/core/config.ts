@@ -65,6 +65,14 @@ export function isTarget(t: unknown): t is string {
 
 const Target = v.pipe(v.string(), v.check((t: string) => isTarget(t), 'expected a "host:port" target'));
 
+/** A number of connections; `min` 0 lets 0 mean "no limit". */
+const ConnectionCount = (min: 0 | 1) =>
+  v.pipe(
+    v.number('expected a number of connections'),
+    v.integer('expected a whole number of connections'),
+    v.minValue(min, min === 0 ? 'expected 0 (no limit) or more' : 'expected at least 1'),
+  );
+
 const HeaderValues = v.record(v.string(), v.string());
 
 const OnError = v.picklist(['deny', 'allow'], 'expected "deny" or "allow"');
@@ -128,6 +136,10 @@ const ProxyAction = v.strictObject({
   upstream: v.pipe(v.string(), v.minLength(1)),
   fallback: v.optional(v.string()),
   timeout: v.optional(Duration, 30_000),
+  /** self-hosted gateway: requests of this action in flight to each upstream host:port at once */
+  max_connections: v.optional(ConnectionCount(1), 1024),
+  /** self-hosted gateway: how long a request waits for one of them before `503 upstream busy` (0: not at all) */
+  queue_timeout: v.optional(Duration, 5_000),
 });
 const StaticAction = v.strictObject({
   type: v.literal('static'),
@@ -184,7 +196,18 @@ const KeySchema = v.pipe(
 );
 
 export const ConfigSchema = v.strictObject({
-  gateway: v.optional(v.strictObject({ listen: v.optional(Listen, '127.0.0.1:8080') }), {}),
+  gateway: v.optional(
+    v.strictObject({
+      listen: v.optional(Listen, '127.0.0.1:8080'),
+      /** time to receive a request's complete head (nginx's client_header_timeout); 0: no limit */
+      header_timeout: v.optional(Duration, 10_000),
+      /** longest pause between two reads of a request body (nginx's client_body_timeout); 0: no limit */
+      body_timeout: v.optional(Duration, 30_000),
+      /** open connections per client IP address; 0: no limit */
+      max_connections_per_client: v.optional(ConnectionCount(0), 256),
+    }),
+    {},
+  ),
   runner: v.optional(v.strictObject({ listen: v.optional(Listen), keys: v.optional(v.array(KeySchema), []) }), {}),
   admin: v.optional(v.strictObject({ listen: v.optional(Listen, '127.0.0.1:9090') }), {}),
   routes: v.optional(v.array(RouteSchema), []),
@@ -203,6 +226,8 @@ type Parsed = v.InferOutput<typeof ConfigSchema>;
 export type PluginConfig = Parsed['plugins'][string];
 export type Action = v.InferOutput<typeof ActionSchema>;
 export type BalancerConfig = v.InferOutput<typeof BalancerSchema>;
+/** The self-hosted gateway's listener settings (`gateway`), defaults filled in. */
+export type GatewaySettings = Parsed['gateway'];
 
 /** A route's binding of one plugin, defaults filled in from the plugin. */
 export interface Binding {

@@ -29,6 +29,8 @@ export type ErrorCode =
   | 'UPSTREAM_CONNECT'
   /** the upstream did not answer within the action's timeout */
   | 'UPSTREAM_TIMEOUT'
+  /** every connection the action may hold to the upstream stayed busy past its queue_timeout */
+  | 'UPSTREAM_BUSY'
   /** the component was stopped */
   | 'STOPPED';
 

@@ -57,11 +57,24 @@ export interface UpstreamRequest {
   /** time allowed until the response headers arrive */
   timeoutMs: number;
   signal: AbortSignal | undefined;
+  /** the action's share of upstream connections (the Node data plane enforces it; the edge has its own limits) */
+  limits?: UpstreamLimits;
+}
+
+/** How many requests of one proxy action may be in flight to one upstream, and how long others wait. */
+export interface UpstreamLimits {
+  /** who shares the limit: the action's name, or `routes/<id>` for an inline action */
+  key: string;
+  /** requests in flight to one origin (host:port) at once */
+  maxConnections: number;
+  /** how long a request waits for one of them before `UPSTREAM_BUSY` */
+  queueTimeoutMs: number;
 }
 
 /**
  * Fetches from an upstream without following redirects or decoding bodies.
- * Rejects with HookgateError `UPSTREAM_CONNECT` or `UPSTREAM_TIMEOUT`.
+ * Rejects with HookgateError `UPSTREAM_CONNECT`, `UPSTREAM_TIMEOUT` or
+ * `UPSTREAM_BUSY`.
  */
 export type UpstreamFetch = (req: UpstreamRequest) => Promise<Response>;
 
@@ -126,6 +139,8 @@ export interface GatewayDeps<E extends Env> {
 }
 
 const DENY_BODY = 'service unavailable\n';
+/** A busy upstream frees up within moments: say when to come back. */
+const BUSY_HEADERS = { 'retry-after': '1' };
 
 /** Shared speed-limit buckets by group key (the same key shares one budget). */
 class Buckets {
@@ -406,9 +421,14 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
 
     let res: Response;
     try {
-      res = await deps.upstream({ url, method: f.method, headers, body: upBody, timeoutMs: action.timeoutMs, signal: req.signal });
+      res = await deps.upstream({ url, method: f.method, headers, body: upBody, timeoutMs: action.timeoutMs, signal: req.signal, limits: action.limits ?? undefined });
     } catch (err) {
       pick?.release();
+      if (isHookgateError(err, 'UPSTREAM_BUSY')) {
+        const held = logThrottle.admit(`busy ${plan.route.id} ${target}`);
+        if (held >= 0) log.warn({ route: plan.route.id, target, err: err.message, suppressed: held }, 'upstream busy');
+        return fallbackOr(req, f, verdict, info, null, isFallback, 503, 'upstream busy\n', BUSY_HEADERS);
+      }
       const timeout = isHookgateError(err, 'UPSTREAM_TIMEOUT');
       const reachable = timeout || isHookgateError(err, 'UPSTREAM_CONNECT');
       // The client went away: nobody is left to answer, and it is not an error.
@@ -445,9 +465,9 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     return new Response(outBody, { status, headers: outHeaders });
   }
 
-  function fallbackOr(req: Request, f: Facts, verdict: AuthorizeResult | null, info: RequestInfo | null, body: ReadableStream<Uint8Array> | null, isFallback: boolean, status: number, msg: string): Promise<Response> | Response {
+  function fallbackOr(req: Request, f: Facts, verdict: AuthorizeResult | null, info: RequestInfo | null, body: ReadableStream<Uint8Array> | null, isFallback: boolean, status: number, msg: string, headers?: Record<string, string>): Promise<Response> | Response {
     if (!isFallback && f.plan.fallback) return runAction(req, f, f.plan.fallback, verdict, info, body, true);
-    return text(status, msg);
+    return text(status, msg, headers);
   }
 
   type Authorized =

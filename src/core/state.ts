@@ -10,6 +10,7 @@
  */
 
 import type { Action, Config, Route } from './config.ts';
+import type { UpstreamLimits } from './gateway.ts';
 import { Balancer, type TargetSet } from './balancer.ts';
 import { Router } from './routing.ts';
 import { compileTemplate, templateNames, type Template } from './template.ts';
@@ -37,6 +38,8 @@ export interface ActionPlan {
   /** whether the template places `{query}` itself (else the query is appended) */
   placesQuery: boolean;
   timeoutMs: number;
+  /** proxy: its connection limits per upstream */
+  limits: UpstreamLimits | null;
 }
 
 /** Everything the gateway needs about one route, computed once per config. */
@@ -49,7 +52,8 @@ export interface RoutePlan {
   groupBy: { from: 'header' | 'var'; name: string } | null;
 }
 
-function planAction(action: Action): ActionPlan {
+/** `key` names who shares the action's connection limits: its name, or `routes/<id>` for an inline one. */
+function planAction(action: Action, key: string): ActionPlan {
   if (action.type === 'proxy') {
     const names = templateNames(action.upstream);
     return {
@@ -58,12 +62,13 @@ function planAction(action: Action): ActionPlan {
       placesPath: names.includes('path'),
       placesQuery: names.includes('query'),
       timeoutMs: action.timeout,
+      limits: { key, maxConnections: action.max_connections, queueTimeoutMs: action.queue_timeout },
     };
   }
   if (action.type === 'redirect') {
-    return { action, template: compileTemplate(action.to), placesPath: true, placesQuery: templateNames(action.to).includes('query'), timeoutMs: 0 };
+    return { action, template: compileTemplate(action.to), placesPath: true, placesQuery: templateNames(action.to).includes('query'), timeoutMs: 0, limits: null };
   }
-  return { action, template: null, placesPath: false, placesQuery: false, timeoutMs: 0 };
+  return { action, template: null, placesPath: false, placesQuery: false, timeoutMs: 0, limits: null };
 }
 
 /**
@@ -91,11 +96,11 @@ export class GatewayState {
     const plans = new Map<string, ActionPlan>();
     const named = (name: string) => {
       let p = plans.get(name);
-      if (!p) plans.set(name, (p = planAction(config.actions[name])));
+      if (!p) plans.set(name, (p = planAction(config.actions[name], name)));
       return p;
     };
     for (const route of config.routes) {
-      const action = typeof route.action === 'string' ? named(route.action) : planAction(route.action);
+      const action = typeof route.action === 'string' ? named(route.action) : planAction(route.action, `routes/${route.id}`);
       const fb = action.action.type === 'proxy' && action.action.fallback ? named(action.action.fallback) : null;
       let balancer: Balancer | null = null;
       if (route.balancer) {

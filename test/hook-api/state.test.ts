@@ -73,7 +73,7 @@ test('the snapshot holds the routes with their matches and actions, and no plugi
   assert.equal('plugins' in api, false, 'the edge runs no plugins: bindings are not in the snapshot');
   assert.deepEqual(snap.config.routes[1].match, { domain: 'ws.example.com', path: '/ws/*' });
   assert.deepEqual(snap.config.routes[2].action, { type: 'static', status: 200, body: 'ok\n', headers: {} });
-  assert.deepEqual(snap.config.actions, { app: { type: 'proxy', upstream: 'http://127.0.0.1:9', timeout: 30_000 } });
+  assert.deepEqual(snap.config.actions, { app: { type: 'proxy', upstream: 'http://127.0.0.1:9', timeout: 30_000, max_connections: 1024, queue_timeout: 5000 } });
   assert.equal('plugins' in snap.config, false);
   assert.equal(JSON.stringify(snap).includes(KEY), false, 'no runner key in the snapshot');
 });
