@@ -3,21 +3,32 @@
  * The self-hosted gateway's upstream client: undici's `request` over a
  * keep-alive connection pool per origin. Unlike `fetch` it neither follows
  * redirects nor decodes bodies, so responses pass through byte for byte
- * (Content-Encoding included) and request bodies stream.
+ * (Content-Encoding included) and request bodies stream. How many requests
+ * of an action may be in flight to an origin, and how long others wait, is
+ * `upstream-slots.ts`'s rule: a slot is held from dispatch until the
+ * response body is done, and undici itself never queues.
  */
 
 import { Readable } from 'node:stream';
 import { Agent, request } from 'undici';
-import { HookgateError } from '../src/core/errors.ts';
+import { HookgateError, isHookgateError } from '../src/core/errors.ts';
 import { upstreamDeadline, type UpstreamFetch, type UpstreamRequest } from '../src/core/gateway.ts';
+import type { Clock } from './clock.ts';
+import { originOf, UpstreamSlots, type Slot } from './upstream-slots.ts';
 
 export interface UpstreamOptions {
-  /** keep-alive connections per origin (default 128) */
+  /**
+   * undici's cap on connections per origin (default none: the actions'
+   * `max_connections` bound them, and a request over undici's cap would
+   * wait in its unbounded queue)
+   */
   connections?: number;
   /** time to establish a connection (default 5 s) */
   connectTimeoutMs?: number;
   /** how long an idle keep-alive connection is kept (default 30 s) */
   keepAliveTimeoutMs?: number;
+  /** for the queue_timeout timers */
+  clock?: Clock;
 }
 
 const CONNECT_CODES = new Set([
@@ -41,8 +52,9 @@ const CONNECT_CODES = new Set([
  * const res = await up.fetch({ url: 'http://127.0.0.1:3000/x', method: 'GET', headers: new Headers(), body: null, timeoutMs: 30000, signal: undefined });
  */
 export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFetch; close(): Promise<void> } {
+  const slots = new UpstreamSlots(opts.clock);
   const agent = new Agent({
-    connections: opts.connections ?? 128,
+    connections: opts.connections ?? null,
     connect: { timeout: opts.connectTimeoutMs ?? 5000 },
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
     pipelining: 1,
@@ -54,8 +66,13 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
     // Our own deadline for the response headers: undici's headersTimeout
     // ticks about once a second, too coarse for "300ms".
     const deadline = upstreamDeadline(r);
+    let slot: Slot | null = null;
     let res: Awaited<ReturnType<typeof request>>;
     try {
+      if (r.limits) {
+        const origin = originOf(r.url);
+        slot = slots.take(r.limits, origin) ?? (await slots.wait(r.limits, origin, deadline.signal));
+      }
       res = await request(r.url, {
         method: r.method as 'GET',
         headers,
@@ -67,6 +84,8 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
       });
     } catch (err) {
       deadline.release();
+      if (slot) slots.release(slot);
+      if (isHookgateError(err, 'UPSTREAM_BUSY')) throw err;
       if (deadline.timedOut) throw new HookgateError('UPSTREAM_TIMEOUT', `no response from ${origin(r.url)} within ${r.timeoutMs} ms`, { cause: err });
       const e = err as NodeJS.ErrnoException;
       const code = e.code ?? (e.cause as NodeJS.ErrnoException | undefined)?.code ?? '';
@@ -76,8 +95,12 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
       throw err;
     }
     deadline.headersArrived();
-    // Until the body is done, the client's abort still ends it.
-    res.body.once('close', () => deadline.release());
+    // Until the body is done, the client's abort still ends it, and the
+    // connection (the slot) is still in use.
+    res.body.once('close', () => {
+      deadline.release();
+      if (slot) slots.release(slot);
+    });
     const out = new Headers();
     for (const [name, value] of Object.entries(res.headers)) {
       if (value === undefined) continue;
