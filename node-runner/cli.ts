@@ -330,7 +330,7 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
   }
   const listeners: Listeners = bootstrap ? listenersOf(bootstrap) : { gateway: '127.0.0.1:8080', admin: '127.0.0.1:9090' };
   const local: Record<string, unknown> = {
-    gateway: { listen: listeners.gateway },
+    gateway: bootstrap ? { ...bootstrap.gateway } : { listen: listeners.gateway },
     admin: { listen: listeners.admin },
     runner: listeners.runner ? { listen: listeners.runner } : {},
   };

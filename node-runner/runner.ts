@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
-import type { Config } from '../src/core/config.ts';
+import { parseConfig, type Config, type GatewaySettings } from '../src/core/config.ts';
 import { createGateway, type Gateway } from '../src/core/gateway.ts';
 import type { Logger } from '../src/core/log.ts';
 import { hookNames, snapshotConfig, type StateSnapshot } from '../src/core/snapshot.ts';
@@ -29,6 +29,7 @@ import { PluginManager } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
 import { KeeperClient } from './plugin/keeper-client.ts';
 import { Reaper } from './plugin/reaper.ts';
+import { applyClientLimits, headServerOptions, type ClientLimits } from './client-limits.ts';
 import { createUpstream, nodeBodies } from './upstream.ts';
 import { clientOf, upgradeHandler } from './ws-proxy.ts';
 
@@ -65,6 +66,11 @@ const ALREADY_SENT_HEADERS = { 'x-hono-already-sent': '1' };
  */
 async function respondNatively(pending: Response | Promise<Response>, env: HttpBindings): Promise<Response> {
   const res = await pending;
+  // Already answered by the data plane (a stalled body's 408): nothing more to write.
+  if (env.outgoing.headersSent) {
+    await res.body?.cancel().catch(() => {});
+    return new Response(null, { headers: ALREADY_SENT_HEADERS });
+  }
   if (!res.body || res.body.locked) return res;
   let node: Readable | undefined = nodeBodies.get(res.body);
   if (!node && !res.headers.has('content-type')) node = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
@@ -95,11 +101,14 @@ export interface Listeners {
   admin: string;
   /** the hook API for edge workers, when served */
   runner?: string;
+  /** the gateway's client limits (`gateway.*` but `listen`; default: the schema's defaults) */
+  gatewayLimits?: Omit<GatewaySettings, 'listen'>;
 }
 
 /** The listeners a (file) config names. */
 export function listenersOf(config: Config): Listeners {
-  return { gateway: config.gateway.listen, admin: config.admin.listen, runner: config.runner.listen };
+  const { listen, ...gatewayLimits } = config.gateway;
+  return { gateway: listen, admin: config.admin.listen, runner: config.runner.listen, gatewayLimits };
 }
 
 /** Splits "host:port" (or "[v6]:port"). */
@@ -136,6 +145,7 @@ export class Runner {
   #drained: (() => void) | null = null;
   #stopping: Promise<void> | null = null;
   #closeSessions: () => Promise<void> = async () => {};
+  #clientLimits: ClientLimits | null = null;
   #unsubscribe: Array<() => void> = [];
   #keys = new KeyRing([]);
   #snapshot: StateSnapshot | null = null;
@@ -212,13 +222,16 @@ export class Runner {
       const listener = getRequestListener((req, env) => respondNatively(app.fetch(req, env), env as HttpBindings), {
         overrideGlobalObjects: false,
       });
-      const gatewayServer = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+      const limits = listen.gatewayLimits ?? parseConfig({}).gateway;
+      const gatewayServer = createServer({ keepAliveTimeout: 65_000, ...headServerOptions(limits) }, (req, res) => {
         if (!this.#state) {
           res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
           return void res.end('not ready: no config yet\n');
         }
-        this.#track(req, res, listener);
+        clientLimits.serve(req, res, handle);
       });
+      const handle = (req: IncomingMessage, res: ServerResponse) => this.#track(req, res, listener);
+      const clientLimits = (this.#clientLimits = applyClientLimits(gatewayServer, limits, this.#log));
       const upgrade = upgradeHandler({ gateway: this.#gateway as unknown as Gateway<never>, hooks: this.#manager, logger: this.#log });
       gatewayServer.on('upgrade', upgrade);
       this.#closeSessions = upgrade.closeAll;
@@ -260,6 +273,9 @@ export class Runner {
     const listen = listenersOf(next);
     for (const k of ['gateway', 'admin', 'runner'] as const) {
       if (listen[k] !== this.#listen_?.[k]) this.#log.warn({ [k]: listen[k] }, `${k}.listen changed; restart to apply it`);
+    }
+    if (this.#listen_?.gatewayLimits && JSON.stringify(listen.gatewayLimits) !== JSON.stringify(this.#listen_.gatewayLimits)) {
+      this.#log.warn({ gateway: listen.gatewayLimits }, 'gateway timeouts or connection limits changed; restart to apply them');
     }
     await this.apply(next);
     this.#log.info({ routes: next.routes.length, plugins: Object.keys(next.plugins).length }, 'config reloaded');
@@ -308,6 +324,7 @@ export class Runner {
     await this.#closeSessions();
     this.#hookApi?.closeAll();
     for (const s of this.#servers) s.closeAllConnections();
+    this.#clientLimits?.close();
     await Promise.all(closed);
     for (const u of this.#unsubscribe) u();
     await this.#manager.stop();
