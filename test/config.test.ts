@@ -162,7 +162,7 @@ describe('client and upstream connection limits', () => {
 describe('an empty config', () => {
   test('gets default listen addresses and no routes, actions, plugins or keys', () => {
     assert.deepEqual(parseConfig({}), {
-      gateway: { listen: '127.0.0.1:8080', header_timeout: 10_000, body_timeout: 30_000, max_connections_per_client: 256 },
+      gateway: { listen: '127.0.0.1:8080', header_timeout: 10_000, body_timeout: 30_000, max_connections_per_client: 512 },
       runner: { keys: [] },
       admin: { listen: '127.0.0.1:9090' },
       routes: [],

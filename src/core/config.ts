@@ -204,7 +204,7 @@ export const ConfigSchema = v.strictObject({
       /** longest pause between two reads of a request body (nginx's client_body_timeout); 0: no limit */
       body_timeout: v.optional(Duration, 30_000),
       /** open connections per client IP address; 0: no limit */
-      max_connections_per_client: v.optional(ConnectionCount(0), 256),
+      max_connections_per_client: v.optional(ConnectionCount(0), 512),
     }),
     {},
   ),

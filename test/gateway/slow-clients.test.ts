@@ -354,7 +354,7 @@ test('validate accepts the client and upstream connection limits without a warni
   const file = writeConfig(
     tempDir(scope(t)),
     {
-      gateway: { listen: '127.0.0.1:8080', header_timeout: '10s', body_timeout: '30s', max_connections_per_client: 256 },
+      gateway: { listen: '127.0.0.1:8080', header_timeout: '10s', body_timeout: '30s', max_connections_per_client: 512 },
       routes: [{ action: 'api' }],
       actions: { api: { type: 'proxy', upstream: 'http://127.0.0.1:3000', max_connections: 1024, queue_timeout: '5s' } },
     },
