@@ -3,7 +3,8 @@
  * One hookgate runner process: the config (from a file via `reload`, or
  * from any source via `apply`, such as the config stream), the plugin host,
  * the routing state kept in step with plugin pushes, and the listeners: the
- * self-hosted gateway (the core app on Node, hooks called in process) and
+ * self-hosted gateway (the core app on Node, hooks called in process,
+ * within the slow-client limits of `client-limits.ts`) and
  * the admin endpoints (/healthz, /readyz), and the hook API for edge
  * workers (when `runner.listen` is set) with the versioned state snapshot
  * they route by. Reload keeps what did not change; stop drains.

@@ -70,8 +70,8 @@ export function createUpstream(opts: UpstreamOptions = {}): { fetch: UpstreamFet
     let res: Awaited<ReturnType<typeof request>>;
     try {
       if (r.limits) {
-        const origin = originOf(r.url);
-        slot = slots.take(r.limits, origin) ?? (await slots.wait(r.limits, origin, deadline.signal));
+        const at = originOf(r.url);
+        slot = slots.take(r.limits, at) ?? (await slots.wait(r.limits, at, deadline.signal));
       }
       res = await request(r.url, {
         method: r.method as 'GET',
