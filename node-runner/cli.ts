@@ -15,6 +15,7 @@ import { HOOK, type HookName } from '../src/core/protocol.ts';
 import { isHookgateError } from '../src/core/errors.ts';
 import { ConfigError, parseDuration, type Config, type PluginConfig } from '../src/core/config.ts';
 import { decodeHookResult, encodeHookData, unpackValue } from '../src/core/codec.ts';
+import { canonicalHeaderMap } from '../src/core/headers.ts';
 import { createLogger } from './log.ts';
 import { loadConfigFile } from './config-file.ts';
 import { PluginProcess } from './plugin/process.ts';
@@ -162,6 +163,7 @@ async function pluginCall(args: string[]): Promise<number> {
     throw new UsageError(`--data: expected a JSON object with the hook's short keys (${(err as Error).message})`);
   }
   if (typeof data.bd === 'string') data.bd = new TextEncoder().encode(data.bd);
+  canonicalHeaders(data);
   if (values.route && hook === 'on_response') {
     const req = (data.req ?? {}) as Record<string, unknown>;
     data.req = { r: values.route, ...req };
@@ -330,7 +332,8 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
   }
   const listeners: Listeners = bootstrap ? listenersOf(bootstrap) : { gateway: '127.0.0.1:8080', admin: '127.0.0.1:9090' };
   const local: Record<string, unknown> = {
-    gateway: bootstrap ? { ...bootstrap.gateway } : { listen: listeners.gateway },
+    // The gateway block is local as a whole: its listener and its request-header policy.
+    gateway: { ...bootstrap?.gateway, listen: listeners.gateway },
     admin: { listen: listeners.admin },
     runner: listeners.runner ? { listen: listeners.runner } : {},
   };
@@ -424,6 +427,22 @@ hookgate demo is running (Ctrl-C stops it). Try:
 config: ${config}
 `);
   });
+}
+
+/**
+ * Puts the header maps of `--data` (`h`, and on_response's `req.h` and
+ * `resp.h`) in canonical form, as the runner sends them: a plugin looks
+ * `Authorization` up, whatever case the command line used.
+ */
+function canonicalHeaders(data: Record<string, unknown>): void {
+  const fix = (o: unknown) => {
+    if (typeof o !== 'object' || o === null) return;
+    const rec = o as Record<string, unknown>;
+    if (typeof rec.h === 'object' && rec.h !== null && !Array.isArray(rec.h)) rec.h = canonicalHeaderMap(rec.h as Record<string, string>);
+  };
+  fix(data);
+  fix(data.req);
+  fix(data.resp);
 }
 
 function jsonBytes(_key: string, value: unknown): unknown {

@@ -19,7 +19,8 @@ import { Readable } from 'node:stream';
 import { getRequestListener, type HttpBindings } from '@hono/node-server';
 import { Hono } from 'hono';
 import { parseConfig, type Config, type GatewaySettings } from '../src/core/config.ts';
-import { createGateway, type Gateway } from '../src/core/gateway.ts';
+import { createGateway, hostHeaders, type Gateway } from '../src/core/gateway.ts';
+import { isWebSocketUpgrade } from '../src/core/headers.ts';
 import type { Logger } from '../src/core/log.ts';
 import { hookNames, snapshotConfig, type StateSnapshot } from '../src/core/snapshot.ts';
 import { GatewayState } from '../src/core/state.ts';
@@ -216,6 +217,7 @@ export class Runner {
           c.env.incoming.socket.destroy();
           return new Response(null, { status: 499 });
         },
+        raw: (c) => ({ target: c.env.incoming.url ?? '/', hosts: hostHeaders(c.env.incoming.rawHeaders) }),
       });
       const app = this.#gateway.app;
       // Real Responses (no global override): the direct pipe checks `res.body`,
@@ -224,13 +226,23 @@ export class Runner {
         overrideGlobalObjects: false,
       });
       const limits = listen.gatewayLimits ?? parseConfig({}).gateway;
-      const gatewayServer = createServer({ keepAliveTimeout: 65_000, ...headServerOptions(limits) }, (req, res) => {
+      const gatewayServer = createServer(
+        {
+          keepAliveTimeout: 65_000,
+          ...headServerOptions(limits),
+          // Only WebSocket upgrades on GET are tunnelled; any other Upgrade
+          // (h2c, made-up tokens) is a plain request through the pipeline,
+          // where Upgrade and Connection are dropped as hop-by-hop.
+          shouldUpgradeCallback: (req) => isWebSocketUpgrade(req.method ?? '', req.headers.upgrade),
+        },
+        (req, res) => {
         if (!this.#state) {
           res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
           return void res.end('not ready: no config yet\n');
         }
-        clientLimits.serve(req, res, handle);
-      });
+          clientLimits.serve(req, res, handle);
+        },
+      );
       const handle = (req: IncomingMessage, res: ServerResponse) => this.#track(req, res, listener);
       const clientLimits = (this.#clientLimits = applyClientLimits(gatewayServer, limits, this.#log));
       const upgrade = upgradeHandler({ gateway: this.#gateway as unknown as Gateway<never>, hooks: this.#manager, logger: this.#log });

@@ -1,17 +1,20 @@
 /**
  * @module ws-proxy
- * WebSocket (and any HTTP Upgrade) sessions on the self-hosted gateway:
- * the core decides (route, on_request, on_connect, target); this module
- * does the transport: asks the upstream to upgrade, relays its 101, pipes
- * bytes both ways, counts them, and reports on_disconnect with bytes and
- * duration when either side closes.
+ * WebSocket sessions on the self-hosted gateway (the server's
+ * `shouldUpgradeCallback` lets only `isWebSocketUpgrade` requests here;
+ * other Upgrades are plain requests): the core decides (route, on_request,
+ * on_connect, target); this module does the transport: asks the upstream
+ * to upgrade, relays its 101, pipes bytes both ways, counts them, and
+ * reports on_disconnect with bytes and duration when either side closes.
+ * An upstream that answers anything but 101 is answered through the core's
+ * response phase (hop-by-hop stripping, on_response).
  */
 
 import { request as httpRequest, STATUS_CODES, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
-import type { ClientInfo, Gateway, HookClient } from '../src/core/gateway.ts';
+import { hostHeaders, type ClientInfo, type Gateway, type HookClient } from '../src/core/gateway.ts';
 import type { Logger } from '../src/core/log.ts';
 
 /** Who the client of a Node socket is, in the forms the core wants. */
@@ -21,12 +24,16 @@ export function clientOf(socket: Socket, protocol = 'HTTP/1.1'): ClientInfo {
   return { ip, remoteAddr: ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`, protocol, tls: 'encrypted' in socket };
 }
 
-/** A header-only Web Request for an incoming upgrade request. */
+/**
+ * A header-only Web Request for an incoming upgrade request. Its URL is a
+ * placeholder: the core routes by the raw target and Host headers, passed
+ * beside it, so nothing is parsed (and normalised differently) here.
+ */
 function toRequest(req: IncomingMessage): Request {
   const headers = new Headers();
   const raw = req.rawHeaders;
   for (let i = 0; i + 1 < raw.length; i += 2) headers.append(raw[i], raw[i + 1]);
-  return new Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/'}`, { method: req.method, headers });
+  return new Request('http://upgrade.invalid/', { method: req.method, headers });
 }
 
 async function writeResponse(socket: Duplex, res: Response): Promise<void> {
@@ -68,7 +75,7 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
     socket.on('error', () => {});
     const client = clientOf(socket as Socket, `HTTP/${req.httpVersion}`);
     void (async () => {
-      const plan = await deps.gateway.upgrade(toRequest(req), client);
+      const plan = await deps.gateway.upgrade(toRequest(req), client, { target: req.url ?? '/', hosts: hostHeaders(req.rawHeaders) });
       if (plan.kind === 'drop') return void socket.destroy();
       if (plan.kind === 'respond') return writeResponse(socket, plan.response);
       const started = Date.now();
@@ -95,7 +102,8 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         void writeResponse(socket, new Response('upstream unreachable\n', { status: 502 }));
       });
       up.on('response', (res) => {
-        // The upstream refused to upgrade: relay its answer as is.
+        // The upstream did not upgrade: its answer goes through the response
+        // phase (hop-by-hop stripping, on_response) like any response.
         done = true;
         plan.release();
         const chunks: Buffer[] = [];
@@ -103,7 +111,15 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         res.on('end', () => {
           const h = new Headers();
           for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) h.append(res.rawHeaders[i], res.rawHeaders[i + 1]);
-          void writeResponse(socket, new Response(Buffer.concat(chunks), { status: res.statusCode && res.statusCode >= 200 ? res.statusCode : 502, headers: h }));
+          const status = res.statusCode && res.statusCode >= 200 ? res.statusCode : 502;
+          const answer = new Response(status === 204 || status === 304 ? null : Buffer.concat(chunks), { status, headers: h });
+          plan
+            .refused(answer)
+            .then((out) => writeResponse(socket, out))
+            .catch((err) => {
+              log.error({ route: plan.routeId, err: (err as Error).message }, 'answering a refused upgrade failed');
+              socket.destroy();
+            });
         });
       });
       up.on('upgrade', (res, upSocket, upHead) => {

@@ -18,6 +18,7 @@
 
 import { HookgateError } from './core/errors.ts';
 import { createGateway, upstreamDeadline, type ClientInfo, type Gateway, type UpstreamFetch } from './core/gateway.ts';
+import { isWebSocketUpgrade } from './core/headers.ts';
 import type { Logger, LogLevel } from './core/log.ts';
 import { EdgeHooks } from './edge/hooks.ts';
 import { consoleLogger } from './edge/log.ts';
@@ -146,7 +147,9 @@ export default {
       return unavailable();
     }
     let res: Response;
-    if (req.headers.get('upgrade')?.toLowerCase() === 'websocket') {
+    // Only WebSocket upgrades on GET are tunnelled; any other Upgrade is a
+    // plain request, whose Upgrade and Connection headers are hop-by-hop.
+    if (isWebSocketUpgrade(req.method, req.headers.get('upgrade'))) {
       const ws = await proxyWebSocket(e.gateway, e.hooks, req, clientOf(req), e.log);
       if (ws.done) ctx.waitUntil(ws.done.then(() => Promise.all(e.hooks.pending)));
       res = ws.response;

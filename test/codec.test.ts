@@ -63,6 +63,7 @@ const authorize: AuthorizeResult = {
   s: 403,
   b: 'forbidden\n',
   h: { 'X-User': 'alice', 'X-Roles': 'admin, dev' },
+  rm: ['X-Client-User'],
   sp: { dl: 50, ul: 10.5, gk: 'tenant-acme' },
   cq: true,
   rp: '/internal/v1/users',
@@ -315,7 +316,7 @@ describe('decoding is lenient about missing and unknown keys', () => {
 
   test('an empty map decodes as an AuthorizeResult that denies', () => {
     assert.deepEqual(decodeHookResult('on_request', packValue({})), {
-      ok: false, dr: false, fb: false, s: 0, b: '', h: {}, sp: null, cq: false, rp: '', e: '',
+      ok: false, dr: false, fb: false, s: 0, b: '', h: {}, rm: [], sp: null, cq: false, rp: '', e: '',
     });
   });
 

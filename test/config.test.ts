@@ -162,7 +162,7 @@ describe('client and upstream connection limits', () => {
 describe('an empty config', () => {
   test('gets default listen addresses and no routes, actions, plugins or keys', () => {
     assert.deepEqual(parseConfig({}), {
-      gateway: { listen: '127.0.0.1:8080', header_timeout: 10_000, body_timeout: 30_000, max_connections_per_client: 512 },
+      gateway: { listen: '127.0.0.1:8080', header_timeout: 10_000, body_timeout: 30_000, max_connections_per_client: 512, strip_request_headers: [], underscores_in_headers: 'drop' },
       runner: { keys: [] },
       admin: { listen: '127.0.0.1:9090' },
       routes: [],

@@ -36,7 +36,7 @@ import { createHash } from 'node:crypto';
 import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
 import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
-import { headerMapProblem, headerProblem } from '../../src/core/headers.ts';
+import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/headers.ts';
 import { LogThrottle, silentLogger, type Logger } from '../../src/core/log.ts';
 import {
   HOOK,
@@ -394,7 +394,7 @@ export class PluginManager {
   async onRequest(routeId: string, info: RequestInfo): Promise<AuthorizeResult> {
     const entry = this.#routes.get(routeId);
     if (!entry) return denyOnError(`unknown route "${routeId}"`);
-    let data = info;
+    let data = canonicalRequest(info);
     let withBody: Uint8Array | null = null;
     let noBody: Uint8Array | null = null;
     let merged: AuthorizeResult | null = null;
@@ -414,13 +414,9 @@ export class PluginManager {
       }
       if (!res.ok || res.dr || res.fb) return res;
       merged ??= allowResult();
-      let added = false;
-      for (const k in res.h) {
-        merged.h[k] = res.h[k];
-        added = true;
-      }
-      if (added) {
-        data = { ...data, h: { ...data.h, ...res.h } };
+      if (res.rm.length || !isEmpty(res.h)) {
+        mergeRequestChanges(merged, res);
+        data = { ...data, h: withHeaderChanges(data.h, res.h, res.rm) };
         withBody = noBody = null;
       }
       if (res.rp) merged.rp = res.rp;
@@ -435,7 +431,7 @@ export class PluginManager {
     const entry = this.#routes.get(routeId);
     if (!entry) return { s: 503, h: {}, rm: [], e: `unknown route "${routeId}"`, b: DENY_BODY };
     const merged: ResponseModResult = { s: 0, h: {}, rm: [], e: '', b: '' };
-    let cur = pair;
+    let cur = canonicalPair(pair);
     // Encoded once per variant (with or without the body copy) until a plugin changes the response.
     let withBody: Uint8Array | null = null;
     let noBody: Uint8Array | null = null;
@@ -454,20 +450,19 @@ export class PluginManager {
         return { s: 503, h: {}, rm: [], e: `plugin "${p.name}": ${(err as Error).message}`, b: DENY_BODY };
       }
       if (res.s === 0 && res.rm.length === 0 && isEmpty(res.h)) continue;
-      const h = { ...cur.resp.h };
-      for (const name of res.rm) {
+      for (const raw of res.rm) {
+        const name = canonicalHeaderName(raw);
         delete merged.h[name];
-        delete h[name];
         if (!merged.rm.includes(name)) merged.rm.push(name);
       }
-      for (const name in res.h) {
-        merged.h[name] = res.h[name];
-        h[name] = res.h[name];
+      for (const raw in res.h) {
+        const name = canonicalHeaderName(raw);
+        merged.h[name] = res.h[raw];
         const i = merged.rm.indexOf(name);
         if (i >= 0) merged.rm.splice(i, 1);
       }
       if (res.s) merged.s = res.s;
-      cur = { req: cur.req, resp: { s: res.s || cur.resp.s, h } };
+      cur = { req: cur.req, resp: { s: res.s || cur.resp.s, h: withHeaderChanges(cur.resp.h, res.h, res.rm) } };
       withBody = noBody = null;
     }
     return merged;
@@ -760,16 +755,42 @@ interface Recovery {
 }
 
 function allowResult(): AuthorizeResult {
-  return { ok: true, dr: false, fb: false, s: 0, b: '', h: {}, sp: null, cq: false, rp: '', e: '' };
+  return { ok: true, dr: false, fb: false, s: 0, b: '', h: {}, rm: [], sp: null, cq: false, rp: '', e: '' };
 }
 
 function denyOnError(why: string): AuthorizeResult {
-  return { ok: false, dr: false, fb: false, s: 503, b: DENY_BODY, h: {}, sp: null, cq: false, rp: '', e: why };
+  return { ok: false, dr: false, fb: false, s: 503, b: DENY_BODY, h: {}, rm: [], sp: null, cq: false, rp: '', e: why };
 }
 
 function isEmpty(o: object): boolean {
   for (const _ in o) return false;
   return true;
+}
+
+/**
+ * Adds one allow's header changes to the merged verdict, names canonical:
+ * a removal drops what earlier plugins set and is applied to the client's
+ * request; a later `h` sets the header again (removals apply before `h`).
+ */
+function mergeRequestChanges(merged: AuthorizeResult, res: AuthorizeResult): void {
+  for (const raw of res.rm) {
+    const name = canonicalHeaderName(raw);
+    delete merged.h[name];
+    if (!merged.rm.includes(name)) merged.rm.push(name);
+  }
+  for (const raw in res.h) merged.h[canonicalHeaderName(raw)] = res.h[raw];
+}
+
+/** The request info with canonical header names (a hook API caller or `plugin-call` may send any). */
+function canonicalRequest(info: RequestInfo): RequestInfo {
+  const h = canonicalHeaderMap(info.h);
+  return h === info.h ? info : { ...info, h };
+}
+
+function canonicalPair(pair: ResponsePair): ResponsePair {
+  const req = canonicalRequest(pair.req);
+  const h = canonicalHeaderMap(pair.resp.h);
+  return req === pair.req && h === pair.resp.h ? pair : { req, resp: { s: pair.resp.s, h } };
 }
 
 /** A rewritten path must be an origin-form path: "/" first, no controls, spaces, "?" or "#". */
@@ -801,6 +822,10 @@ function decodeConnect(payload: Uint8Array): ConnResult {
 function checkAuthorize(res: AuthorizeResult): void {
   const p = headerMapProblem(res.h);
   if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
+  // A plugin may remove what it may set: not hop-by-hop headers, Host or Content-Length.
+  for (const name of res.rm) {
+    if (headerProblem(name, '')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove request header ${JSON.stringify(name.slice(0, 100))}`);
+  }
   if (res.rp && (!SAFE_PATH.test(res.rp) || res.rp.startsWith('//'))) {
     throw new HookgateError('BAD_VERDICT', `forbidden verdict: rewrite path ${JSON.stringify(res.rp.slice(0, 100))} is not a plain absolute path`);
   }
@@ -813,5 +838,6 @@ function checkResponseMod(res: ResponseModResult): void {
   for (const name of res.rm) {
     if (headerProblem(name, '').startsWith('header name')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove ${JSON.stringify(name)}`);
   }
-  if (res.s !== 0 && (res.s < 100 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
+  // 1xx is not a final status: the response it would replace cannot be sent with it.
+  if (res.s !== 0 && (res.s < 200 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
 }

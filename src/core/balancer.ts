@@ -14,8 +14,10 @@
  * cursor of its own; a group that is named but empty yields no target (the
  * gateway answers 503) rather than leaking requests into other groups, since
  * groups often stand for regions or tenants. A missing key, or one that names
- * no group, picks from all targets (the union of the groups), so requests
- * that carry no key are still served.
+ * no group, picks from all targets (the union of the groups) when `pick` is
+ * told `unknownGroup: 'all'` (its default), and yields no target with
+ * `'deny'` (the default of a route's `group_by`: a tenant's request must not
+ * land in any other tenant's pool).
  *
  * In-flight counts are per target, shared by every pool holding it. Where the
  * key comes from (`group_by`) and what to answer without a target are the
@@ -208,15 +210,20 @@ export class Balancer {
 
   /**
    * Picks a target, within the group `groupKey` names if it names one (see
-   * the module header), else from all targets. Null when there is no target
-   * to pick. The caller owns the returned Pick and must release it.
+   * the module header); else from all targets, or none with
+   * `unknownGroup: 'deny'` while the set is grouped. Null when there is no
+   * target to pick. The caller owns the returned Pick and must release it.
    *
    * @example
-   * const pick = balancer.pick(request.headers.get('X-Region') ?? undefined);
+   * const pick = balancer.pick(request.headers.get('X-Region') ?? undefined, 'deny');
    */
-  pick(groupKey?: string): Pick | null {
+  pick(groupKey?: string, unknownGroup: 'deny' | 'all' = 'all'): Pick | null {
     let pool = this.#all;
-    if (groupKey !== undefined && this.#groups !== null) pool = this.#groups.get(groupKey) ?? pool;
+    if (this.#groups !== null) {
+      const group = groupKey === undefined ? undefined : this.#groups.get(groupKey);
+      if (group) pool = group;
+      else if (unknownGroup === 'deny') return null;
+    }
     const slots = pool.slots;
     const n = slots.length;
     if (n === 0) return null;

@@ -392,6 +392,7 @@ function authorizeWire(v: Partial<AuthorizeResult>): Wire {
   putInt(o, 's', v.s ?? 0);
   if (v.b && v.b.length) o.b = v.b;
   putMap(o, 'h', v.h);
+  if (v.rm && v.rm.length) o.rm = v.rm;
   if (v.sp && (v.sp.dl || v.sp.ul || v.sp.gk)) {
     const sp: Wire = {};
     if (v.sp.dl) sp.dl = v.sp.dl;
@@ -654,6 +655,7 @@ export function hookResultOf<K extends HookName>(hook: K, v: unknown): HookResul
         s: getInt(o, 's', path),
         b: bodyOf(o, path),
         h: getStrMap(o, 'h', path),
+        rm: strList(o, 'rm', path),
         sp: speedOf(o, path),
         cq: getBool(o, 'cq', path),
         rp: getStr(o, 'rp', path),

@@ -75,6 +75,9 @@ const ConnectionCount = (min: 0 | 1) =>
 
 const HeaderValues = v.record(v.string(), v.string());
 
+/** A header name (an HTTP token), as `strip_request_headers` lists them. */
+const HeaderName = v.pipe(v.string(), v.regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a header name (an HTTP token such as "X-User")'));
+
 const OnError = v.picklist(['deny', 'allow'], 'expected "deny" or "allow"');
 
 const HookNames = v.array(v.picklist(['on_request', 'on_response', 'on_connect', 'on_disconnect'], 'expected on_request, on_response, on_connect or on_disconnect'));
@@ -159,6 +162,8 @@ const BalancerSchema = v.strictObject({
   targets: v.optional(v.array(Target), []),
   /** where the group key of grouped pools comes from: `header:Name` or `var:name` */
   group_by: v.optional(v.pipe(v.string(), v.regex(/^(header|var):.+$/, 'expected "header:<Name>" or "var:<name>"'))),
+  /** a group key that names no pushed group (or no key): `deny` answers 503 (the default), `all` picks from every target */
+  unknown_group: v.optional(v.picklist(['deny', 'all'], 'expected "deny" or "all"')),
 });
 
 const RouteSchema = v.strictObject({
@@ -168,10 +173,16 @@ const RouteSchema = v.strictObject({
       domain: v.optional(v.string()),
       path: v.optional(v.string()),
       methods: v.optional(v.array(v.pipe(v.string(), v.regex(/^[A-Za-z]+$/, 'expected an HTTP method'), v.toUpperCase()))),
+      /** compare the path case-insensitively (ASCII), for upstreams that do */
+      case_insensitive: v.optional(v.boolean()),
+      /** accept `%2F` / `%5C` in the path (they are never separators); refused with 400 otherwise */
+      allow_encoded_slash: v.optional(v.boolean()),
     }),
     {},
   ),
   plugins: v.optional(v.array(BindingSchema), []),
+  /** request headers removed before plugins and the upstream see the request (with `gateway.strip_request_headers`) */
+  strip_request_headers: v.optional(v.array(HeaderName)),
   plugin_timeout: v.optional(Duration, 5_000),
   set: v.optional(v.record(v.string(), v.string()), {}),
   balancer: v.optional(BalancerSchema),
@@ -205,6 +216,10 @@ export const ConfigSchema = v.strictObject({
       body_timeout: v.optional(Duration, 30_000),
       /** open connections per client IP address; 0: no limit */
       max_connections_per_client: v.optional(ConnectionCount(0), 512),
+      /** request headers removed on every route, before plugins and the upstream see the request */
+      strip_request_headers: v.optional(v.array(HeaderName), []),
+      /** request headers whose name holds "_": `drop` (the default, as nginx) or `allow` */
+      underscores_in_headers: v.optional(v.picklist(['drop', 'allow'], 'expected "drop" or "allow"'), 'drop'),
     }),
     {},
   ),

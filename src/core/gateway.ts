@@ -18,7 +18,8 @@
 
 import { Hono, type Context, type Env } from 'hono';
 import { LogThrottle, type Logger } from './log.ts';
-import { HOP_BY_HOP, toHeaderMap } from './headers.ts';
+import { HOP_BY_HOP, strippedByPolicy, toHeaderMap, type StripPolicy } from './headers.ts';
+import { ENCODED_SLASH_REFUSAL, hasEncodedSlash, matchPathOf, normalizePath, splitTarget } from './path.ts';
 import {
   HOOK_BIT,
   MAX_BODY_COPY,
@@ -31,9 +32,9 @@ import {
   type ResponsePair,
 } from './protocol.ts';
 import { isHookgateError } from './errors.ts';
-import { hostOf, type RouteMatch } from './routing.ts';
+import { hostOf, hostProblem, type RouteMatch } from './routing.ts';
 import type { Pick } from './balancer.ts';
-import type { ActionPlan, GatewayState, RoutePlan } from './state.ts';
+import { groupKeyOf, type ActionPlan, type GatewayState, type RoutePlan } from './state.ts';
 import { mbpsToBytes, throttle, TokenBucket } from './throttle.ts';
 
 /** How the gateway reaches plugins. PluginManager (runner) and the runner client (edge) implement it. */
@@ -126,6 +127,44 @@ export interface ClientInfo {
   tls: boolean;
 }
 
+/**
+ * What the client sent, before any URL parsing: the data plane passes it
+ * where the platform keeps it, so the core normalises the path itself
+ * (`path.ts`) and sees every Host header.
+ *
+ * @example
+ * const raw: RawRequest = { target: incoming.url, hosts: hostHeaders(incoming.rawHeaders) };
+ */
+export interface RawRequest {
+  /** the request target as sent: origin form (`/p?q`) or absolute form */
+  target: string;
+  /** every Host header value, in order (more than one is refused) */
+  hosts: string[];
+}
+
+/**
+ * The Host values of a raw header list (`[name, value, name, value, ...]`,
+ * Node's `rawHeaders`), duplicates kept.
+ *
+ * @example
+ * hostHeaders(['Host', 'a.example', 'host', 'b.example']) // ['a.example', 'b.example']
+ */
+export function hostHeaders(raw: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = raw[i];
+    if (n.length === 4 && n.toLowerCase() === 'host') out.push(raw[i + 1]);
+  }
+  return out;
+}
+
+/** The raw request of a Web Request whose URL the platform built (the edge): origin form, one Host. */
+function rawOfUrl(req: Request): RawRequest {
+  const { path, query } = splitUrl(req.url);
+  const host = req.headers.get('host');
+  return { target: query ? `${path}?${query}` : path, hosts: host === null ? [] : [host] };
+}
+
 export interface GatewayDeps<E extends Env> {
   /** The current routing state; read once per request. */
   state: () => GatewayState;
@@ -135,6 +174,8 @@ export interface GatewayDeps<E extends Env> {
   client: (c: Context<E>) => ClientInfo;
   /** Closes the client's connection without a response (where the platform can). */
   drop: (c: Context<E>) => Response;
+  /** The request as sent (target and Host headers); default: from the Request's URL and its Host. */
+  raw?: (c: Context<E>) => RawRequest;
   now?: () => number;
 }
 
@@ -273,12 +314,29 @@ interface Facts {
   method: string;
   host: string;
   hostname: string;
+  /** the normal path (`path.ts`): what plugins, templates and the upstream see */
   path: string;
   query: string;
   client: ClientInfo;
   m: RouteMatch;
   plan: RoutePlan;
   vars: Record<string, string>;
+  /** the client's headers without those the route strips */
+  headers: Headers;
+}
+
+/**
+ * The client's headers without those the policy strips: the same object
+ * when none is stripped (the usual case), so nothing is copied.
+ */
+function strippedHeaders(headers: Headers, policy: StripPolicy): Headers {
+  let out: Headers | null = null;
+  for (const name of headers.keys()) {
+    if (!strippedByPolicy(name, policy)) continue;
+    out ??= new Headers(headers);
+    out.delete(name);
+  }
+  return out ?? headers;
 }
 
 function requestInfo(f: Facts, headers: Headers, bd: Uint8Array | null, target: string): RequestInfo {
@@ -317,6 +375,12 @@ export type UpgradePlan =
       target: string;
       /** call once when the session ends */
       release: () => void;
+      /**
+       * The client's answer when the upstream does not switch protocols
+       * (any status but 101): its response through hop-by-hop stripping and
+       * on_response, like any proxied response.
+       */
+      refused: (res: Response) => Promise<Response>;
     };
 
 /** The gateway: the HTTP app, and the planner for WebSocket upgrades (whose transport is the data plane's). */
@@ -326,9 +390,10 @@ export interface Gateway<E extends Env> {
    * Decides a WebSocket upgrade: route match, on_request (an upgrade is an
    * HTTP request too, so auth plugins see its headers), on_connect, target.
    * The data plane connects, pipes, and reports `hooks.onDisconnect` when
-   * the session ends.
+   * the session ends. Only `isWebSocketUpgrade` requests come here; `raw`
+   * is the request as sent (default: from the Request's URL and Host).
    */
-  upgrade(req: Request, client: ClientInfo): Promise<UpgradePlan>;
+  upgrade(req: Request, client: ClientInfo, raw?: RawRequest): Promise<UpgradePlan>;
 }
 
 /**
@@ -344,32 +409,44 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
   const buckets = new Buckets();
   const app = new Hono<E>();
 
-  /** Matches the route; null when none does. */
-  function facts(req: Request, client: ClientInfo): Facts | null {
-    const { path, query } = splitUrl(req.url);
-    const host = req.headers.get('host') ?? '';
+  /**
+   * Checks the Host and the path, and matches the route: the facts, or the
+   * answer when the request cannot be routed (400 for a bad Host or path,
+   * 404 when no route matches).
+   */
+  function facts(req: Request, client: ClientInfo, raw: RawRequest): Facts | Response {
+    const bad = hostProblem(raw.hosts);
+    if (bad) return text(400, bad);
+    const host = raw.hosts[0];
+    const target = splitTarget(raw.target);
+    if (target.authority !== null && target.authority.toLowerCase() !== host.toLowerCase()) {
+      return text(400, 'bad request: the request target names another host than the Host header\n');
+    }
+    const path = normalizePath(target.path);
+    if (typeof path !== 'string') return text(400, path.message);
     const state = deps.state();
-    const m = state.router.match(req.method, host, path);
+    const m = state.router.match(req.method, host, matchPathOf(path));
     const plan = m && state.plan(m.route.id);
-    if (!m || !plan) return null;
+    if (!m || !plan) return text(404, 'no route matches this request\n');
+    if (!plan.allowEncodedSlash && hasEncodedSlash(path)) return text(400, ENCODED_SLASH_REFUSAL);
     const set = plan.route.set;
     let vars = m.vars;
     for (const _ in set) {
       vars = { ...set, ...m.vars };
       break;
     }
-    return { method: req.method, host, hostname: hostOf(host), path, query, client, m, plan, vars };
+    const headers = strippedHeaders(req.headers, plan.strip);
+    return { method: req.method, host, hostname: hostOf(host), path, query: target.query, client, m, plan, vars, headers };
   }
 
   /** Picks a target; `pick` is null for routes without a balancer, `undefined` when the balancer has none. */
-  function pickTarget(req: Request, f: Facts, verdict: AuthorizeResult | null): Pick | null | undefined {
+  function pickTarget(f: Facts, verdict: AuthorizeResult | null): Pick | null | undefined {
     const plan = f.plan;
     if (!plan.balancer) return null;
-    let key: string | undefined;
-    if (plan.groupBy) {
-      key = plan.groupBy.from === 'header' ? (req.headers.get(plan.groupBy.name) ?? verdict?.h[plan.groupBy.name]) ?? undefined : f.vars[plan.groupBy.name];
-    }
-    return plan.balancer.pick(key) ?? undefined;
+    if (!plan.groupBy) return plan.balancer.pick() ?? undefined;
+    const client = plan.groupBy.from === 'header' ? f.headers.get(plan.groupBy.name) : null;
+    const key = groupKeyOf(plan.groupBy, verdict?.h ?? null, client, f.vars);
+    return plan.balancer.pick(key, plan.unknownGroup) ?? undefined;
   }
 
   function upstreamUrl(action: ActionPlan, f: Facts, verdict: AuthorizeResult | null, target: string): string {
@@ -381,10 +458,12 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     return url;
   }
 
-  function forwardHeaders(req: Request, f: Facts, verdict: AuthorizeResult | null): Headers {
-    const headers = upstreamHeaders(req.headers);
+  function forwardHeaders(f: Facts, verdict: AuthorizeResult | null): Headers {
+    const headers = upstreamHeaders(f.headers);
+    if (verdict) for (const name of verdict.rm) headers.delete(name);
+    // The client's chain (unless stripped or removed by a plugin), never a plugin's.
+    const xff = headers.get('x-forwarded-for');
     if (verdict) for (const k in verdict.h) headers.set(k, verdict.h[k]);
-    const xff = req.headers.get('x-forwarded-for');
     headers.set('x-forwarded-for', xff ? `${xff}, ${f.client.ip}` : f.client.ip);
     headers.set('x-forwarded-proto', f.client.tls ? 'https' : 'http');
     headers.set('x-forwarded-host', f.host);
@@ -405,11 +484,11 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     }
 
     const plan = f.plan;
-    const pick = pickTarget(req, f, verdict);
+    const pick = pickTarget(f, verdict);
     if (pick === undefined) return fallbackOr(req, f, verdict, info, body, isFallback, 503, 'no upstream target available\n');
     const target = pick?.target ?? '';
     const url = upstreamUrl(action, f, verdict, target);
-    const headers = forwardHeaders(req, f, verdict);
+    const headers = forwardHeaders(f, verdict);
 
     const speed = verdict?.sp ?? null;
     const pushed = deps.state().speed(plan.route.id);
@@ -438,21 +517,13 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
       return fallbackOr(req, f, verdict, info, null, isFallback, timeout ? 504 : 502, timeout ? 'upstream timed out\n' : 'upstream unreachable\n');
     }
 
-    let status = res.status;
-    const outHeaders = clientHeaders(res.headers);
-    let outBody: ReadableStream<Uint8Array> | null = res.body;
-    if (deps.hooks.hooksOf(plan.route.id) & HOOK_BIT.on_response) {
-      const reqInfo = info ? { ...info, tg: target } : requestInfo(f, req.headers, null, target);
-      const mod = await deps.hooks.onResponse(plan.route.id, { req: reqInfo, resp: { s: status, h: toHeaderMap(res.headers) } });
-      if (mod.e) {
-        pick?.release();
-        await res.body?.cancel().catch(() => {});
-        return text(mod.s >= 200 && mod.s <= 599 ? mod.s : 503, mod.b || DENY_BODY);
-      }
-      if (mod.s) status = mod.s;
-      for (const name of mod.rm) outHeaders.delete(name);
-      for (const name in mod.h) outHeaders.set(name, mod.h[name]);
+    const answered = await responsePhase(f, info, target, res);
+    if (answered.failed) {
+      pick?.release();
+      return answered.failed;
     }
+    const { status, headers: outHeaders } = answered;
+    let outBody = answered.body;
     if (outBody && dl > 0) outBody = outBody.pipeThrough(throttle(buckets.get(dl, gk, 'dl')));
     if (pick) {
       // Only leastconn reads in-flight counts, and only it needs to hold the
@@ -463,6 +534,36 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     }
     if (status === 204 || status === 304 || f.method === 'HEAD') outBody = null;
     return new Response(outBody, { status, headers: outHeaders });
+  }
+
+  /**
+   * What every upstream answer goes through before the client sees it
+   * (proxied responses and refused upgrades alike): hop-by-hop headers
+   * removed, then on_response when declared. `failed` is the answer instead
+   * when on_response failed (the upstream's body is cancelled).
+   */
+  async function responsePhase(
+    f: Facts,
+    info: RequestInfo | null,
+    target: string,
+    res: Response,
+  ): Promise<{ failed: null; status: number; headers: Headers; body: ReadableStream<Uint8Array> | null } | { failed: Response }> {
+    let status = res.status;
+    const headers = clientHeaders(res.headers);
+    const routeId = f.plan.route.id;
+    if (deps.hooks.hooksOf(routeId) & HOOK_BIT.on_response) {
+      const reqInfo = info ? { ...info, tg: target } : requestInfo(f, f.headers, null, target);
+      const mod = await deps.hooks.onResponse(routeId, { req: reqInfo, resp: { s: status, h: toHeaderMap(res.headers) } });
+      // A status a Response cannot carry is a failure too (the runner refuses 1xx already).
+      if (mod.e || (mod.s !== 0 && !(mod.s >= 200 && mod.s <= 599))) {
+        await res.body?.cancel().catch(() => {});
+        return { failed: text(mod.e && mod.s >= 200 && mod.s <= 599 ? mod.s : 503, (mod.e && mod.b) || DENY_BODY) };
+      }
+      if (mod.s) status = mod.s;
+      for (const name of mod.rm) headers.delete(name);
+      for (const name in mod.h) headers.set(name, mod.h[name]);
+    }
+    return { failed: null, status, headers, body: res.body };
   }
 
   function fallbackOr(req: Request, f: Facts, verdict: AuthorizeResult | null, info: RequestInfo | null, body: ReadableStream<Uint8Array> | null, isFallback: boolean, status: number, msg: string, headers?: Record<string, string>): Promise<Response> | Response {
@@ -484,7 +585,7 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     if (!(deps.hooks.hooksOf(routeId) & HOOK_BIT.on_request)) return { kind: 'go', verdict: null, info: null, body };
     let bd: Uint8Array | null = null;
     if (body && deps.hooks.wantsBody(routeId)) [bd, body] = await peekBody(body, MAX_BODY_COPY);
-    const info = requestInfo(f, req.headers, bd, '');
+    const info = requestInfo(f, f.headers, bd, '');
     const verdict = await deps.hooks.onRequest(routeId, info);
     if (verdict.dr) {
       await body?.cancel().catch(() => {});
@@ -498,10 +599,12 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     return { kind: 'go', verdict, info, body };
   }
 
+  const rawOf = deps.raw ?? ((c: Context<E>) => rawOfUrl(c.req.raw));
+
   app.all('*', async (c) => {
     const req = c.req.raw;
-    const f = facts(req, deps.client(c));
-    if (!f) return text(404, 'no route matches this request\n');
+    const f = facts(req, deps.client(c), rawOf(c));
+    if (f instanceof Response) return f;
     const a = await authorize(req, f);
     if (a.kind === 'drop') return deps.drop(c);
     if (a.kind === 'respond') return a.response;
@@ -513,9 +616,9 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     return text(500, 'internal error\n');
   });
 
-  async function upgrade(req: Request, client: ClientInfo): Promise<UpgradePlan> {
-    const f = facts(req, client);
-    if (!f) return { kind: 'respond', response: text(404, 'no route matches this request\n') };
+  async function upgrade(req: Request, client: ClientInfo, raw?: RawRequest): Promise<UpgradePlan> {
+    const f = facts(req, client, raw ?? rawOfUrl(req));
+    if (f instanceof Response) return { kind: 'respond', response: f };
     const a = await authorize(req, f);
     if (a.kind !== 'go') return a.kind === 'drop' ? a : { kind: 'respond', response: await a.response };
     if (f.plan.action.action.type !== 'proxy') {
@@ -529,12 +632,13 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
         return { kind: 'respond', response: failed };
       }
     }
-    const pick = pickTarget(req, f, a.verdict);
+    const pick = pickTarget(f, a.verdict);
     if (pick === undefined) return { kind: 'respond', response: text(503, 'no upstream target available\n') };
-    const headers = forwardHeaders(req, f, a.verdict);
+    const headers = forwardHeaders(f, a.verdict);
     headers.set('connection', 'upgrade');
-    headers.set('upgrade', req.headers.get('upgrade') ?? 'websocket');
+    headers.set('upgrade', 'websocket');
     const target = pick?.target ?? '';
+    const info = a.info;
     return {
       kind: 'proxy',
       routeId,
@@ -542,6 +646,11 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
       headers,
       target,
       release: pick ? () => pick.release() : () => {},
+      refused: async (res) => {
+        const answered = await responsePhase(f, info, target, res);
+        if (answered.failed) return answered.failed;
+        return new Response(answered.status === 204 || answered.status === 304 ? null : answered.body, { status: answered.status, headers: answered.headers });
+      },
     };
   }
 

@@ -110,3 +110,99 @@ export function headerMapProblem(headers: HeaderMap): string {
   }
   return '';
 }
+
+/**
+ * A header map with every name in canonical form: the same object when it
+ * already is (the usual case: maps built by `toHeaderMap`), else a new one
+ * in which values of names that differ only in case are joined with ", ",
+ * as `toHeaderMap` joins repeated headers. What plugins get is always
+ * canonical, so `h['X-User']` finds the value whoever wrote `x-user`.
+ *
+ * @example
+ * canonicalHeaderMap({ authorization: 'Bearer t' }) // { Authorization: 'Bearer t' }
+ */
+export function canonicalHeaderMap(h: HeaderMap): HeaderMap {
+  let canonical = true;
+  for (const name in h) {
+    if (canonicalHeaderName(name) !== name) {
+      canonical = false;
+      break;
+    }
+  }
+  if (canonical) return h;
+  const out: HeaderMap = {};
+  for (const name in h) {
+    const key = canonicalHeaderName(name);
+    const prev = out[key];
+    if (prev === undefined) out[key] = h[name];
+    else if (key !== 'Set-Cookie') out[key] = prev + ', ' + h[name];
+  }
+  return out;
+}
+
+/**
+ * Applies a verdict's header changes to a canonical header map, as the next
+ * plugin (and the merged verdict) must see them: `rm` names removed first,
+ * then `set` values set, every name canonical (so a plugin's `x-user`
+ * replaces the client's `X-User` instead of sitting next to it). Returns a
+ * new map; `h` is not changed.
+ *
+ * @example
+ * withHeaderChanges({ 'X-User': 'admin' }, { 'x-user': 'alice' }, []) // { 'X-User': 'alice' }
+ */
+export function withHeaderChanges(h: HeaderMap, set: HeaderMap, rm: readonly string[]): HeaderMap {
+  const out: HeaderMap = { ...h };
+  for (const name of rm) delete out[canonicalHeaderName(name)];
+  for (const name in set) out[canonicalHeaderName(name)] = set[name];
+  return out;
+}
+
+/**
+ * True when a request asks for a WebSocket upgrade that the data planes
+ * tunnel: a GET whose `Upgrade` is `websocket`. Any other Upgrade (`h2c`,
+ * made-up tokens, websocket on POST) is a plain request, whose Upgrade and
+ * Connection headers are dropped as hop-by-hop.
+ *
+ * @example
+ * isWebSocketUpgrade('GET', 'websocket') // true
+ * isWebSocketUpgrade('GET', 'h2c')       // false
+ */
+export function isWebSocketUpgrade(method: string, upgrade: string | null | undefined): boolean {
+  return method === 'GET' && typeof upgrade === 'string' && upgrade.trim().toLowerCase() === 'websocket';
+}
+
+/**
+ * Which client request headers a route removes before plugins and the
+ * upstream see the request: names listed (lower case) in the gateway's and
+ * the route's `strip_request_headers`, and, unless underscores are allowed,
+ * every name holding "_" (as nginx ignores them: `X_User` would reach an
+ * upstream that folds "_" into "-" as `X-User`).
+ *
+ * @example
+ * const p: StripPolicy = { names: new Set(['x-user']), dropUnderscores: true };
+ */
+export interface StripPolicy {
+  names: ReadonlySet<string>;
+  dropUnderscores: boolean;
+}
+
+/**
+ * The policy for one route from the config's two lists.
+ *
+ * @example
+ * stripPolicy(['X-User'], ['X-Tenant'], 'drop') // { names: Set {'x-user', 'x-tenant'}, dropUnderscores: true }
+ */
+export function stripPolicy(gateway: readonly string[], route: readonly string[], underscores: 'drop' | 'allow'): StripPolicy {
+  return { names: new Set([...gateway, ...route].map((n) => n.toLowerCase())), dropUnderscores: underscores !== 'allow' };
+}
+
+/**
+ * True when the policy removes the header `name` from a client's request.
+ *
+ * @example
+ * strippedByPolicy('x_user', { names: new Set(), dropUnderscores: true }) // true
+ */
+export function strippedByPolicy(name: string, policy: StripPolicy): boolean {
+  if (policy.dropUnderscores && name.indexOf('_') >= 0) return true;
+  return policy.names.size > 0 && policy.names.has(name.toLowerCase());
+}

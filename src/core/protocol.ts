@@ -92,6 +92,12 @@ export interface AuthorizeResult {
   /** status for a deny */ s: number;
   /** body for a deny */ b: string | Uint8Array;
   /** added upstream on allow; sent to the client on deny */ h: HeaderMap;
+  /**
+   * hookgate extension (prox plugins never send it): request header names
+   * to remove before later plugins and the upstream see the request, on
+   * allow. Applied before `h`, so a later plugin's `h` can set one again.
+   */
+  rm: string[];
   /** speed limit, or null */ sp: SpeedLimit | null;
   /** strip the query string */ cq: boolean;
   /** rewrite the upstream path */ rp: string;

@@ -14,8 +14,10 @@
  *   labels. Case-insensitive; a port in the host is ignored.
  * * path: comma-separated alternatives, each exact (`/health`), a prefix
  *   (`/v1/*`: `/v1`, `/v1/` and everything below `/v1/`), with `:name`
- *   segments capturing one non-empty segment. Case-sensitive, compared with
- *   the raw (percent-encoded) path; captured values are percent-decoded.
+ *   segments capturing one non-empty segment. Compared with the request's
+ *   normal path without `;` parameters (`path.ts`), case-sensitively unless
+ *   the route says `case_insensitive`; captured values are percent-decoded.
+ *   Patterns must themselves be in normal form.
  *
  * The hot path (`Router.match` and the compiled matchers) builds no regular
  * expressions and splits no strings: it scans the host and path in place and
@@ -27,6 +29,7 @@
 
 import type { Route } from './config.ts';
 import { HookgateError } from './errors.ts';
+import { normalizePath } from './path.ts';
 
 /**
  * What a domain pattern matched: the alternative as written, and the wildcards' text.
@@ -83,6 +86,8 @@ export interface MatchSpec {
   domain?: string;
   path?: string;
   methods?: string[];
+  case_insensitive?: boolean;
+  allow_encoded_slash?: boolean;
 }
 
 // ---------------------------------------------------------------------------
@@ -110,6 +115,30 @@ export function hostOf(hostHeader: string): string {
     if (h.charCodeAt(h.length - 1) === 46 /* . */) h = h.slice(0, -1);
   }
   return h.toLowerCase();
+}
+
+const HOST_HEADER = /^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?$/;
+
+/**
+ * Why the Host headers of a request cannot be routed by, as the line of a
+ * 400 body; '' when there is exactly one and it is a host name, an IPv4
+ * address or a bracketed IPv6 address, with an optional port. More than one
+ * Host, or one holding a list (`a.example.com,b.example.com`), userinfo or
+ * anything else, would let the route and the upstream read different hosts.
+ * The data plane passes every Host header it received (Node: from
+ * `rawHeaders`, where duplicates are still visible).
+ *
+ * @example
+ * hostProblem(['api.example.com:8443']) // ''
+ * hostProblem(['a.example.com', 'b.example.com']) // 'bad request: more than one Host header\n'
+ */
+export function hostProblem(hosts: readonly string[]): string {
+  if (hosts.length > 1) return 'bad request: more than one Host header\n';
+  const h = hosts.length ? hosts[0] : '';
+  if (h === '') return 'bad request: missing Host header\n';
+  const m = HOST_HEADER.exec(h);
+  if (!m || (m[1] !== undefined && Number(m[1]) > 65535)) return 'bad request: the Host header is not a host name with an optional port\n';
+  return '';
 }
 
 /** True when `host` is not already what hostOf would return. */
@@ -370,7 +399,33 @@ interface PathAlt {
 
 const CAPTURE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-function parsePathAlt(mp: string, problems: string[]): PathAlt | null {
+/**
+ * A pattern in the form request paths are compared in (`path.ts`):
+ * non-ASCII text percent-encoded as UTF-8; anything else a request path
+ * would be normalised from (`//`, dot segments, `%61`, lower-case hex) is a
+ * problem, so that what the config says is what matches.
+ */
+function normalPattern(mp: string, where: string, problems: string[]): string | null {
+  // eslint-disable-next-line no-control-regex
+  const encoded = mp.replace(/[^\x00-\x7f]+/g, (s) => encodeURI(s));
+  if (encoded.includes(';')) {
+    problems.push(`${where}: a path pattern holds no ";" (matrix parameters are ignored when paths are matched)`);
+    return null;
+  }
+  const norm = normalizePath(encoded);
+  if (typeof norm !== 'string') {
+    problems.push(`${where}: ${norm.message.replace(/^bad request: /, '').trim()}`);
+    return null;
+  }
+  if (norm !== encoded) {
+    problems.push(`${where}: not in the normal form request paths are compared in; write it as ${JSON.stringify(norm)}`);
+    return null;
+  }
+  return norm;
+}
+
+function parsePathAlt(written: string, problems: string[], ci: boolean): PathAlt | null {
+  const mp = written;
   const where = JSON.stringify(mp);
   const before = problems.length;
   if (mp === '') {
@@ -381,8 +436,13 @@ function parsePathAlt(mp: string, problems: string[]): PathAlt | null {
     problems.push(`${where}: must start with "/"`);
     return null;
   }
-  if (/[\s?#]/.test(mp)) problems.push(`${where}: a path pattern holds no whitespace, query or fragment`);
-  const raw = mp.slice(1).split('/');
+  if (/[\s?#]/.test(mp)) {
+    problems.push(`${where}: a path pattern holds no whitespace, query or fragment`);
+    return null;
+  }
+  const norm = normalPattern(mp, where, problems);
+  if (norm === null) return null;
+  const raw = (ci ? norm.toLowerCase() : norm).slice(1).split('/');
   let prefix = false;
   if (raw[raw.length - 1] === '*') {
     prefix = true;
@@ -417,7 +477,7 @@ function parsePathAlt(mp: string, problems: string[]): PathAlt | null {
   const base = raw.length === 0 ? '' : '/' + raw.join('/');
   return {
     mp,
-    exact: !prefix && literal ? mp : null,
+    exact: !prefix && literal ? base : null,
     prefix,
     base,
     baseSlash: base + '/',
@@ -464,7 +524,12 @@ function decodeSegment(raw: string): string {
   }
 }
 
-function matchPathAlt(alt: PathAlt, path: string): PathMatch | null {
+/**
+ * Matches `path` (what is compared: the request's match path, lower-cased
+ * for a case-insensitive route); captures are cut from `source`, the same
+ * path in its own case (lower-casing a normal, ASCII-only path keeps offsets).
+ */
+function matchPathAlt(alt: PathAlt, path: string, source: string): PathMatch | null {
   if (alt.exact !== null) return path === alt.exact ? { mp: alt.mp, vars: {} } : null;
   if (alt.segs === null) {
     return path === alt.base || path.startsWith(alt.baseSlash) ? { mp: alt.mp, vars: {} } : null;
@@ -472,32 +537,32 @@ function matchPathAlt(alt: PathAlt, path: string): PathMatch | null {
   if (!matchSegments(alt, alt.segs, path)) return null;
   const vars: Record<string, string> = {};
   const caps = alt.caps;
-  for (let i = 0; i < alt.names.length; i++) vars[alt.names[i]] = decodeSegment(path.slice(caps[i * 2], caps[i * 2 + 1]));
+  for (let i = 0; i < alt.names.length; i++) vars[alt.names[i]] = decodeSegment(source.slice(caps[i * 2], caps[i * 2 + 1]));
   return { mp: alt.mp, vars };
 }
 
-function pathProblems(pattern: string): { alts: PathAlt[]; problems: string[] } {
+function pathProblems(pattern: string, ci = false): { alts: PathAlt[]; problems: string[] } {
   const problems: string[] = [];
   const alts: PathAlt[] = [];
   for (const mp of splitAlternatives(pattern)) {
-    const alt = parsePathAlt(mp, problems);
+    const alt = parsePathAlt(mp, problems, ci);
     if (alt) alts.push(alt);
   }
   return { alts, problems };
 }
 
-type PathMatcher = (path: string) => PathMatch | null;
+type PathMatcher = (path: string, source: string) => PathMatch | null;
 
-function compilePathField(pattern: string, field: string): PathMatcher {
-  const { alts, problems } = pathProblems(pattern);
+function compilePathField(pattern: string, field: string, ci = false): PathMatcher {
+  const { alts, problems } = pathProblems(pattern, ci);
   if (problems.length) throw new HookgateError('BAD_CONFIG', problems.map((p) => `${field}: ${p}`).join('; '));
   if (alts.length === 1) {
     const alt = alts[0];
-    return (path) => matchPathAlt(alt, path);
+    return (path, source) => matchPathAlt(alt, path, source);
   }
-  return (path) => {
+  return (path, source) => {
     for (const alt of alts) {
-      const m = matchPathAlt(alt, path);
+      const m = matchPathAlt(alt, path, source);
       if (m) return m;
     }
     return null;
@@ -505,9 +570,12 @@ function compilePathField(pattern: string, field: string): PathMatcher {
 }
 
 /**
- * Compiles a path pattern into a matcher over the raw (percent-encoded) URL
- * path; the first matching alternative wins. Throws `BAD_CONFIG` naming the
- * bad alternative and what is wrong with it.
+ * Compiles a path pattern into a matcher over a request's match path (the
+ * normal path of `path.ts`, without `;` parameters: `matchPathOf`); the
+ * first matching alternative wins. With `caseInsensitive`, ASCII letters
+ * compare in any case (captures keep the request's). Throws `BAD_CONFIG`
+ * naming the bad alternative and what is wrong with it, including a
+ * pattern that is not in normal form itself.
  *
  * @example
  * const m = compilePath('/health, /users/:id/*');
@@ -515,8 +583,10 @@ function compilePathField(pattern: string, field: string): PathMatcher {
  * m('/health')         // { mp: '/health', vars: {} }
  * m('/healthz')        // null
  */
-export function compilePath(pattern: string): (path: string) => PathMatch | null {
-  return compilePathField(pattern, 'path');
+export function compilePath(pattern: string, opts: { caseInsensitive?: boolean } = {}): (path: string) => PathMatch | null {
+  const ci = opts.caseInsensitive === true;
+  const match = compilePathField(pattern, 'path', ci);
+  return ci ? (path) => match(path.toLowerCase(), path) : (path) => match(path, path);
 }
 
 // ---------------------------------------------------------------------------
@@ -561,6 +631,8 @@ interface CompiledRoute {
   route: Route;
   domain: DomainMatcher | null;
   path: PathMatcher | null;
+  /** `match.case_insensitive`: the path is compared lower-cased */
+  ci: boolean;
   /** upper-case; null when any method matches */
   methods: string[] | null;
 }
@@ -596,7 +668,8 @@ export class Router {
     this.#compiled = routes.map((route, i) => {
       const at = `routes[${typeof route.index === 'number' ? route.index : i}].match`;
       const match: MatchSpec = route.match ?? {};
-      const compiled: CompiledRoute = { route, domain: null, path: null, methods: null };
+      const ci = match.case_insensitive === true;
+      const compiled: CompiledRoute = { route, domain: null, path: null, ci, methods: null };
       if (match.domain !== undefined && !isBlank(match.domain)) {
         try {
           compiled.domain = compileDomainNormalized(match.domain, `${at}.domain`);
@@ -606,7 +679,7 @@ export class Router {
       }
       if (match.path !== undefined && !isBlank(match.path)) {
         try {
-          compiled.path = compilePathField(match.path, `${at}.path`);
+          compiled.path = compilePathField(match.path, `${at}.path`, ci);
         } catch (err) {
           problems.push((err as Error).message);
         }
@@ -623,7 +696,8 @@ export class Router {
 
   /**
    * The first route matching the request, with what matched; null when no
-   * route does (the gateway answers 404). `host` is the raw Host header.
+   * route does (the gateway answers 404). `host` is the raw Host header;
+   * `path` is the request's match path (`matchPathOf(normalizePath(raw))`).
    *
    * @example
    * router.match('post', 'Example.COM', '/v1/items') // methods are compared upper-case
@@ -631,6 +705,7 @@ export class Router {
   match(method: string, host: string, path: string): RouteMatch | null {
     const h = this.#anyDomain ? hostOf(host) : host;
     let upper: string | null = null;
+    let lower: string | null = null;
     for (const c of this.#compiled) {
       if (c.methods !== null) {
         upper ??= method.toUpperCase();
@@ -645,7 +720,7 @@ export class Router {
         mg = d.mg;
       }
       if (c.path === null) return { route: c.route, md, mg, mp: '', vars: {} };
-      const p = c.path(path);
+      const p = c.ci ? c.path((lower ??= path.toLowerCase()), path) : c.path(path, path);
       if (p !== null) return { route: c.route, md, mg, mp: p.mp, vars: p.vars };
     }
     return null;

@@ -20,8 +20,12 @@ import { GatewayState, type SpeedSet } from './state.ts';
 export interface StateSnapshot {
   /** changes whenever anything below changes */
   version: string;
-  /** routes and actions as config input (plugins stripped: the edge runs none) */
-  config: { routes: unknown[]; actions: Record<string, unknown> };
+  /**
+   * routes and actions as config input (plugins stripped: the edge runs
+   * none), and the gateway's request-header policy, which the edge applies
+   * too (no listener: the edge has none)
+   */
+  config: { routes: unknown[]; actions: Record<string, unknown>; gateway?: Record<string, unknown> };
   /** per route id: the hooks its plugins declared (absent = none) */
   hooks: Record<string, HookName[]>;
   /** route ids with a binding that wants the request body */
@@ -51,7 +55,8 @@ export function snapshotConfig(config: Config): StateSnapshot['config'] {
     const { index: _i, actionName: _a, plugins: _p, ...rest } = r;
     return rest;
   });
-  return { routes, actions: config.actions };
+  const { strip_request_headers, underscores_in_headers } = config.gateway;
+  return { routes, actions: config.actions, gateway: { strip_request_headers, underscores_in_headers } };
 }
 
 /** HOOK_BIT mask → hook names. */
@@ -71,7 +76,7 @@ export function edgeStateOf(snapshot: unknown): EdgeState {
   if (!s || typeof s !== 'object' || typeof s.version !== 'string' || !s.config) {
     throw new HookgateError('BAD_PAYLOAD', 'state snapshot: expected an object with version and config');
   }
-  const config = parseConfig({ routes: s.config.routes ?? [], actions: s.config.actions ?? {} });
+  const config = parseConfig({ routes: s.config.routes ?? [], actions: s.config.actions ?? {}, gateway: s.config.gateway ?? {} });
   const targets = s.targets ?? {};
   const speed = s.speed ?? {};
   const state = new GatewayState(config, { targets: (id) => targets[id], speed: (id) => speed[id] });

@@ -12,6 +12,8 @@
 import type { Action, Config, Route } from './config.ts';
 import type { UpstreamLimits } from './gateway.ts';
 import { Balancer, type TargetSet } from './balancer.ts';
+import { canonicalHeaderName, stripPolicy, type StripPolicy } from './headers.ts';
+import type { HeaderMap } from './protocol.ts';
 import { Router } from './routing.ts';
 import { compileTemplate, templateNames, type Template } from './template.ts';
 
@@ -50,6 +52,40 @@ export interface RoutePlan {
   balancer: Balancer | null;
   /** where a grouped balancer's key comes from */
   groupBy: { from: 'header' | 'var'; name: string } | null;
+  /** `balancer.unknown_group`: what a key that names no group gets */
+  unknownGroup: 'deny' | 'all';
+  /** which client request headers are removed before plugins and the upstream see the request */
+  strip: StripPolicy;
+  /** `match.allow_encoded_slash` */
+  allowEncodedSlash: boolean;
+}
+
+/**
+ * The group key of a request for a route's `group_by`: a route variable, or
+ * a header. For a header, the on_request verdict's value wins (a plugin that
+ * sets `X-Tenant` decides the pool, whatever the client sent); the client's
+ * header counts only when no plugin set one. Routes whose key is an identity
+ * strip the client's header (`strip_request_headers`), so only plugins set
+ * it. `undefined` when there is no key.
+ *
+ * @example
+ * groupKeyOf({ from: 'header', name: 'X-Tenant' }, { 'X-Tenant': 'a' }, 'b', {}) // 'a'
+ */
+export function groupKeyOf(
+  groupBy: RoutePlan['groupBy'],
+  verdictHeaders: HeaderMap | null,
+  clientValue: string | null,
+  vars: Record<string, string>,
+): string | undefined {
+  if (!groupBy) return undefined;
+  if (groupBy.from === 'var') return Object.hasOwn(vars, groupBy.name) ? vars[groupBy.name] : undefined;
+  if (verdictHeaders) {
+    const canonical = verdictHeaders[canonicalHeaderName(groupBy.name)];
+    if (canonical !== undefined) return canonical;
+    const lower = groupBy.name.toLowerCase();
+    for (const k in verdictHeaders) if (k.toLowerCase() === lower) return verdictHeaders[k];
+  }
+  return clientValue ?? undefined;
 }
 
 /** `key` names who shares the action's connection limits: its name, or `routes/<id>` for an inline one. */
@@ -109,7 +145,17 @@ export class GatewayState {
       }
       const g = route.balancer?.group_by;
       const groupBy = g ? { from: g.startsWith('header:') ? ('header' as const) : ('var' as const), name: g.slice(g.indexOf(':') + 1) } : null;
-      this.#plans.set(route.id, { route, action, fallback: fb, balancer, groupBy });
+      const strip = stripPolicy(config.gateway.strip_request_headers, route.strip_request_headers ?? [], config.gateway.underscores_in_headers);
+      this.#plans.set(route.id, {
+        route,
+        action,
+        fallback: fb,
+        balancer,
+        groupBy,
+        unknownGroup: route.balancer?.unknown_group ?? 'deny',
+        strip,
+        allowEncodedSlash: route.match.allow_encoded_slash === true,
+      });
       const sp = pushed?.speed(route.id);
       if (sp) this.#speed.set(route.id, sp);
     }

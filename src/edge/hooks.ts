@@ -65,7 +65,7 @@ export class EdgeHooks implements HookClient {
     } catch (err) {
       const e = this.#failed(routeId, 'on_request', err);
       const { status, body } = this.#edgeError(routeId);
-      return { ok: false, dr: false, fb: false, s: status, b: body, h: {}, sp: null, cq: false, rp: '', e };
+      return { ok: false, dr: false, fb: false, s: status, b: body, h: {}, rm: [], sp: null, cq: false, rp: '', e };
     }
   }
 

@@ -44,8 +44,9 @@ export async function proxyWebSocket(
   }
   const upstream = (res as Response & { webSocket?: WebSocket | null }).webSocket;
   if (!upstream) {
+    // Not upgraded: the answer goes through the response phase like any response.
     plan.release();
-    return { response: res, done: null };
+    return { response: await plan.refused(res), done: null };
   }
   const pair = new WebSocketPair();
   const [toClient, server] = [pair[0], pair[1]];

@@ -103,13 +103,13 @@ describe('balancing', { concurrency: true, timeout: 60_000 }, () => {
     assert.equal(await servedBy(gw, '/empty/y'), 'late');
   });
 
-  test('grouped pools (PUSH_GROUPS) are chosen by the group_by header; no header picks from all', async (t) => {
+  test('grouped pools (PUSH_GROUPS) are chosen by the group_by header; with unknown_group "all", no header picks from all', async (t) => {
     const s = scope(t);
     const [eu1, eu2, us1] = await Promise.all([startUpstream(s, { name: 'eu-1' }), startUpstream(s, { name: 'eu-2' }), startUpstream(s, { name: 'us-1' })]);
     const gw = await startGateway(
       s,
       baseConfig({
-        routes: [{ id: 'geo', balancer: { type: 'roundrobin', group_by: 'header:X-Region' }, action: { type: 'proxy', upstream: 'http://{target}' } }],
+        routes: [{ id: 'geo', balancer: { type: 'roundrobin', group_by: 'header:X-Region', unknown_group: 'all' }, action: { type: 'proxy', upstream: 'http://{target}' } }],
         plugins: {
           pusher: { path: PUSH_TARGETS_SH, autostart: true, env: { PUSH_ROUTE: 'geo', PUSH_GROUPS: `eu=${eu1.target}|${eu2.target};us=${us1.target}` } },
         },

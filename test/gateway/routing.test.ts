@@ -35,7 +35,7 @@ before(async () => {
         says('exact', { path: '/health' }),
         {
           id: 'users',
-          match: { path: '/users/:id/posts/:post' },
+          match: { path: '/users/:id/posts/:post', allow_encoded_slash: true },
           set: { tenant: 'acme corp', id: 'overridden by the capture' },
           action: { type: 'proxy', upstream: `${up.url}/{tenant}/v2{path}?{query}&user={id}&post={post}` },
         },
@@ -96,7 +96,7 @@ describe('routing', { concurrency: true, timeout: 60_000 }, () => {
     assert.ok(res.body.length < 100);
   });
 
-  test('route variables from set and :name captures expand in the upstream template (captures win, values encoded)', async () => {
+  test('route variables from set and :name captures expand in the upstream template (captures win, values encoded; the route allows an encoded "/")', async () => {
     const res = await get('any.test', '/users/a%2Fb/posts/7?x=1');
     assert.equal(res.status, 200);
     assert.equal(res.json().url, '/acme%20corp/v2/users/a%2Fb/posts/7?x=1&user=a%2Fb&post=7');
