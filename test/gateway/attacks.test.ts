@@ -18,7 +18,7 @@
 
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { parseRaw, rawRequest, request, upgradeAnswer } from '../helpers/http.ts';
+import { dechunk, parseRaw, rawRequest, request, upgradeAnswer } from '../helpers/http.ts';
 import { AUTH_TS, PUSH_TARGETS_SH, VERDICT_PLUGIN } from '../helpers/paths.ts';
 import { baseConfig, runCli, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
 import { suiteScope } from '../helpers/scope.ts';
@@ -88,18 +88,6 @@ async function raw(target: string, headers: string[] = [], method = 'GET', body 
   return { ...res, body: text, header, echo: () => JSON.parse(text) as EchoBody };
 }
 
-/** The payload of a chunked body read to its end. */
-function dechunk(body: string): string {
-  let out = '';
-  let i = 0;
-  for (;;) {
-    const eol = body.indexOf('\r\n', i);
-    const size = parseInt(body.slice(i, eol), 16);
-    if (!(size > 0)) return out;
-    out += body.slice(eol + 2, eol + 2 + size);
-    i = eol + 2 + size + 2;
-  }
-}
 
 const reachedUpstream = (u: Upstream, marker: string) => u.received.filter((r) => r.url.includes(marker));
 

@@ -168,6 +168,24 @@ export function parseRaw(raw: string): { status: number; headers: Array<[string,
   return { status, headers, body: end < 0 ? '' : raw.slice(end + 4) };
 }
 
+/**
+ * The payload of a chunked body read to its end (as `parseRaw` returns it).
+ *
+ * @example
+ * const text = res.headers.some(([n, v]) => n === 'transfer-encoding' && v === 'chunked') ? dechunk(res.body) : res.body;
+ */
+export function dechunk(body: string): string {
+  let out = '';
+  let i = 0;
+  for (;;) {
+    const eol = body.indexOf('\r\n', i);
+    const size = parseInt(body.slice(i, eol), 16);
+    if (!(size > 0)) return out;
+    out += body.slice(eol + 2, eol + 2 + size);
+    i = eol + 2 + size + 2;
+  }
+}
+
 // ---------------------------------------------------------------------------
 // WebSocket
 
