@@ -14,11 +14,11 @@
 
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { dechunk, parseRaw, rawRequest } from '../helpers/http.ts';
+import { rawExchange } from '../helpers/http.ts';
 import { AUTH_TS, PUSH_TARGETS_SH, VERDICT_PLUGIN } from '../helpers/paths.ts';
 import { runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
 import { suiteScope } from '../helpers/scope.ts';
-import { startUpstream, type EchoBody, type Upstream } from '../helpers/upstream.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 import { assertWorkerBuilt, startEdge, type Edge } from './harness.ts';
 
 const s = suiteScope();
@@ -57,16 +57,8 @@ before(async () => {
   edge = await startEdge(s, { runners: [runner.url], transport: 'http' });
 });
 
-/** `GET target` written byte for byte to the worker, Host `example.com` unless given. */
-async function raw(target: string, headers: string[] = [], method = 'GET', body = '') {
-  const hasHost = headers.some((h) => /^host:/i.test(h));
-  const lines = [`${method} ${target} HTTP/1.1`, ...(hasHost ? [] : ['Host: example.com']), ...headers, 'Connection: close'];
-  if (body) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
-  const res = parseRaw(await rawRequest(edge.url, lines.join('\r\n') + '\r\n\r\n' + body));
-  const header = (name: string) => res.headers.filter(([n]) => n === name).map(([, v]) => v);
-  const text = header('transfer-encoding').includes('chunked') ? dechunk(res.body) : res.body;
-  return { ...res, body: text, header, echo: () => JSON.parse(text) as EchoBody };
-}
+/** `method target` written byte for byte to the edge, with `headers` lines. */
+const raw = (target: string, headers: string[] = [], method = 'GET', body = '') => rawExchange(edge.url, target, { headers, method, body, host: 'example.com' });
 
 const reached = (u: Upstream, marker: string) => u.received.filter((r) => r.url.includes(marker));
 

@@ -18,11 +18,11 @@
 
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { dechunk, parseRaw, rawRequest, request, upgradeAnswer } from '../helpers/http.ts';
+import { parseRaw, rawExchange, rawRequest, request, upgradeAnswer } from '../helpers/http.ts';
 import { AUTH_TS, PUSH_TARGETS_SH, VERDICT_PLUGIN } from '../helpers/paths.ts';
 import { baseConfig, runCli, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
 import { suiteScope } from '../helpers/scope.ts';
-import { startUpstream, type EchoBody, type Upstream } from '../helpers/upstream.ts';
+import { startUpstream, type Upstream } from '../helpers/upstream.ts';
 
 const files = suiteScope();
 let gw: Gateway;
@@ -77,16 +77,8 @@ async function waitReadyExceptDown(): Promise<void> {
   await waitFor(async () => (await readyz(gw)).body.plugins.filter((p) => p.name !== 'down').every((p) => p.ready), { timeoutMs: 20_000, what: 'the plugins to be ready' });
 }
 
-/** Sends `GET target` byte for byte (no client-side URL parsing), with `headers` lines; Host defaults to the gateway's. */
-async function raw(target: string, headers: string[] = [], method = 'GET', body = '') {
-  const hasHost = headers.some((h) => /^host:/i.test(h));
-  const lines = [`${method} ${target} HTTP/1.1`, ...(hasHost ? [] : [`Host: ${new URL(gw.url).host}`]), ...headers, 'Connection: close'];
-  if (body) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
-  const res = parseRaw(await rawRequest(gw.url, lines.join('\r\n') + '\r\n\r\n' + body));
-  const header = (name: string) => res.headers.filter(([n]) => n === name).map(([, v]) => v);
-  const text = header('transfer-encoding').includes('chunked') ? dechunk(res.body) : res.body;
-  return { ...res, body: text, header, echo: () => JSON.parse(text) as EchoBody };
-}
+/** `method target` written byte for byte to the gateway, with `headers` lines. */
+const raw = (target: string, headers: string[] = [], method = 'GET', body = '') => rawExchange(gw.url, target, { headers, method, body });
 
 
 const reachedUpstream = (u: Upstream, marker: string) => u.received.filter((r) => r.url.includes(marker));

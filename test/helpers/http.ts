@@ -168,6 +168,36 @@ export function parseRaw(raw: string): { status: number; headers: Array<[string,
   return { status, headers, body: end < 0 ? '' : raw.slice(end + 4) };
 }
 
+/** What `rawExchange` read: `parseRaw`'s parts, the body de-chunked. */
+export interface RawReply {
+  status: number;
+  headers: Array<[string, string]>;
+  body: string;
+  /** every value of a header (name in lower case) */
+  header(name: string): string[];
+  /** the body as JSON (the upstream's echo) */
+  echo(): EchoBody;
+}
+
+/**
+ * One request written byte for byte (no URL parsing on the client side,
+ * so attack paths arrive as written) with `headers` lines and
+ * `Connection: close`; Host is `host` unless a header line gives one.
+ *
+ * @example
+ * const res = await rawExchange(gw.url, '/%61dmin/users', { headers: ['X-User: admin'] });
+ */
+export async function rawExchange(url: string, target: string, opts: { host?: string; headers?: string[]; method?: string; body?: string } = {}): Promise<RawReply> {
+  const headers = opts.headers ?? [];
+  const hasHost = headers.some((h) => /^host:/i.test(h));
+  const lines = [`${opts.method ?? 'GET'} ${target} HTTP/1.1`, ...(hasHost ? [] : [`Host: ${opts.host ?? new URL(url).host}`]), ...headers, 'Connection: close'];
+  if (opts.body) lines.push(`Content-Length: ${Buffer.byteLength(opts.body)}`);
+  const res = parseRaw(await rawRequest(url, lines.join('\r\n') + '\r\n\r\n' + (opts.body ?? '')));
+  const header = (name: string) => res.headers.filter(([n]) => n === name).map(([, v]) => v);
+  const body = header('transfer-encoding').includes('chunked') ? dechunk(res.body) : res.body;
+  return { ...res, body, header, echo: () => JSON.parse(body) as EchoBody };
+}
+
 /**
  * The payload of a chunked body read to its end (as `parseRaw` returns it).
  *
