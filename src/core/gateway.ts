@@ -1,7 +1,8 @@
 /**
  * @module gateway
- * The request pipeline of both data planes, as a Hono app factory: match
- * the route, make one on_request call when the route's plugins declared it,
+ * The request pipeline of both data planes, as a Hono app factory: check
+ * the Host and normalise the path from the raw request (`routing.ts`,
+ * `path.ts`), match the route, strip the client headers it strips, make one on_request call when the route's plugins declared it,
  * apply the verdict (deny, drop, fallback, headers, path rewrite, query
  * cleaning, speed limit), run the action (proxy through the balancer,
  * static, redirect), make one on_response call when declared, and apply it.
