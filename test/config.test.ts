@@ -188,6 +188,29 @@ describe('an empty config', () => {
 });
 
 describe('an invalid config reports every schema problem at once, with field paths', () => {
+  test('the request-safety fields name what they expect', () => {
+    const problems = problemsOf({
+      gateway: { strip_request_headers: ['X User'], underscores_in_headers: 'keep' },
+      routes: [
+        {
+          match: { path: '/a//b', case_insensitive: 'yes', allow_encoded_slash: 1 },
+          strip_request_headers: ['ok', 'bad:name'],
+          balancer: { group_by: 'header:X-Tenant', unknown_group: 'any' },
+          action: { type: 'static' },
+        },
+      ],
+    });
+    assertProblems(problems, [
+      /^gateway\.strip_request_headers\[0\]: expected a header name/,
+      /^gateway\.underscores_in_headers: expected "drop" or "allow"$/,
+      /^routes\[0\]\.match\.case_insensitive: /,
+      /^routes\[0\]\.match\.allow_encoded_slash: /,
+      /^routes\[0\]\.strip_request_headers\[1\]: expected a header name/,
+      /^routes\[0\]\.balancer\.unknown_group: expected "deny" or "all"$/,
+      /^routes\[0\]\.match\.path: "\/a\/\/b": not in the normal form request paths are compared in; write it as "\/a\/b"$/,
+    ]);
+  });
+
   test('problems across gateway, keys, routes and plugins all come back together', () => {
     const problems = problemsOf({
       gateway: { listen: 'nope' },
