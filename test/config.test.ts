@@ -148,7 +148,7 @@ describe('client and upstream connection limits', () => {
       gateway: { header_timeout: '500ms', body_timeout: '2s', max_connections_per_client: 0 },
       actions: { a: { type: 'proxy', upstream: 'http://x', max_connections: 8, queue_timeout: 0 } },
     });
-    assert.deepEqual(cfg.gateway, { listen: '127.0.0.1:8080', header_timeout: 500, body_timeout: 2000, max_connections_per_client: 0 });
+    assert.deepEqual(cfg.gateway, { listen: '127.0.0.1:8080', header_timeout: 500, body_timeout: 2000, max_connections_per_client: 0, strip_request_headers: [], underscores_in_headers: 'drop' });
     assert.deepEqual(cfg.actions.a, { type: 'proxy', upstream: 'http://x', timeout: 30_000, max_connections: 8, queue_timeout: 0 });
   });
 
