@@ -7,6 +7,11 @@
  * passes it upstream with auth_request_set); anything else gets 401.
  * Tokens are compared in constant time, as the plugin does.
  *
+ * `GET /__count` answers the number of auth checks made so far (the bench
+ * reads it around a run to see how many reached the service, e.g. past
+ * nginx's cache); nginx never sends that path, it only sends its
+ * subrequest.
+ *
  * Usage: node bench/auth-service.ts [port]   (default 0: any free port)
  * Prints `{"port":N}` on stdout when listening; exits when stdin ends or
  * on SIGTERM/SIGINT.
@@ -24,7 +29,16 @@ const tokens = (process.env.HOOKGATE_AUTH_TOKENS ?? 'demo-token:demo')
     return { token: Buffer.from(i > 0 ? pair.slice(0, i) : pair), user: i > 0 ? pair.slice(i + 1) : 'user' };
   });
 
+let checks = 0;
+
 const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
+  if (req.url === '/__count') {
+    const body = String(checks);
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(body.length) });
+    res.end(body);
+    return;
+  }
+  checks++;
   const auth = req.headers.authorization ?? '';
   let user = '';
   if (auth.startsWith('Bearer ')) {
