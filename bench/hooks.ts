@@ -4,8 +4,13 @@
  * concurrency 1 and 64, against the floor: the same number of round trips
  * of same-sized frames over the same kind of Unix sockets (as many
  * connections as the pool uses) to a trivial echo server that decodes
- * nothing. Prints calls/s, p50, p99 and the ratio hookgate/floor, and writes
+ * nothing. Prints calls/s, p50, p99, CPU per call and the ratio
+ * hookgate/floor (the target at concurrency 64: at least 0.8), and writes
  * the results to bench/results/hooks-<time>.json.
+ *
+ * CPU per call is the user+system time of this process and all its
+ * children (the plugin, the echo server; bench/cpu.ts) during the measured
+ * calls, over the calls: the other side's processes are idle meanwhile.
  *
  * Both sides run in one process each, side by side in one run, because
  * this machine is noisy: compare the ratios, not the absolute numbers.
@@ -14,7 +19,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { cpus, tmpdir, totalmem, release } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeEnvelopeFrame, encodeHookData, FrameDecoder } from '../src/core/codec.ts';
@@ -23,6 +28,7 @@ import { HOOK, type RequestInfo } from '../src/core/protocol.ts';
 import { createLogger } from '../node-runner/log.ts';
 import { PluginManager } from '../node-runner/plugin/manager.ts';
 import { Reaper } from '../node-runner/plugin/reaper.ts';
+import { cpuSeconds, machineCpuSeconds } from './cpu.ts';
 
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const POOL = 16;
@@ -31,6 +37,8 @@ const RUNS = [
   { concurrency: 64, calls: Number(process.env.BENCH_CALLS_C64 ?? 100_000) },
 ];
 const WARMUP = 3000;
+/** The acceptance target: hookgate's calls/s at concurrency 64 over the floor's. */
+const TARGET_C64 = 0.8;
 
 const info: RequestInfo = {
   r: 'bench', m: 'GET', p: '/v1/users/42', q: 'expand=profile', d: 'api.example.com', ho: 'api.example.com',
@@ -41,18 +49,27 @@ const info: RequestInfo = {
   },
 };
 
-interface Result { calls_per_s: number; p50_ms: number; p99_ms: number }
+interface Result { calls_per_s: number; p50_ms: number; p99_ms: number; cpu_us_per_call: number; machine_busy_cores: number }
 
-function summarize(lat: Float64Array, ms: number): Result {
+function summarize(lat: Float64Array, ms: number, cpuS: number, busyS: number): Result {
   const s = lat.slice().sort();
   const q = (p: number) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
-  return { calls_per_s: Math.round((lat.length / ms) * 1000), p50_ms: +q(0.5).toFixed(3), p99_ms: +q(0.99).toFixed(3) };
+  return {
+    calls_per_s: Math.round((lat.length / ms) * 1000),
+    p50_ms: +q(0.5).toFixed(3),
+    p99_ms: +q(0.99).toFixed(3),
+    cpu_us_per_call: +((cpuS * 1e6) / lat.length).toFixed(1),
+    machine_busy_cores: +(busyS / (ms / 1000)).toFixed(2),
+  };
 }
 
-/** Runs `calls` calls of `one` with `concurrency` workers; returns latencies and wall time. */
+/** Runs `calls` calls of `one` with `concurrency` workers; returns latencies, wall time and the CPU of this process tree. */
 async function drive(calls: number, concurrency: number, one: (worker: number) => Promise<unknown>): Promise<Result> {
   const lat = new Float64Array(calls);
   let next = 0;
+  const tree = { bench: [process.pid] };
+  const cpu0 = cpuSeconds(tree).bench;
+  const m0 = machineCpuSeconds().busy;
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: concurrency }, async (_, w) => {
@@ -63,7 +80,8 @@ async function drive(calls: number, concurrency: number, one: (worker: number) =
       }
     }),
   );
-  return summarize(lat, performance.now() - t0);
+  const ms = performance.now() - t0;
+  return summarize(lat, ms, cpuSeconds(tree).bench - cpu0, machineCpuSeconds().busy - m0);
 }
 
 async function floorClient(socket: string, conns: number, frame: Uint8Array) {
@@ -98,7 +116,7 @@ async function floorClient(socket: string, conns: number, frame: Uint8Array) {
 const log = createLogger({ level: 'warn' });
 const manager = new PluginManager({ logger: log, reaper: Reaper.shared() });
 const dir = mkdtempSync(join(tmpdir(), 'hookgate-bench-'));
-const echo = spawn(process.execPath, [here('./echo-server.ts'), join(dir, 'echo.sock'), '0'], { stdio: ['pipe', 'pipe', 'inherit'] });
+let echo = spawn(process.execPath, [here('./echo-server.ts'), join(dir, 'echo.sock'), '0'], { stdio: ['pipe', 'pipe', 'inherit'] });
 try {
   await manager.apply(parseConfig({
     routes: [{ id: 'bench', plugins: ['auth'], action: { type: 'static' } }],
@@ -113,8 +131,9 @@ try {
   const replyBytes = encodeHookResult('on_request', { ok: true, h: { 'X-User': 'demo' } }).length;
   echo.kill();
   await once(echo, 'exit');
-  const echo2 = spawn(process.execPath, [here('./echo-server.ts'), join(dir, 'echo.sock'), String(replyBytes)], { stdio: ['pipe', 'pipe', 'inherit'] });
-  await once(echo2.stdout!, 'data');
+  echo = spawn(process.execPath, [here('./echo-server.ts'), join(dir, 'echo.sock'), String(replyBytes)], { stdio: ['pipe', 'pipe', 'inherit'] });
+  await once(echo.stdout!, 'data');
+  const loadBefore = loadavg().map((x) => +x.toFixed(2));
 
   const rows: Array<{ concurrency: number; calls: number; hookgate: Result; floor: Result; ratio: number }> = [];
   for (const { concurrency, calls } of RUNS) {
@@ -126,22 +145,27 @@ try {
     floor.close();
     rows.push({ concurrency, calls, hookgate: hg, floor: fl, ratio: +(hg.calls_per_s / fl.calls_per_s).toFixed(3) });
   }
-  echo2.stdin?.end();
+  echo.stdin?.end();
 
-  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, mem_gib: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version };
+  const loadAfter = loadavg().map((x) => +x.toFixed(2));
+  const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, mem_gib: Math.round(totalmem() / 2 ** 30), kernel: release(), node: process.version, loadavg_before: loadBefore, loadavg_after: loadAfter };
   console.log(`\non_request through the pool (${POOL} connections) to examples/plugins/auth.ts vs. echo floor`);
-  console.log(`request frame ${requestFrame.length} B, reply ${replyBytes} B; ${machine.cpus} cores, ${machine.cpu}, node ${machine.node}\n`);
-  console.log('concurrency  calls    hookgate calls/s  p50 ms  p99 ms | floor calls/s  p50 ms  p99 ms | hookgate/floor');
+  console.log(`request frame ${requestFrame.length} B, reply ${replyBytes} B; ${machine.cpus} cores, ${machine.cpu}, node ${machine.node}; load average ${loadBefore.join(' ')}\n`);
+  const side = (r: Result, w: number) => `${String(r.calls_per_s).padStart(w)}  ${r.p50_ms.toFixed(3).padStart(6)}  ${r.p99_ms.toFixed(3).padStart(6)}  ${r.cpu_us_per_call.toFixed(1).padStart(7)}`;
+  console.log('concurrency  calls    hookgate calls/s  p50 ms  p99 ms  µs CPU | floor calls/s  p50 ms  p99 ms  µs CPU | hookgate/floor');
   for (const r of rows) {
-    console.log(
-      `${String(r.concurrency).padStart(11)}  ${String(r.calls).padEnd(7)}  ${String(r.hookgate.calls_per_s).padStart(16)}  ${r.hookgate.p50_ms.toFixed(3).padStart(6)}  ${r.hookgate.p99_ms.toFixed(3).padStart(6)} | ${String(r.floor.calls_per_s).padStart(13)}  ${r.floor.p50_ms.toFixed(3).padStart(6)}  ${r.floor.p99_ms.toFixed(3).padStart(6)} | ${r.ratio.toFixed(3).padStart(14)}`,
-    );
+    console.log(`${String(r.concurrency).padStart(11)}  ${String(r.calls).padEnd(7)}  ${side(r.hookgate, 16)} | ${side(r.floor, 13)} | ${r.ratio.toFixed(3).padStart(14)}`);
   }
+  console.log('µs CPU: user+sys per call of this process and its children (plugin, echo server); the other side is idle meanwhile');
   const c64 = rows.find((r) => r.concurrency === 64);
-  if (c64) console.log(`\ngoal at concurrency 64: >= 0.7 of the floor and >= 40000 calls/s; got ${c64.ratio} and ${c64.hookgate.calls_per_s}`);
+  if (c64) {
+    console.log(`\nhookgate/floor at concurrency 64: ${c64.ratio.toFixed(3)}  (target >= ${TARGET_C64}: ${c64.ratio >= TARGET_C64 ? 'met' : 'NOT met'})`);
+    console.log(`  (${c64.hookgate.calls_per_s} vs ${c64.floor.calls_per_s} calls/s; CPU per call ${c64.hookgate.cpu_us_per_call} vs ${c64.floor.cpu_us_per_call} µs, ratio ${(c64.hookgate.cpu_us_per_call / c64.floor.cpu_us_per_call).toFixed(2)}; load average after ${loadAfter.join(' ')})`);
+  }
   mkdirSync(here('./results'), { recursive: true });
   const file = here(`./results/hooks-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, JSON.stringify({ bench: 'hooks', date: new Date().toISOString(), machine, pool: POOL, rows }, null, 2) + '\n');
+  const target = { ratio_at_c64: TARGET_C64, met: c64 ? c64.ratio >= TARGET_C64 : undefined };
+  writeFileSync(file, JSON.stringify({ bench: 'hooks', date: new Date().toISOString(), machine, pool: POOL, cpu: 'user+sys of this process and its children over the calls', target, rows }, null, 2) + '\n');
   console.log(`results written to ${file}`);
 } finally {
   echo.kill();
