@@ -637,16 +637,23 @@ async function main(): Promise<void> {
 
   const c = opt.connections;
   console.log(`\nratio x/y                of medians   per round: min  median     max   goal (judged on the per-round median)`);
+  const metricName = (m: string) => m.replace('rps', 'req/s').replace('p99_ms', `p99 @c=${c}`).replace('cpu_us_per_req', 'CPU/req');
+  const skippedPairs = new Map<string, { metrics: string[]; why: string }>();
   for (const r of ratios) {
-    const label = `${r.ratio.replace('rps', 'req/s').replace('p99_ms', `p99 @c=${c}`).replace('cpu_us_per_req', 'CPU/req')}`.padEnd(24);
+    const label = metricName(r.ratio).padEnd(24);
     const goal = r.goal ? (r.goal.min !== undefined ? `>= ${r.goal.min.toFixed(1)}` : `<= ${r.goal.max!.toFixed(1)}`) : '';
     if ('skipped' in r) {
-      console.log(`${label}  skipped: ${r.skipped}`);
+      // One line per skipped pair, naming its ratios.
+      const [pair, metric] = r.ratio.split(' ');
+      const entry = skippedPairs.get(pair) ?? { metrics: [] as string[], why: String(r.skipped) };
+      entry.metrics.push(metricName(metric) + (goal ? ` (goal ${goal})` : ''));
+      skippedPairs.set(pair, entry);
       continue;
     }
     const verdict = r.met === undefined ? '' : `${goal}: ${r.met ? 'met' : 'NOT met'}`;
     console.log(`${label} ${fmt(r.of_medians).padStart(10)} ${fmt(r.per_round.min).padStart(15)} ${fmt(r.per_round.median).padStart(7)} ${fmt(r.per_round.max).padStart(7)}   ${verdict.padEnd(18)} ${r.what}`);
   }
+  for (const [pair, e] of skippedPairs) console.log(`${pair.padEnd(24)} skipped (${e.metrics.join(', ')}): ${e.why}`);
   console.log(`load average after: ${loadAfter.join(' ')}`);
 
   const { file, stamp } = resultsFile('gateway');
