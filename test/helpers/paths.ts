@@ -1,7 +1,7 @@
 /**
  * @module test/helpers/paths
- * Where the things tests run live: the CLI, the test fixtures and the
- * example plugins.
+ * Where the things tests run live: the CLI, the test fixtures, the
+ * example plugins, the Python SDK and the protocol doc.
  */
 
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,10 @@ export const CLI = here('../../node-runner/cli.ts');
 export const CONFIGURABLE = here('../fixtures/plugins/configurable.ts');
 /** The SDK-based test plugin (test/plugin-host). */
 export const SDK_PLUGIN = here('../fixtures/plugins/sdk-plugin.ts');
+/** The same test plugin on the Python SDK; needs PY_SDK_DIR on PYTHONPATH. */
+export const SDK_PY_PLUGIN = here('../fixtures/plugins/sdk_plugin.py');
+/** Drives the Python SDK's codec over stdin/stdout frames (test/python-sdk-codec.test.ts). */
+export const PY_CODEC_DRIVER = here('../fixtures/python/codec_driver.py');
 /** A runner process for the "runner killed" test. */
 export const RUNNER_CHILD = here('../fixtures/runner-child.ts');
 /** The configurable SDK plugin of the gateway tests (verdict chosen per request by `X-Test-Verdict`). */
@@ -28,3 +32,8 @@ export const EDGE_PLUGIN = here('../fixtures/edge/edge-plugin.ts');
 export const AUTH_TS = here('../../examples/plugins/auth.ts');
 export const AUTH_PY = here('../../examples/plugins/auth.py');
 export const PUSH_TARGETS_SH = here('../../examples/plugins/push-targets.sh');
+
+/** The folder holding the Python SDK (`hookgate_plugin.py`). */
+export const PY_SDK_DIR = here('../../sdk/python');
+/** docs/protocol.md, whose worked example bytes the tests check against the codec. */
+export const PROTOCOL_DOC = here('../../docs/protocol.md');

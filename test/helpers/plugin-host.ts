@@ -3,22 +3,22 @@
  * What the plugin-host integration tests share: a per-test harness that owns
  * a temp dir, a recording logger and every manager it creates, and tears
  * them down (in reverse order) when the test ends, whether it passed or not
- * (a `Scope`); config building through the real `parseConfig`; and
- * builders for hook data. Polling, pids and paths come from the other
+ * (a `Scope`); config building through the real `parseConfig`; builders
+ * for hook data; and running a plugin by hand, as a user would. Polling, pids and paths come from the other
  * shared helpers.
  */
 
 import { spawn as nodeSpawn } from 'node:child_process';
-import { join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { recordingLogger } from '../../node-runner/log.ts';
 import { PluginManager, type ManagerOptions } from '../../node-runner/plugin/manager.ts';
 import type { Spawner } from '../../node-runner/plugin/process.ts';
 import { parseConfig, type Config } from '../../src/core/config.ts';
-import type { RequestInfo } from '../../src/core/protocol.ts';
+import { MAGIC_COOKIE_KEY, type RequestInfo } from '../../src/core/protocol.ts';
 import type { FakeClock } from './fake-clock.ts';
 import { sleep } from './http.ts';
-import { CONFIGURABLE } from './paths.ts';
+import { CONFIGURABLE, PY_SDK_DIR, SDK_PLUGIN, SDK_PY_PLUGIN } from './paths.ts';
 import { readJsonLines } from './processes.ts';
 import { requestInfo } from './protocol.ts';
 import { scope, tempDir, type Scope } from './scope.ts';
@@ -131,6 +131,20 @@ export class Harness {
   }
 }
 
+/**
+ * The SDK test plugins, one per SDK, which behave alike (see their
+ * headers): a plugin config wired to the harness's dir and record file.
+ * The Python one finds its SDK on PYTHONPATH, and PYTHONUNBUFFERED is
+ * cleared (some machines set it) so the SDK must flush its lines itself.
+ */
+export const SDK_FIXTURES: Record<'TypeScript' | 'Python', (h: Harness, env?: Record<string, string>) => { path: string; env: Record<string, string> }> = {
+  TypeScript: (h, env = {}) => ({ path: SDK_PLUGIN, env: { TMPDIR: h.dir, FIXTURE_RECORD: h.recordFile, ...env } }),
+  Python: (h, env = {}) => ({
+    path: SDK_PY_PLUGIN,
+    env: { PYTHONPATH: PY_SDK_DIR, PYTHONUNBUFFERED: '', TMPDIR: h.dir, FIXTURE_RECORD: h.recordFile, ...env },
+  }),
+};
+
 /** Validates a config the way the runner does. */
 export function config(input: Record<string, unknown>): Config {
   return parseConfig(input);
@@ -158,4 +172,23 @@ export function countingSpawn(now: () => number): Spawner & { calls: number[] } 
   }) as Spawner & { calls: number[] };
   fn.calls = calls;
   return fn;
+}
+
+/**
+ * Runs a program as a user would, without the runner's handshake variables
+ * (and with the project's Node first on PATH, plus `env`, which may put
+ * one back to try a partial handshake); resolves with what it printed and
+ * its exit code. The process is killed at cleanup.
+ */
+export function runByHand(h: Harness, program: string, env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const full: NodeJS.ProcessEnv = { ...process.env, TMPDIR: h.dir, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
+  delete full[MAGIC_COOKIE_KEY];
+  Object.assign(full, env);
+  const child = nodeSpawn(program, [], { env: full, stdio: ['pipe', 'pipe', 'pipe'] });
+  h.defer(() => child.kill('SIGKILL'));
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
 }

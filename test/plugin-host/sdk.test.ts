@@ -1,44 +1,32 @@
 /**
- * The TypeScript SDK (node-runner/sdk) and the example plugins, run as real
- * plugins under the plugin host: the handshake check for a plugin started
- * by hand, the socket directory's lifetime, every verdict helper end to
- * end, and the Python example answering like the TypeScript one.
+ * The plugin SDKs (TypeScript, node-runner/sdk; Python, sdk/python) and the
+ * example plugins, run as real plugins under the plugin host: the handshake
+ * check for a plugin started by hand, the socket directory's lifetime,
+ * every verdict helper and hook end to end (the same spec for both SDKs,
+ * through their test plugins that behave alike), and the Python example
+ * answering like the TypeScript one. What only the Python SDK has to show
+ * is in python-sdk.test.ts.
  */
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { delimiter, dirname } from 'node:path';
+import { dirname } from 'node:path';
 import { describe, test } from 'node:test';
-import { MAGIC_COOKIE_KEY } from '../../src/core/protocol.ts';
 import type { AuthorizeResult } from '../../src/core/protocol.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { waitFor } from '../helpers/http.ts';
-import { AUTH_PY, AUTH_TS, SDK_PLUGIN } from '../helpers/paths.ts';
-import { applyReady, config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
+import { AUTH_PY, AUTH_TS, PY_SDK_DIR, SDK_PLUGIN, SDK_PY_PLUGIN } from '../helpers/paths.ts';
+import { applyReady, config, Harness, request, route, runByHand, SDK_FIXTURES, statusOf } from '../helpers/plugin-host.ts';
 
 const T = { timeout: 10_000 };
 
-/** Runs a program as a user would, without the runner's handshake variables; resolves with what it printed and its exit code. */
-function runByHand(h: Harness, program: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  // As a user with the project's Node (24) first on PATH would run it.
-  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: h.dir, PATH: `${dirname(process.execPath)}${delimiter}${process.env.PATH ?? ''}` };
-  delete env[MAGIC_COOKIE_KEY];
-  const child = spawn(program, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
-  h.defer(() => child.kill('SIGKILL'));
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-}
-
 describe('a plugin started by hand, without the handshake variables', () => {
-  for (const [label, program] of [['an SDK plugin', SDK_PLUGIN], ['the example auth.ts', AUTH_TS], ['the example auth.py', AUTH_PY]] as const) {
+  const programs = [['a TypeScript SDK plugin', SDK_PLUGIN], ['a Python SDK plugin', SDK_PY_PLUGIN], ['the example auth.ts', AUTH_TS], ['the example auth.py', AUTH_PY]] as const;
+  for (const [label, program] of programs) {
     test(`${label} explains in plain words that the runner starts it, and exits 1`, T, async (t) => {
       const h = new Harness(t);
 
-      const { code, stdout, stderr } = await runByHand(h, program);
+      const { code, stdout, stderr } = await runByHand(h, program, { PYTHONPATH: PY_SDK_DIR });
 
       assert.equal(code, 1);
       assert.equal(stdout, '');
@@ -50,11 +38,11 @@ describe('a plugin started by hand, without the handshake variables', () => {
   }
 });
 
-describe('the SDK', () => {
+for (const [lang, fixture] of Object.entries(SDK_FIXTURES)) describe(`the ${lang} SDK`, () => {
   test('every verdict helper reaches the runner as the protocol says', T, async (t) => {
     const h = new Harness(t);
     const m = h.manager();
-    await applyReady(m, { plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: h.dir } } }, routes: [route('api', ['sdk'])] }, ['sdk']);
+    await applyReady(m, { plugins: { sdk: fixture(h) }, routes: [route('api', ['sdk'])] }, ['sdk']);
     const call = (p: string, fields: Partial<Parameters<typeof request>[0]> = {}) => m.onRequest('api', request({ r: 'api', p, ...fields }));
 
     const echoed = await call('/', { h: { Authorization: 'Bearer t0ken' } });
@@ -82,7 +70,7 @@ describe('the SDK', () => {
   test('on_response, on_connect and on_disconnect handlers', T, async (t) => {
     const h = new Harness(t);
     const m = h.manager();
-    await applyReady(m, { plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: h.dir, FIXTURE_RECORD: h.recordFile } } }, routes: [route('ws', ['sdk'])] }, ['sdk']);
+    await applyReady(m, { plugins: { sdk: fixture(h) }, routes: [route('ws', ['sdk'])] }, ['sdk']);
     const conn = { r: 'ws', d: 'app.example.com', a: '192.0.2.1', md: '', mg: '' };
 
     const mod = await m.onResponse('ws', { req: request({ r: 'ws' }), resp: { s: 200, h: { Server: 'upstream' } } });
@@ -100,7 +88,7 @@ describe('the SDK', () => {
   test('a handler that throws: the runner applies on_error, the plugin logs why through the runner and keeps serving', T, async (t) => {
     const h = new Harness(t);
     const m = h.manager();
-    await applyReady(m, { plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: h.dir } } }, routes: [route('api', ['sdk'])] }, ['sdk']);
+    await applyReady(m, { plugins: { sdk: fixture(h) }, routes: [route('api', ['sdk'])] }, ['sdk']);
     const pid = statusOf(m, 'sdk').pid;
 
     const failed = await m.onRequest('api', request({ r: 'api', p: '/throw' }));
@@ -120,7 +108,7 @@ describe('the SDK', () => {
     const h = new Harness(t);
     const m = h.manager();
     await applyReady(m, {
-      plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: h.dir, FIXTURE_RECORD: h.recordFile } } },
+      plugins: { sdk: fixture(h) },
       routes: [route('reject-me', ['sdk']), route('api', ['sdk'])],
     }, ['sdk']);
 
@@ -139,7 +127,7 @@ describe('the SDK', () => {
     const clock = new FakeClock();
     const m = h.manager({ clock });
     await m.apply(config({
-      plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: h.dir }, ready_timeout: '300ms' } },
+      plugins: { sdk: { ...fixture(h), ready_timeout: '300ms' } },
       routes: [route('reject-me', ['sdk'])],
     }));
     await waitFor(() => h.logs('plugin rejected a configure', { plugin: 'sdk' })[0], { what: 'the rejection' });
@@ -156,7 +144,7 @@ describe('the SDK', () => {
   test('the socket directory exists while the plugin runs and is removed when it exits (stdin closed or SIGTERM)', T, async (t) => {
     const h = new Harness(t);
     const m = h.manager();
-    await applyReady(m, { plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: h.dir } } }, routes: [route('api', ['sdk'])] }, ['sdk']);
+    await applyReady(m, { plugins: { sdk: fixture(h) }, routes: [route('api', ['sdk'])] }, ['sdk']);
     const first = statusOf(m, 'sdk');
     const firstDir = dirname(first.socket!);
     assert.ok(firstDir.startsWith(h.dir) && existsSync(first.socket!));
