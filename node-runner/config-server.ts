@@ -1,7 +1,7 @@
 /**
  * @module config-server
  * `hookgate config-server`: serves a config file as the config stream of
- * PROTOCOL.md §3 (`GET /v1/stream`, Server-Sent Events) to any number of
+ * docs/protocol.md §3 (`GET /v1/stream`, Server-Sent Events) to any number of
  * runners (`hookgate serve --config-url http://HOST:PORT/v1/stream`).
  *
  * What it owns:

@@ -1,6 +1,6 @@
 /**
  * @module config-stream
- * The runner's side of the config stream (PROTOCOL.md §3): follows a config
+ * The runner's side of the config stream (docs/protocol.md §3): follows a config
  * source over Server-Sent Events (`put`, `patch`, `delete`, `reconnect`),
  * keeps the item document with its version rules (`config-doc.ts`),
  * validates every result as a whole with `parseConfig` before handing it to

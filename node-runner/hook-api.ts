@@ -1,6 +1,6 @@
 /**
  * @module hook-api
- * The runner's API for edge workers (PROTOCOL.md §2), served on
+ * The runner's API for edge workers (docs/protocol.md §2), served on
  * `runner.listen`:
  *
  * - `POST /v1/hooks`: a batch of hook frames, one merged verdict frame per

@@ -1,5 +1,5 @@
 /**
- * The wire layout of PROTOCOL.md §1: frames, the `{t, d}` envelope and the
+ * The wire layout of docs/protocol.md §1: frames, the `{t, d}` envelope and the
  * hook structs with their short keys, as a Go plugin would see them.
  */
 
@@ -35,7 +35,7 @@ import {
 } from '../src/core/protocol.ts';
 
 // ---------------------------------------------------------------------------
-// Fixtures: every struct of PROTOCOL.md §1 with every field set.
+// Fixtures: every struct of docs/protocol.md §1 with every field set.
 
 const request: RequestInfo = {
   r: 'api',

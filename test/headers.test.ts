@@ -1,5 +1,5 @@
 /**
- * Header names and values between HTTP and plugins (PROTOCOL.md §1: header
+ * Header names and values between HTTP and plugins (docs/protocol.md §1: header
  * maps carry one value per Go-canonical name).
  */
 

@@ -1,5 +1,5 @@
 /**
- * What plugins push (PROTOCOL.md §1 `set_targets`, `set_speed`): parsing
+ * What plugins push (docs/protocol.md §1.3 `set_targets`, `set_speed`): parsing
  * and validating the params, and the per-route store with its versions.
  */
 

@@ -3,7 +3,7 @@
 #
 # It has no socket and declares no hooks (it never sends "ready"). For every
 # configure line on stdin it acknowledges with {"result":"ok"} and pushes the
-# balancer targets with set_targets (PROTOCOL.md section 1). Closing stdin
+# balancer targets with set_targets (docs/protocol.md section 1.3). Closing stdin
 # makes it exit (status 0).
 #
 # Environment:

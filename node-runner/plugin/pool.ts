@@ -1,6 +1,6 @@
 /**
  * @module plugin/pool
- * The Unix-socket connection pool of one plugin socket (PROTOCOL.md §1):
+ * The Unix-socket connection pool of one plugin socket (docs/protocol.md §1):
  * one call in flight per connection, no call ids, a deadline on every call,
  * and a connection that failed or timed out is destroyed, never reused.
  *

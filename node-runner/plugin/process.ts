@@ -1,7 +1,7 @@
 /**
  * @module plugin/process
  * One plugin child process and its supervision: start (with the handshake
- * variables and the sha256 pin), the stdin/stdout JSON lines of PROTOCOL.md
+ * variables and the sha256 pin), the stdin/stdout JSON lines of docs/protocol.md
  * §1, restarts with exponential backoff, the ready deadline, and the stop
  * sequence (close stdin, SIGTERM, SIGKILL).
  *

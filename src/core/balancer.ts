@@ -1,7 +1,7 @@
 /**
  * @module balancer
  * A route's balancer: picks one upstream target per request from a target
- * set that plugins may replace at any time (`set_targets`, PROTOCOL.md §1),
+ * set that plugins may replace at any time (`set_targets`, docs/protocol.md §1.3),
  * and counts the requests in flight on each target.
  *
  * Algorithms: `roundrobin` cycles through the targets in order; `random`

@@ -1,6 +1,6 @@
 /**
  * @module codec
- * The only place that knows the wire layout of PROTOCOL.md: frames
+ * The only place that knows the wire layout of docs/protocol.md §1: frames
  * (`[u32 BE length][payload]`), the envelope `{t, d}` with `d` as msgpack
  * bin, and the hook structs with their short keys. Used by the runner, the
  * edge worker, the SDK and the tests alike; Web standards and msgpackr only.

@@ -1,6 +1,6 @@
 /**
  * @module config-doc
- * The config as a config stream carries it (PROTOCOL.md §3): items of four
+ * The config as a config stream carries it (docs/protocol.md §3): items of four
  * kinds (routes, actions, plugins, keys), each with an id and its own
  * version, changed by `put` (the whole set), `patch` and `delete` events.
  * This module owns the item model and the version rules; turning items

@@ -2,9 +2,10 @@
  * @module headers
  * Header names and values between HTTP and plugins: Go's canonical names
  * (prox plugins look headers up case-sensitively by them) and canonical
- * maps and merges, the one-value header maps of PROTOCOL.md, the safety
- * check that every header a plugin asks us to set must pass, which client
- * headers a route strips, and which Upgrade requests are tunnelled.
+ * maps and merges, the one-value header maps of docs/protocol.md §1.7,
+ * the safety check that every header a plugin asks us to set must pass,
+ * which client headers a route strips, and which Upgrade requests are
+ * tunnelled.
  *
  * Applying headers to requests and responses is the gateway's business.
  */

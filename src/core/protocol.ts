@@ -5,7 +5,7 @@
  * Types and constants only; the byte layout lives in `codec.ts`.
  *
  * Struct fields keep their wire names (`r`, `m`, `ok`, ...) so that grepping
- * PROTOCOL.md finds the code and nothing is translated on the hot path.
+ * docs/protocol.md finds the code and nothing is translated on the hot path.
  * Decoded structs always carry every field (missing keys become zero values);
  * encoders omit empty fields, as Go's `omitempty` does.
  */
@@ -37,10 +37,10 @@ export const HOOK_BIT = {
   on_disconnect: 8,
 } as const satisfies Record<HookName, number>;
 
-/** Content type of a body of frames (PROTOCOL.md §2, `POST /v1/hooks`). */
+/** Content type of a body of frames (docs/protocol.md §2, `POST /v1/hooks`). */
 export const FRAMES_TYPE = 'application/vnd.hookgate.frames';
 
-/** Largest frame payload either side accepts (PROTOCOL.md §1): 1 MiB. */
+/** Largest frame payload either side accepts (docs/protocol.md §1): 1 MiB. */
 export const MAX_PAYLOAD = 1_048_576;
 
 /** Largest request body copy sent to a plugin whose binding asks for it: 64 KiB. */
@@ -110,7 +110,8 @@ export interface AuthorizeResult {
 
 /** on_response data. */
 export interface ResponsePair {
-  req: RequestInfo;
+  /** the request as on_request saw it (the client's headers), with `tg` set */ req: RequestInfo;
+  /** the upstream's response, as earlier plugins left it */
   resp: { /** upstream status */ s: number; /** upstream headers */ h: HeaderMap };
 }
 
@@ -127,16 +128,16 @@ export interface ResponseModResult {
 
 /** on_connect data. */
 export interface ConnInfo {
-  r: string;
-  d: string;
-  a: string;
-  md: string;
-  mg: string;
+  /** route id */ r: string;
+  /** host without port, lower case */ d: string;
+  /** remote address */ a: string;
+  /** matched domain pattern */ md: string;
+  /** matched glob */ mg: string;
 }
 
 /** on_connect reply. */
 export interface ConnResult {
-  ok: boolean;
+  /** allow the WebSocket session */ ok: boolean;
   /** hookgate addition: see AuthorizeResult.e */
   e: string;
   /** hookgate additions, with `e` only: the status and body refusing the upgrade */

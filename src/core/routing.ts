@@ -4,7 +4,7 @@
  * the Router that picks the first route matching a request's method, host
  * and path. It also reports what matched (`md`, `mg`, `mp` and the path's
  * captured variables), because plugins receive exactly those fields in
- * RequestInfo (PROTOCOL.md §1).
+ * RequestInfo (docs/protocol.md §1.6).
  *
  * Pattern syntax, in short:
  *

@@ -1,5 +1,5 @@
 /**
- * The config server's stream (PROTOCOL.md §3), as runners observe it: a
+ * The config server's stream (docs/protocol.md §3), as runners observe it: a
  * new client gets a `put` of every item with its version; an edit of the
  * file sends `patch` / `delete` only for what changed, with versions that
  * only grow, also across a restart; unchanged and invalid edits send

@@ -1,6 +1,6 @@
 /**
  * @module test/helpers/hook-api
- * Clients of a runner's hook API (PROTOCOL.md §2), as an edge worker calls
+ * Clients of a runner's hook API (docs/protocol.md §2), as an edge worker calls
  * it: `postFrames` (POST /v1/hooks), `getState` (GET /v1/state) and
  * `openLink` (the /v1/hooks/ws WebSocket, with the `ws` package because it
  * can send an Authorization header).

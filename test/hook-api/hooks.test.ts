@@ -1,5 +1,5 @@
 /**
- * `POST /v1/hooks` (PROTOCOL.md §2): a body of one or more hook frames,
+ * `POST /v1/hooks` (docs/protocol.md §2): a body of one or more hook frames,
  * each the §1 envelope naming its route; the reply has one result frame per
  * request frame, in order, each the merged verdict of the route's plugins
  * with `on_error` already applied. Real runner, real plugin processes (the

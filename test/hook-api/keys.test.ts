@@ -1,5 +1,5 @@
 /**
- * The hook API's keys (PROTOCOL.md §2): every call carries
+ * The hook API's keys (docs/protocol.md §2): every call carries
  * `Authorization: Bearer <key>`; a missing, unknown or expired key gets 401
  * and no other information, on every endpoint. Every reply, the 401s
  * included, carries `Hookgate-State`. (That keys are compared in constant

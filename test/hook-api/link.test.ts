@@ -1,5 +1,5 @@
 /**
- * `GET /v1/hooks/ws` (PROTOCOL.md §2): a WebSocket carrying binary messages
+ * `GET /v1/hooks/ws` (docs/protocol.md §2): a WebSocket carrying binary messages
  * `[u32 big-endian call id][frame]` both ways, any number of calls in
  * flight; call id 0 is the runner's notices (`{state}` when the state
  * changes, `{error, id}` when a message could not be read). A link opened

@@ -1,5 +1,5 @@
 /**
- * `GET /v1/state` (PROTOCOL.md §2): the versioned snapshot edge workers
+ * `GET /v1/state` (docs/protocol.md §2): the versioned snapshot edge workers
  * route by — the routes with their matches and actions, which hooks each
  * route's plugins declared, and the balancer targets plugins pushed.
  * `ETag` is the version; `If-None-Match` gets 304. The version changes when

@@ -139,7 +139,7 @@ test('after a reply that is not msgpack, the connection it came on is closed, no
 
   const calls = h.records({ ev: 'call' });
   assert.equal(calls.length, 2);
-  assert.notEqual(calls[1].conn, calls[0].conn, 'PROTOCOL.md §1: a connection whose call failed is closed, never reused');
+  assert.notEqual(calls[1].conn, calls[0].conn, 'docs/protocol.md §1.4: a connection whose call failed is closed, never reused');
 });
 
 test('a plugin that never says ready: its route fails closed and whenReady rejects with a clear message', T, async (t) => {
