@@ -35,7 +35,7 @@ const USAGE = `usage:
       HOOKGATE_KEEPER_GRACE_MS (60000), how long plugins outlive a runner
       that does not come back.
   hookgate serve --config-url <url> --config-key-env <NAME> [--config <bootstrap.json5>] [--state-dir <dir>]
-      Follows a config stream (PROTOCOL.md §3, e.g. a config-server's
+      Follows a config stream (docs/protocol.md §3, e.g. a config-server's
       http://HOST:PORT/v1/stream), presenting the key held in the environment
       variable NAME. Listeners (gateway, admin, runner.listen) come from the
       bootstrap file, else 127.0.0.1:8080 and 127.0.0.1:9090; the stream
@@ -55,7 +55,7 @@ const USAGE = `usage:
   hookgate plugin-call <plugin> [--route ID] [--hook on_request|on_response|on_connect|on_disconnect]
                        [--data JSON] [--timeout 5s] [--env NAME=VALUE]... [-- plugin args...]
       Starts the plugin as the runner does, sends configure, waits for ready,
-      makes one hook call with --data (PROTOCOL.md short keys, JSON), prints
+      makes one hook call with --data (JSON, docs/protocol.md §1.6), prints
       the plugin's reply as JSON on stdout and stops the plugin.
   hookgate validate <config.json5>
       Checks a config; prints every problem with the path of its field
