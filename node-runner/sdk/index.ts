@@ -1,9 +1,15 @@
 /**
  * @module hookgate/sdk
  * Write a hookgate (prox-protocol) plugin in TypeScript: register handlers,
- * call `start()`, and the SDK speaks the protocol: configure lines on stdin
- * (acknowledged, then `ready`), hook frames on a Unix socket in a private
- * directory (removed on exit), pushes and logs on stdout.
+ * call `start()`, and the SDK speaks the protocol (docs/protocol.md §1):
+ * configure lines on stdin (acknowledged, then `ready`), hook frames on a
+ * Unix socket in a private directory (removed on exit), pushes and logs on
+ * stdout. docs/sdk.md shows an example per hook.
+ *
+ * Hook data and replies are the protocol's structs with their short wire
+ * keys (`req.h`, `req.p`, `{ ok, h }` ...), re-exported from
+ * `src/core/protocol.ts`, where every field is documented. The Python SDK
+ * (sdk/python/hookgate_plugin.py) has the same shape.
  *
  * @example
  * import { createPlugin, allow, deny } from 'hookgate/sdk';
@@ -33,25 +39,63 @@ import {
 } from '../../src/core/protocol.ts';
 import { LineSplitter } from '../lines.ts';
 
+/** The hook structs, field by field in src/core/protocol.ts and docs/protocol.md §1.6. */
 export type { AuthorizeResult, ConnInfo, DisconnectInfo, HeaderMap, RequestInfo, ResponseModResult, ResponsePair };
 
-/** What `configure` tells a plugin about one route it is bound to. */
+/** What `configure` tells a plugin about one route it is bound to (docs/protocol.md §1.2). */
 export interface ConfigureParams {
+  /** the route's id; empty for an `autostart` plugin that no route binds */
   route_id: string;
-  match?: { domain?: string; path?: string };
+  /** the route's patterns as written in the config; absent when both are empty */
+  match?: {
+    /** the route's domain pattern(s), e.g. `"*.example.com"` */
+    domain?: string;
+    /** the route's path pattern(s), e.g. `"/v1/*"` */
+    path?: string;
+  };
 }
 
+/**
+ * An on_request reply: any subset of AuthorizeResult (missing fields are
+ * zero values, so `{}` is a deny with 403). Build it with the helpers below
+ * rather than by hand.
+ */
 export type Verdict = Partial<AuthorizeResult>;
+
+/** A handler may answer at once or with a promise. */
 export type MaybePromise<T> = T | Promise<T>;
 
-/** Who a push is for: `{ route_id: 'api' }`, `{ route_id: '*' }` (every balanced route) or `{ action: 'api' }`. */
-export type PushTo = { route_id: string } | { action: string };
+/**
+ * Who a push is for: `{ route_id: 'api' }` (one route), `{ route_id: '*' }`
+ * (every route with a balancer; for set_speed every route) or
+ * `{ action: 'app' }` (every route with a balancer whose action is `app`).
+ */
+export type PushTo =
+  | {
+      /** a route id, or `"*"` */
+      route_id: string;
+    }
+  | {
+      /** an action name */
+      action: string;
+    };
+
+/** A pushed speed limit (docs/protocol.md §1.3 `set_speed`); a verdict's `sp` overrides it per request. */
+export interface SpeedPush {
+  /** response bodies, Mbps; 0 or absent: no limit */
+  download_mbps?: number;
+  /** request bodies, Mbps; 0 or absent: no limit */
+  upload_mbps?: number;
+  /** streams with the same key share one budget */
+  group_key?: string;
+}
 
 // ---------------------------------------------------------------------------
 // Verdict helpers
 
 /**
- * Allow the request, optionally adding headers to the upstream request.
+ * Allow the request, optionally setting headers on the upstream request
+ * (`ok`, `h`).
  *
  * @example
  * return allow({ 'X-User': 'alice' });
@@ -61,7 +105,8 @@ export function allow(headers?: HeaderMap): Verdict {
 }
 
 /**
- * Deny the request with a status (default 403), a body and headers sent to the client.
+ * Deny the request with a status (default 403), a body and headers sent
+ * to the client (`s`, `b`, `h`).
  *
  * @example
  * return deny(401, 'unauthorized\n', { 'Www-Authenticate': 'Bearer' });
@@ -73,12 +118,12 @@ export function deny(status = 403, body = '', headers?: HeaderMap): Verdict {
   return v;
 }
 
-/** Close the client's connection without any response. */
+/** Close the client's connection without any response (`dr`). */
 export function drop(): Verdict {
   return { ok: false, dr: true };
 }
 
-/** Serve the route action's fallback instead of the action. */
+/** Serve the route action's fallback instead of the action (`fb`; 503 when it has none). */
 export function fallback(): Verdict {
   return { ok: false, fb: true };
 }
@@ -94,17 +139,23 @@ export function withHeader(v: Verdict, name: string, value: string): Verdict {
   return { ...v, h: { ...v.h, [name]: value } };
 }
 
-/** Returns a copy of an allow verdict that rewrites the upstream path. */
+/** Returns a copy of an allow verdict that sends `path` upstream instead of the request's (`rp`: `/` first, no `?`, `#` or spaces). */
 export function rewritePath(v: Verdict, path: string): Verdict {
   return { ...v, rp: path };
 }
 
-/** Returns a copy of an allow verdict that strips the query string. */
+/** Returns a copy of an allow verdict that strips the query string before the request goes upstream (`cq`). */
 export function cleanQuery(v: Verdict): Verdict {
   return { ...v, cq: true };
 }
 
-/** Returns a copy of an allow verdict with a speed limit in Mbps (same `groupKey` = shared budget). */
+/**
+ * Returns a copy of an allow verdict with a speed limit in Mbps (`sp`;
+ * requests with the same `groupKey` share one budget).
+ *
+ * @example
+ * return limitSpeed(allow(), 50, 10, 'tenant-acme');
+ */
 export function limitSpeed(v: Verdict, downloadMbps: number, uploadMbps = 0, groupKey = ''): Verdict {
   return { ...v, sp: { dl: downloadMbps, ul: uploadMbps, gk: groupKey } };
 }
@@ -144,31 +195,47 @@ export class Plugin {
   #stopping = false;
   #conns = new Set<Socket>();
 
-  /** Called for every `configure` (once per bound route, again after changes); throw to reject it. */
+  /**
+   * Called for every `configure` (once per bound route, again after
+   * changes and restarts); throw (or reject) to refuse it: the runner logs
+   * the message and no `ready` follows.
+   */
   onConfigure(fn: (params: ConfigureParams) => MaybePromise<void>): this {
     this.#onConfigure = fn;
     return this;
   }
 
-  /** Decides what happens to a request: return allow(), deny(), drop(), fallback() ... */
+  /**
+   * Decides what happens to a request: return allow(), deny(), drop(),
+   * fallback(), optionally through withHeader/rewritePath/cleanQuery/limitSpeed.
+   *
+   * @example
+   * plugin.onRequest((req) => (req.h['Authorization'] ? allow() : deny(401)));
+   */
   onRequest(fn: (req: RequestInfo) => MaybePromise<Verdict>): this {
     this.#handlers.on_request = fn;
     return this;
   }
 
-  /** Changes the upstream's response: return `{ s, h, rm }` (or nothing to keep it). */
+  /**
+   * Changes the upstream's response: return `{ s, h, rm }` (new status,
+   * headers to set, header names to remove), or nothing to keep it.
+   *
+   * @example
+   * plugin.onResponse((pair) => ({ h: { 'Cache-Control': 'no-store' }, rm: ['Server'] }));
+   */
   onResponse(fn: (pair: ResponsePair) => MaybePromise<Partial<ResponseModResult> | void>): this {
     this.#handlers.on_response = fn;
     return this;
   }
 
-  /** Gates a WebSocket session: return true to allow it. */
+  /** Gates a WebSocket session (after on_request allowed the upgrade): return true to allow it, false refuses it with 403. */
   onConnect(fn: (info: ConnInfo) => MaybePromise<boolean>): this {
     this.#handlers.on_connect = fn;
     return this;
   }
 
-  /** Told when a WebSocket session ends (bytes, duration); no answer. */
+  /** Told when a WebSocket session ends (`rx`/`tx` bytes from/to the client, `ms` duration); no answer is sent. */
   onDisconnect(fn: (info: DisconnectInfo) => MaybePromise<void>): this {
     this.#handlers.on_disconnect = fn;
     return this;
@@ -186,12 +253,23 @@ export class Plugin {
     this.#send({ method: 'set_targets', params });
   }
 
-  /** Sets a speed limit in Mbps for the addressed routes (same group key = shared budget). */
-  setSpeed(to: PushTo, limit: { download_mbps?: number; upload_mbps?: number; group_key?: string }): void {
+  /**
+   * Sets the default speed limit in Mbps of the addressed routes (same group key = shared budget).
+   *
+   * @example
+   * plugin.setSpeed({ route_id: '*' }, { download_mbps: 50, upload_mbps: 10 });
+   */
+  setSpeed(to: PushTo, limit: SpeedPush): void {
     this.#send({ method: 'set_speed', params: { ...to, ...limit } });
   }
 
-  /** Logs through the runner's log (tagged with the plugin's name). `fields` become key/value args. */
+  /**
+   * Logs through the runner's log (tagged with the plugin's name and
+   * `from: "plugin"`). `fields` become key/value `args`, logged as fields.
+   *
+   * @example
+   * plugin.log.warn('token store unreachable', { attempt: 3 });
+   */
   readonly log = {
     debug: (message: string, fields?: Record<string, unknown>) => this.#log('debug', message, fields),
     info: (message: string, fields?: Record<string, unknown>) => this.#log('info', message, fields),
