@@ -427,7 +427,6 @@ def decode_call(payload):
     return hook, _hook_data(hook, unpackb(d) if d else {})
 
 
-# Reply keys a plugin may send, in the order they are written, with their checks.
 def _is_bool(v):
     return isinstance(v, bool)
 
@@ -461,14 +460,25 @@ _EXPECTED = {
     _is_body: "a str or bytes", _is_text_map: "a dict of str to str", _is_text_list: "a list of str",
 }
 _SPEED_KEYS = (("dl", _is_num), ("ul", _is_num), ("gk", _is_str))
+# Reply keys a plugin may send, with their checks, in the order src/core/codec.ts
+# writes them (so a reply's bytes equal the TypeScript SDK's); None marks `sp`.
 _REPLY_KEYS = {
     "on_request": (
         ("ok", _is_bool), ("dr", _is_bool), ("fb", _is_bool), ("s", _is_int), ("b", _is_body),
-        ("h", _is_text_map), ("sp", None), ("cq", _is_bool), ("rp", _is_str), ("rm", _is_text_list),
+        ("h", _is_text_map), ("rm", _is_text_list), ("sp", None), ("cq", _is_bool), ("rp", _is_str),
     ),
     "on_response": (("s", _is_int), ("h", _is_text_map), ("rm", _is_text_list)),
     "on_connect": (("ok", _is_bool),),
 }
+
+
+def _empty(v):
+    """Go's omitempty: nil, false, 0, and an empty str, bin, map or array."""
+    if v is None or isinstance(v, bool):
+        return v is not True
+    if isinstance(v, (int, float)):
+        return v == 0
+    return isinstance(v, (str, bytes, bytearray, dict, list, tuple)) and len(v) == 0
 
 
 def _compact(value, keys, path):
@@ -482,7 +492,7 @@ def _compact(value, keys, path):
     out = {}
     for k, check in keys:
         v = value.get(k)
-        if v is None or v is False or (not isinstance(v, bool) and v in (0, "", b"")) or (isinstance(v, (dict, list, tuple)) and not v):
+        if _empty(v):
             continue
         if check is None:  # sp, a nested map
             v = _compact(v, _SPEED_KEYS, f"{path}.sp")
