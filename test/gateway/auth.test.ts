@@ -1,6 +1,6 @@
 /**
  * Allow and deny through the gateway with the example auth plugins (the
- * TypeScript SDK one and the stdlib Python one), and what the upstream and
+ * TypeScript SDK one and the Python SDK one), and what the upstream and
  * the client see of forwarding headers and hop-by-hop headers.
  */
 
