@@ -40,7 +40,11 @@ Contract:
   exits the process with status 0. Started by hand (without the runner's
   handshake variables) it explains what the program is and exits 1.
 * stdout belongs to the protocol: once ``run()`` has started, ``print()``
-  goes to stderr, which the runner logs line by line.
+  and child processes' output go to stderr, which the runner logs line by
+  line.
+* What a verdict does (routing, merging plugins' verdicts, ``on_error``)
+  is the runner's business (docs/protocol.md section 1.6); this module
+  only carries it.
 
 How to import it: the module is one file. Copy it next to your plugin
 (Python looks in the script's folder first), or put the folder that holds
@@ -804,11 +808,10 @@ class Plugin:
         signal.signal(signal.SIGINT, _raise_stop)
         try:
             with self._lock:
-                self._out = sys.stdout.buffer
+                self._out = _take_stdout()
                 for line in self._queued:
                     self._write(line)
                 self._queued = []
-            sys.stdout = sys.stderr  # a stray print() must not corrupt the protocol
             if self.hooks:
                 self._listen()
             self._read_stdin()
@@ -946,6 +949,21 @@ class Plugin:
         # Not sys.exit: connection threads may be blocked in recv(), and a
         # daemon thread holding stdout at interpreter shutdown aborts Python.
         os._exit(code)
+
+
+def _take_stdout():
+    """Keeps the protocol's stdout for the SDK alone and points fd 1 at stderr.
+
+    A stray ``print()``, or a child process writing to its stdout, then
+    reaches the runner's log instead of corrupting the protocol. The copy
+    is not inherited by child processes (os.dup makes it non-inheritable).
+    """
+    sys.stdout.flush()
+    proto = os.dup(1)
+    os.dup2(2, 1)
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # a log line should not wait for exit
+    return os.fdopen(proto, "wb")
 
 
 def _address(route_id, action):

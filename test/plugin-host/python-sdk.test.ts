@@ -4,9 +4,10 @@
  * what sdk.test.ts (the spec both SDKs share: every hook and helper, a
  * handler that raises, the socket folder's lifetime) does not cover: every
  * field of the hook data, pushes and logs arriving in the runner, a
- * push-only plugin, bad replies and frames that close one connection and
- * leave the plugin serving, the 1 MiB frame limit, concurrent calls on
- * several connections, the protocol version check, and on_stop.
+ * push-only plugin, stdout kept for the protocol, bad replies and frames
+ * that close one connection and leave the plugin serving, the 1 MiB frame
+ * limit, concurrent calls on several connections, the protocol version
+ * check, and on_stop.
  */
 
 import assert from 'node:assert/strict';
@@ -159,6 +160,18 @@ describe('the Python SDK under the plugin host', () => {
     assert.deepEqual(errors.map((e) => e.level), ['error', 'error']);
     assert.match(String(errors[0].error), /unknown key 'headers'/);
     assert.match(String(errors[1].error), /exceeds the limit of 1048576/);
+  });
+
+  test('print() and child processes write to stderr, which the runner logs, never into the protocol on stdout', T, async (t) => {
+    const h = new Harness(t);
+    const m = await started(h);
+
+    const v = await m.onRequest('api', request({ r: 'api', p: '/print' }));
+    await waitFor(() => h.logs('noise from a child', { plugin: 'py', stream: 'stderr' })[0], { what: 'the child\'s line in the runner\'s log' });
+
+    assert.equal(v.ok, true);
+    assert.equal(h.logs('noise from print', { plugin: 'py', stream: 'stderr' }).length, 1);
+    assert.deepEqual(h.logs('ignored a stdout line', { plugin: 'py' }), []);
   });
 
   test('calls on several connections are served at the same time', { timeout: 30_000 }, async (t) => {
