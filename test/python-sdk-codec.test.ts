@@ -148,6 +148,7 @@ describe('the Python SDK codec against the project codec', () => {
     const cases: Record<string, Uint8Array> = {
       allow: encodeHookResult('on_request', allow()),
       'allow-headers': encodeHookResult('on_request', allow({ 'X-User': 'alice', 'X-Roles': 'admin, dev' })),
+      'allow-remove': encodeHookResult('on_request', limitSpeed(allow({ 'X-User': 'alice' }, ['Cookie', 'X-Debug']), 5)),
       deny: encodeHookResult('on_request', deny()),
       'deny-full': encodeHookResult('on_request', deny(401, 'unauthorized\n', { 'Www-Authenticate': 'Bearer' })),
       drop: encodeHookResult('on_request', drop()),

@@ -95,13 +95,17 @@ export interface SpeedPush {
 
 /**
  * Allow the request, optionally setting headers on the upstream request
- * (`ok`, `h`).
+ * (`ok`, `h`) and removing others (`rm`, a hookgate extension: later
+ * plugins and the upstream see the request without them).
  *
  * @example
- * return allow({ 'X-User': 'alice' });
+ * return allow({ 'X-User': 'alice' }, ['Cookie']);
  */
-export function allow(headers?: HeaderMap): Verdict {
-  return headers ? { ok: true, h: headers } : { ok: true };
+export function allow(headers?: HeaderMap, remove?: string[]): Verdict {
+  const v: Verdict = { ok: true };
+  if (headers) v.h = headers;
+  if (remove?.length) v.rm = remove;
+  return v;
 }
 
 /**

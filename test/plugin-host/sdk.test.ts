@@ -50,6 +50,7 @@ for (const [lang, fixture] of Object.entries(SDK_FIXTURES)) describe(`the ${lang
     const dropped = await call('/drop');
     const fellBack = await call('/fallback');
     const helpers = await call('/helpers');
+    const removed = await call('/remove', { h: { Cookie: 'session=1', Accept: '*/*' } });
 
     assert.deepEqual(statusOf(m, 'sdk').hooks, ['on_request', 'on_response', 'on_connect', 'on_disconnect']);
     assert.equal(echoed.ok, true);
@@ -64,7 +65,8 @@ for (const [lang, fixture] of Object.entries(SDK_FIXTURES)) describe(`the ${lang
       cq: true,
       sp: { dl: 50, ul: 10, gk: 'tenant' },
     });
-    for (const v of [echoed, denied, dropped, fellBack, helpers]) assert.equal(v.e, '');
+    assert.deepEqual(pick(removed, ['ok', 'h', 'rm']), { ok: true, h: { 'X-A': '1' }, rm: ['Cookie'] });
+    for (const v of [echoed, denied, dropped, fellBack, helpers, removed]) assert.equal(v.e, '');
   });
 
   test('on_response, on_connect and on_disconnect handlers', T, async (t) => {
