@@ -27,6 +27,7 @@ import type { HookClient } from '../src/core/gateway.ts';
 import type { Logger } from '../src/core/log.ts';
 import { FRAMES_TYPE, hookName, type HookData, type HookName } from '../src/core/protocol.ts';
 import type { StateSnapshot } from '../src/core/snapshot.ts';
+import { realClock, type Clock, type TimerHandle } from './clock.ts';
 import type { KeyRing } from './keys.ts';
 
 export { FRAMES_TYPE };
@@ -41,7 +42,10 @@ export interface HookApiDeps {
   snapshot(): StateSnapshot | null;
   keys(): KeyRing;
   logger: Logger;
+  /** wall time, ms since the epoch (what key expiry is compared with); default Date.now */
   now?: () => number;
+  /** timers (a link's expiry); default the real clock. Tests drive both with one fake clock. */
+  clock?: Clock;
 }
 
 /** A decoded call, ready to run. */
@@ -88,6 +92,7 @@ function run(hooks: HookClient, hook: HookName, route: string, data: unknown): C
 export function createHookApi(deps: HookApiDeps) {
   const log = deps.logger;
   const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? realClock;
   const version = () => deps.snapshot()?.version ?? 'none';
   const app = new Hono();
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1_048_576 + 8 });
@@ -198,14 +203,15 @@ export function createHookApi(deps: HookApiDeps) {
     if (!deps.snapshot()) return reject(socket, 503, 'Service Unavailable');
     wss.handleUpgrade(req, socket, head, (ws) => {
       links.set(ws, req.headers.authorization ?? '');
-      let expiry: NodeJS.Timeout | undefined;
-      if (key.expiresAt !== null) {
-        // setTimeout holds at most ~24.8 days; a later expiry is re-armed when it fires.
+      let expiry: TimerHandle | null = null;
+      const expiresAt = key.expiresAt;
+      if (expiresAt !== null) {
+        // setTimeout holds at most ~24.8 days; a later expiry is re-armed when
+        // it fires. Anything but a positive time left (NaN included) closes.
         const arm = () => {
-          const left = key.expiresAt! - now();
-          if (left <= 0) return ws.close(4001, 'key expired');
-          expiry = setTimeout(arm, Math.min(left, 2 ** 31 - 1));
-          expiry.unref();
+          const left = expiresAt - now();
+          if (!(left > 0)) return ws.close(4001, 'key expired');
+          expiry = clock.setTimeout(arm, Math.min(left, 2 ** 31 - 1), true);
         };
         arm();
       }
@@ -219,7 +225,7 @@ export function createHookApi(deps: HookApiDeps) {
       ws.on('pong', () => (alive = true));
       ws.on('close', () => {
         links.delete(ws);
-        clearTimeout(expiry);
+        clock.clearTimeout(expiry);
         clearInterval(ping);
       });
       ws.on('error', () => {});

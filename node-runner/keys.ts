@@ -1,7 +1,9 @@
 /**
  * @module keys
  * The runner's API keys (`runner.keys`): secrets from the config or from
- * environment variables, checked in constant time, with optional expiry.
+ * environment variables, checked in constant time, with optional expiry
+ * (`expires_at`, already ms since the epoch: the schema parses it, so an
+ * unparseable one never gets this far).
  */
 
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -46,7 +48,7 @@ export class KeyRing {
         log.error({ key: k.id, secret_env: k.secret_env }, 'runner key has no secret: its environment variable is unset; the key is disabled');
         continue;
       }
-      entries.push({ id: k.id, secret, expiresAt: k.expires_at ? Date.parse(k.expires_at) : null });
+      entries.push({ id: k.id, secret, expiresAt: k.expires_at ?? null });
     }
     return new KeyRing(entries);
   }
@@ -67,7 +69,8 @@ export class KeyRing {
     for (const e of this.#entries) {
       if (timingSafeEqual(e.digest, given) && !found) found = e;
     }
-    if (!found || (found.expiresAt !== null && now >= found.expiresAt)) return null;
+    // `!(now < t)`: an expiry that is not a number fails closed.
+    if (!found || (found.expiresAt !== null && !(now < found.expiresAt))) return null;
     return { id: found.id, expiresAt: found.expiresAt };
   }
 }

@@ -74,11 +74,11 @@ const full = {
 describe('a full valid config', () => {
   const cfg: Config = parseConfig(structuredClone(full));
 
-  test('keeps the listen addresses and keys', () => {
+  test('keeps the listen addresses and keys, expires_at parsed to ms since the epoch', () => {
     assert.equal(cfg.gateway.listen, '0.0.0.0:8080');
     assert.equal(cfg.runner.listen, '127.0.0.1:7070');
     assert.equal(cfg.admin.listen, '[::1]:9090');
-    assert.deepEqual(cfg.runner.keys, full.runner.keys);
+    assert.deepEqual(cfg.runner.keys, [{ ...full.runner.keys[0], expires_at: Date.UTC(2027, 0, 1) }, full.runner.keys[1]]);
   });
 
   test('route ids default to the route index as a string', () => {

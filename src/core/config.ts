@@ -36,6 +36,40 @@ const Duration = v.pipe(
   v.check((n) => !Number.isNaN(n), 'expected a duration such as "2s", "500ms" or a number of milliseconds'),
 );
 
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * Parses an RFC 3339 timestamp, whose offset (`Z` or `±hh:mm`) is
+ * mandatory, into milliseconds since the epoch. Returns NaN for anything
+ * else: no offset, a short offset (`+05`), a day the month does not have.
+ *
+ * @example
+ * parseTimestamp('2027-01-01T02:00:00+02:00') // 1798761600000
+ * parseTimestamp('2020-01-01T00:00:00+05')    // NaN
+ */
+export function parseTimestamp(input: string): number {
+  const m = RFC3339.exec(input);
+  if (!m) return NaN;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+  const offH = Number(m[9] ?? 0);
+  const offM = Number(m[10] ?? 0);
+  const d = new Date(0);
+  d.setUTCFullYear(year, month - 1, day);
+  if (month < 1 || month > 12 || d.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59 || offH > 23 || offM > 59) return NaN;
+  const ms = m[7] ? Number(`${m[7].slice(1)}00`.slice(0, 3)) : 0;
+  const offset = (m[8] === '-' ? -1 : 1) * (offH * 60 + offM) * 60_000;
+  return d.getTime() + ((hour * 60 + minute) * 60 + second) * 1000 + ms - offset;
+}
+
+const TIMESTAMP_MESSAGE = 'expected an ISO 8601 timestamp with a "Z" or "±hh:mm" offset (RFC 3339), such as "2027-01-01T00:00:00Z"';
+
+/** An RFC 3339 timestamp, parsed to ms since the epoch at validation. */
+const Timestamp = v.pipe(
+  v.string(TIMESTAMP_MESSAGE),
+  v.transform(parseTimestamp),
+  v.check((n) => !Number.isNaN(n), TIMESTAMP_MESSAGE),
+);
+
 const Listen = v.pipe(
   v.string(),
   v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:8080"'),
@@ -201,7 +235,8 @@ const KeySchema = v.pipe(
     id: v.pipe(v.string(), v.minLength(1)),
     secret: v.optional(v.pipe(v.string(), v.minLength(16, 'expected at least 16 characters'))),
     secret_env: v.optional(v.pipe(v.string(), v.minLength(1))),
-    expires_at: v.optional(v.pipe(v.string(), v.isoTimestamp('expected an ISO 8601 timestamp such as "2027-01-01T00:00:00Z"'))),
+    /** ms since the epoch after validation */
+    expires_at: v.optional(Timestamp),
   }),
   v.check((k) => (k.secret === undefined) !== (k.secret_env === undefined), 'expected exactly one of "secret" or "secret_env"'),
 );

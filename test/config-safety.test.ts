@@ -1,0 +1,50 @@
+/**
+ * Config checks that close holes (README "Security model"):
+ * - `expires_at` is RFC 3339 with a mandatory offset (`Z` or `±hh:mm`),
+ *   parsed once into ms since the epoch; anything else is a problem naming
+ *   the field, so no key "expires" at NaN (never).
+ * Checked by `parseConfig` and by `hookgate validate`.
+ */
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigError, parseConfig, parseTimestamp } from '../src/core/config.ts';
+import { runCli, writeConfig } from './helpers/processes.ts';
+import { scope, tempDir } from './helpers/scope.ts';
+
+function problemsOf(input: Record<string, unknown>): string[] {
+  try {
+    parseConfig(input);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError);
+    return err.problems;
+  }
+  return [];
+}
+
+const key = (expires_at: string) => ({ runner: { keys: [{ id: 'k', secret_env: 'K', expires_at }] } });
+
+describe('expires_at', () => {
+  test('RFC 3339 with Z or ±hh:mm is parsed to ms since the epoch', () => {
+    assert.equal(parseConfig(key('2027-01-01T00:00:00Z')).runner.keys[0].expires_at, Date.UTC(2027, 0, 1));
+    assert.equal(parseConfig(key('2027-01-01T05:30:00.250+05:30')).runner.keys[0].expires_at, Date.UTC(2027, 0, 1, 0, 0, 0, 250));
+    assert.equal(parseConfig(key('2026-12-31T23:00:00-01:00')).runner.keys[0].expires_at, Date.UTC(2027, 0, 1));
+  });
+
+  for (const bad of ['2020-01-01T00:00:00+05', '2020-01-01T00:00:00', '2020-01-01', '2021-02-29T00:00:00Z', '2020-01-01T24:00:00Z', '2020-01-01T00:00:00+05:60', 'tomorrow']) {
+    test(`"${bad}" is a problem naming the field`, () => {
+      const problems = problemsOf(key(bad));
+      assert.equal(problems.length, 1, JSON.stringify(problems));
+      assert.match(problems[0], /^runner\.keys\[0\]\.expires_at: expected an ISO 8601 timestamp with a "Z" or "±hh:mm" offset \(RFC 3339\)/);
+      assert.ok(Number.isNaN(parseTimestamp(bad)));
+    });
+  }
+
+  test('hookgate validate refuses the timestamp that used to validate and never expire', async (t) => {
+    const s = scope(t);
+    const file = writeConfig(tempDir(s), key('2020-01-01T00:00:00+05'));
+    const res = await runCli(['validate', file]);
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /runner\.keys\[0\]\.expires_at: expected an ISO 8601 timestamp with a "Z" or "±hh:mm" offset/);
+  });
+});
