@@ -2,7 +2,9 @@
  * Config checks that close holes (README "Security model"):
  * - `expires_at` is RFC 3339 with a mandatory offset (`Z` or `±hh:mm`),
  *   parsed once into ms since the epoch; anything else is a problem naming
- *   the field, so no key "expires" at NaN (never).
+ *   the field, so no key "expires" at NaN (never);
+ * - `{host}` in the host part of a proxy `upstream` or redirect `to` needs
+ *   a route whose domain match is exact, or any client picks the upstream.
  * Checked by `parseConfig` and by `hookgate validate`.
  */
 
@@ -46,5 +48,60 @@ describe('expires_at', () => {
     const res = await runCli(['validate', file]);
     assert.equal(res.code, 1);
     assert.match(res.stderr, /runner\.keys\[0\]\.expires_at: expected an ISO 8601 timestamp with a "Z" or "±hh:mm" offset/);
+  });
+});
+
+describe('{host} in the host part of a template', () => {
+  const proxy = (upstream: string, domain?: string, extra: Record<string, unknown> = {}) => ({
+    routes: [{ ...(domain === undefined ? {} : { match: { domain } }), action: { type: 'proxy', upstream }, ...extra }],
+  });
+  const HOST_PROBLEM = /puts \{host\} in the URL's host part, so any client could pick where the request goes/;
+
+  for (const [upstream, domain] of [
+    ['http://{host}/', undefined],
+    ['http://{host}:8080{path}', '*.example.com'],
+    ['https://backend-{host}.internal/', 'api.example.com, **.example.org'],
+    ['http:{host}/x', 'cdn-*.example.com'],
+    ['//{host}/x', undefined],
+    ['{host}/x', undefined],
+    ['http://user@{host}?q=1', undefined],
+  ] as const) {
+    test(`"${upstream}" on a route matching ${domain ?? 'any domain'} is refused`, () => {
+      const problems = problemsOf(proxy(upstream, domain));
+      assert.equal(problems.length, 1, JSON.stringify(problems));
+      assert.match(problems[0], /^routes\[0\]\.action\.upstream: /);
+      assert.match(problems[0], HOST_PROBLEM);
+    });
+  }
+
+  test('allowed on a route that lists exact domains, and anywhere after the host part', () => {
+    assert.deepEqual(problemsOf(proxy('http://{host}:8080/', 'api.example.com, www.example.com')), []);
+    assert.deepEqual(problemsOf(proxy('http://backend.internal/{host}{path}', '*.example.com')), []);
+    assert.deepEqual(problemsOf(proxy('http://backend.internal{path}?for={host}')), []);
+    assert.deepEqual(problemsOf(proxy('http://backend.internal{query}{host}')), []);
+  });
+
+  test('a named action, a redirect and a fallback are checked on each route that uses them', () => {
+    const problems = problemsOf({
+      routes: [
+        { id: 'named', match: { domain: '*.example.com' }, action: 'up' },
+        { id: 'exact', match: { domain: 'a.example.com' }, action: 'up' },
+        { id: 'moved', action: { type: 'redirect', to: 'https://{host}/new' } },
+        { id: 'fb', action: { type: 'proxy', upstream: 'http://backend.internal', fallback: 'away' } },
+      ],
+      actions: { up: { type: 'proxy', upstream: 'http://{host}' }, away: { type: 'redirect', to: 'https://{host}.example.net/' } },
+    });
+    assert.equal(problems.length, 3, JSON.stringify(problems));
+    assert.match(problems[0], /^routes\[0\]\.action: action "up": "http:\/\/\{host\}" puts \{host\}/);
+    assert.match(problems[1], /^routes\[2\]\.action\.to: "https:\/\/\{host\}\/new" puts \{host\}/);
+    assert.match(problems[2], /^routes\[3\]\.action\.fallback: action "away": /);
+  });
+
+  test('hookgate validate refuses it', async (t) => {
+    const s = scope(t);
+    const file = writeConfig(tempDir(s), proxy('http://{host}/', '**'));
+    const res = await runCli(['validate', file]);
+    assert.equal(res.code, 1);
+    assert.match(res.stderr, /routes\[0\]\.action\.upstream: "http:\/\/\{host\}\/" puts \{host\} in the URL's host part/);
   });
 });

@@ -407,10 +407,47 @@ function referenceProblems(input: Record<string, unknown>): string[] {
     }
     const m = obj(r.match);
     const str = (x: unknown) => (typeof x === 'string' ? x : undefined);
+    if (action && !isExactDomain(str(m.domain))) {
+      const fallback = action.type === 'proxy' && typeof action.fallback === 'string' ? action.fallback : undefined;
+      const checks: Array<[string, Record<string, unknown>, string]> = [
+        [typeof r.action === 'string' ? `routes[${index}].action` : `routes[${index}].action.${action.type === 'redirect' ? 'to' : 'upstream'}`, action, typeof r.action === 'string' ? `action "${r.action}": ` : ''],
+      ];
+      if (fallback) checks.push([`routes[${index}].action.fallback`, obj(actions[fallback]), `action "${fallback}": `]);
+      for (const [at, a, which] of checks) {
+        const tpl = a.type === 'proxy' ? a.upstream : a.type === 'redirect' ? a.to : undefined;
+        if (typeof tpl !== 'string' || !templateAuthority(tpl).includes('{host}')) continue;
+        problems.push(
+          `${at}: ${which}"${tpl}" puts {host} in the URL's host part, so any client could pick where the request goes; ` +
+            'use {host} there only on a route whose match.domain lists exact domains (no "*"), or write the host into the template',
+        );
+      }
+    }
     for (const p of matchProblems({ domain: str(m.domain), path: str(m.path) })) problems.push(`routes[${index}].match.${p}`);
   });
   for (const [name, a] of Object.entries(actions)) fallbackProblem(`actions.${name}`, obj(a));
   return problems;
+}
+
+/**
+ * The authority part (host and port) of a URL template: after a literal
+ * `scheme:` and the slashes that follow it, or after a leading `//`; a
+ * template that starts with neither a scheme nor `/` (e.g. `{host}/x`) is
+ * read from its start. It ends at the first `/`, backslash, `?`, `#`,
+ * `{path}` or `{query}`. A template that starts with one `/` (a path) has none ('').
+ */
+function templateAuthority(tpl: string): string {
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(tpl) ?? /^[/\\]{2,}/.exec(tpl);
+  if (!scheme && /^[/\\]/.test(tpl)) return '';
+  const rest = tpl.slice(scheme?.[0].length ?? 0);
+  const end = rest.search(/[/\\?#]|\{(?:path|query)\}/);
+  return end < 0 ? rest : rest.slice(0, end);
+}
+
+/** True when a route's `match.domain` lists only exact domains: a Host that matches it is one the author wrote. */
+function isExactDomain(domain: string | undefined): boolean {
+  if (domain === undefined) return false;
+  const parts = domain.split(',').map((d) => d.trim());
+  return parts.every((d) => d !== '' && !d.includes('*'));
 }
 
 /** A config that failed validation; `problems` has one line per problem, each naming its field. */
