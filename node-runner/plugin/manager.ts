@@ -734,18 +734,24 @@ export class PluginManager {
 
 /**
  * What makes a plugin a different process: its program, arguments,
- * environment, working directory and pinned checksum. A change to any of
+ * environment (`env`, `inherit_env`), working directory and pinned checksum. A change to any of
  * them restarts it; other settings do not. For an attached plugin, its
  * attach settings: a change replaces its health checks and pool.
  */
 function definitionKey(p: PluginConfig): string {
   if (p.attach) return JSON.stringify(['attach', p.attach]);
-  return JSON.stringify([p.path, p.command, p.args, p.env, p.cwd, p.sha256]);
+  // inherit_env only when set, so the definitions (and spec hashes) of plugins without it stay as they were.
+  return JSON.stringify([p.path, p.command, p.args, p.env, p.cwd, p.sha256, ...(p.inherit_env ? ['inherit_env'] : [])]);
 }
 
-/** The `spec_hash` the keeper records: the sha256 of a definitionKey. */
+/**
+ * The `spec_hash` the keeper records: the sha256 of a definitionKey, under
+ * a generation tag. The tag changed when plugins stopped inheriting the
+ * runner's environment, so a process an older runner left with the keeper
+ * (holding that environment) is replaced once rather than adopted.
+ */
 function specHash(key: string): string {
-  return createHash('sha256').update(key).digest('hex');
+  return createHash('sha256').update(`minimal-env\n${key}`).digest('hex');
 }
 
 /** What a runner found at its first apply with a keeper (see `#recover`). */

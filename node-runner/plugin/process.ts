@@ -1,7 +1,7 @@
 /**
  * @module plugin/process
- * One plugin child process and its supervision: start (with the handshake
- * variables and the sha256 pin), the stdin/stdout JSON lines of docs/protocol.md
+ * One plugin child process and its supervision: start (with a minimal
+ * environment, the handshake variables and the sha256 pin), the stdin/stdout JSON lines of docs/protocol.md
  * §1, restarts with exponential backoff, the ready deadline, and the stop
  * sequence (close stdin, SIGTERM, SIGKILL).
  *
@@ -70,6 +70,36 @@ export function sha256File(path: string): Promise<string> {
       .on('data', (c) => hash.update(c))
       .on('end', () => resolve(hash.digest('hex')));
   });
+}
+
+/** The runner's variables every plugin gets (besides PATH and LC_*): what programs need to run, nothing secret. */
+const BASE_ENV = ['HOME', 'LANG', 'TZ', 'TMPDIR'];
+
+/**
+ * The environment a plugin starts with, on both spawn paths (directly and
+ * through the keeper). Minimal unless the plugin says `inherit_env: true`:
+ * PATH (the runner's Node first, so `#!/usr/bin/env node` plugins run on
+ * the runtime the runner runs on), HOME, LANG, LC_*, TZ and TMPDIR from the
+ * runner, then the plugin's own `env`, then the handshake variables. The
+ * runner's other variables (its keys, the config stream's credential) stay
+ * out of the plugin's reach.
+ *
+ * @example
+ * pluginEnv({ env: { MODE: 'strict' } } as PluginConfig) // { PATH: '/opt/node/bin:/usr/bin', HOME: ..., MODE: 'strict', HOOKGATE_PLUGIN_MAGIC_COOKIE: ..., ... }
+ */
+export function pluginEnv(cfg: Pick<PluginConfig, 'env' | 'inherit_env'>, from: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const base: Record<string, string> = {};
+  for (const [k, v] of Object.entries(from)) {
+    if (v !== undefined && (cfg.inherit_env || BASE_ENV.includes(k) || k.startsWith('LC_'))) base[k] = v;
+  }
+  const inherited = from.PATH ?? '';
+  return {
+    ...base,
+    PATH: dirname(process.execPath) + (inherited ? delimiter + inherited : ''),
+    ...cfg.env,
+    [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE,
+    [PROTOCOL_VERSIONS_KEY]: PROTOCOL_VERSION,
+  };
 }
 
 /**
@@ -218,16 +248,7 @@ export class PluginProcess {
 
   #spawn(program: string, args: string[]): void {
     const cfg = this.config;
-    // Put our own Node first on PATH, so `#!/usr/bin/env node` plugins run on
-    // the runtime the runner runs on (the project's pinned Node, not the system's).
-    const inherited = process.env.PATH ?? '';
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      PATH: dirname(process.execPath) + (inherited ? delimiter + inherited : ''),
-      ...cfg.env,
-      [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE,
-      [PROTOCOL_VERSIONS_KEY]: PROTOCOL_VERSION,
-    };
+    const env = pluginEnv(cfg);
     const spawn = this.#opts.spawn ?? nodeSpawn;
     let child: ChildProcess;
     try {

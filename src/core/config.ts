@@ -136,6 +136,8 @@ const PluginSchema = v.pipe(
     command: v.optional(v.pipe(v.array(v.string()), v.minLength(1, 'expected at least the program'))),
     args: v.optional(v.array(v.string()), []),
     env: v.optional(v.record(v.string(), v.string()), {}),
+    /** start with the runner's whole environment instead of a minimal one (PATH, HOME, LANG, LC_*, TZ, TMPDIR) */
+    inherit_env: v.optional(v.boolean()),
     cwd: v.optional(v.string()),
     on_error: v.optional(OnError, 'deny'),
     with_body: v.optional(v.boolean(), false),
