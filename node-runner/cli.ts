@@ -22,6 +22,7 @@ import { PluginProcess } from './plugin/process.ts';
 import { SocketPool } from './plugin/pool.ts';
 import { Reaper } from './plugin/reaper.ts';
 import { listenersOf, Runner, type Listeners } from './runner.ts';
+import { lockStateDir } from './state-dir.ts';
 import { ConfigStream, streamConfig } from './config-stream.ts';
 import { configInput } from '../src/core/config-doc.ts';
 
@@ -31,7 +32,8 @@ const USAGE = `usage:
       Changing the file or SIGHUP reloads it; SIGTERM drains and exits.
       Plugins are held by a keeper process and survive a crashed or
       restarted runner (docs/keeper.md); its socket and the plugin snapshot
-      are in --state-dir (default: <config folder>/.hookgate-state). Knob:
+      are in --state-dir (default: <config folder>/.hookgate-state), which
+      must be private (0700 when created) and has one runner at a time. Knob:
       HOOKGATE_KEEPER_GRACE_MS (60000), how long plugins outlive a runner
       that does not come back.
   hookgate serve --config-url <url> --config-key-env <NAME> [--config <bootstrap.json5>] [--state-dir <dir>]
@@ -244,6 +246,7 @@ async function pluginCall(args: string[]): Promise<number> {
  * stops the plugins (bounded) and exits 1; the keeper's grace covers the rest.
  */
 async function serve(configFile: string, stateDir: string | null, onListening?: (runner: Runner) => void): Promise<number> {
+  if (stateDir !== null && !(await holdStateDir(stateDir))) return 1;
   const log = createLogger();
   const runner = new Runner({ logger: log, configFile, stateDir: stateDir ?? undefined });
   const fatal = (err: unknown) => {
@@ -292,6 +295,23 @@ async function serve(configFile: string, stateDir: string | null, onListening?: 
   return 0;
 }
 
+/**
+ * Takes the state dir for this process (`lockStateDir`: private, one
+ * runner), released when the process exits. False, with the reason on
+ * stderr, when another runner holds it or it is not private.
+ */
+async function holdStateDir(dir: string): Promise<boolean> {
+  try {
+    const lock = await lockStateDir(dir);
+    process.on('exit', () => lock.release());
+    return true;
+  } catch (err) {
+    if (!isHookgateError(err, 'STATE_DIR_LOCKED') && !isHookgateError(err, 'UNSAFE_PATH')) throw err;
+    process.stderr.write(`hookgate: ${err.message}\n`);
+    return false;
+  }
+}
+
 /** A positive integer of milliseconds from the environment (a test/ops knob), or undefined. */
 function envMs(name: string): number | undefined {
   const raw = process.env[name];
@@ -317,6 +337,7 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
     authRetryMs: envMs('HOOKGATE_STREAM_AUTH_RETRY_MS'),
   };
   const readTimeoutMs = envMs('HOOKGATE_STREAM_READ_TIMEOUT_MS');
+  if (!(await holdStateDir(opts.stateDir))) return 1;
   const log = createLogger();
   let bootstrap: Config | null = null;
   if (opts.bootstrap) {

@@ -17,7 +17,9 @@
  * when the socket is reachable (`onReady`) and when it is not (`onDown`).
  */
 
+import { lstatSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { dirname } from 'node:path';
 import type { PluginConfig } from '../../src/core/config.ts';
 import type { HookgateError } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/log.ts';
@@ -43,7 +45,10 @@ export interface AttachedPluginOptions {
  * both states: while down to notice it come back, while attached so that a
  * plugin that went away without traffic is reported down too. A check is a
  * connect that is closed as soon as it succeeds; it fails on a connect
- * error or when it has not connected within the interval.
+ * error or when it has not connected within the interval. A socket that
+ * someone else could have placed (`socketProblem`: a world-writable folder
+ * without the sticky bit, another user's socket) fails the check without
+ * a connect, so nothing is ever sent to it.
  *
  * How a failed hook call reaches it: the manager calls `callFailed(err)`
  * for every failed call. A `PLUGIN_UNAVAILABLE` failure (connect refused,
@@ -74,8 +79,8 @@ export class AttachedPlugin {
   #failures = 0;
   #lastError = '';
   #timer: TimerHandle | null = null;
-  /** the check in flight, if any */
-  #probe: { socket: Socket; timer: TimerHandle } | null = null;
+  /** the check in flight, if any (no socket: refused before connecting) */
+  #probe: { socket: Socket | null; timer: TimerHandle | null } | null = null;
 
   constructor(name: string, config: PluginConfig, opts: AttachedPluginOptions) {
     if (!config.attach) throw new TypeError(`plugin "${name}" has no attach settings`);
@@ -141,6 +146,11 @@ export class AttachedPlugin {
     if (this.#probe || this.#state === 'stopped') return;
     this.#clock.clearTimeout(this.#timer);
     this.#timer = null;
+    const unsafe = socketProblem(this.socketPath, this.config.attach?.uid);
+    if (unsafe) {
+      this.#probe = { socket: null, timer: null };
+      return this.#checked(unsafe, true);
+    }
     const socket = connect(this.socketPath);
     const timer = this.#clock.setTimeout(() => this.#checked(`no connection within ${this.#interval} ms`), this.#interval, true);
     this.#probe = { socket, timer };
@@ -149,7 +159,8 @@ export class AttachedPlugin {
     socket.once('error', (err: NodeJS.ErrnoException) => this.#checked(err.code ?? err.message));
   }
 
-  #checked(problem: string): void {
+  /** `refused`: the socket was not tried, because `socketProblem` found it unsafe. */
+  #checked(problem: string, refused = false): void {
     if (!this.#probe) return;
     this.#endProbe();
     if (this.#state === 'stopped') return;
@@ -163,8 +174,10 @@ export class AttachedPlugin {
       }
     } else {
       this.#failures++;
-      this.#lastError = `plugin "${this.name}": cannot connect to ${this.socketPath} (${problem})`;
-      if (this.#state === 'attached' || this.#failures === 1) {
+      this.#lastError = `plugin "${this.name}": ${refused ? 'refusing to connect to' : 'cannot connect to'} ${this.socketPath} (${problem})`;
+      if (refused && (this.#state === 'attached' || this.#failures === 1)) {
+        this.#log.error({ socket: this.socketPath, err: problem }, "refusing to connect to the attached plugin's socket: someone else could have put it there; its calls get on_error verdicts");
+      } else if (this.#state === 'attached' || this.#failures === 1) {
         this.#log.warn({ socket: this.socketPath, err: problem }, 'attached plugin unreachable; its calls get on_error verdicts until it is back');
       }
       if (this.#state === 'attached') {
@@ -183,8 +196,46 @@ export class AttachedPlugin {
     this.#probe = null;
     if (!probe) return;
     this.#clock.clearTimeout(probe.timer);
-    probe.socket.removeAllListeners();
-    probe.socket.on('error', () => {});
-    probe.socket.destroy();
+    probe.socket?.removeAllListeners();
+    probe.socket?.on('error', () => {});
+    probe.socket?.destroy();
+  }
+}
+
+/**
+ * Why a socket at `path` may be someone else's ('' when it is fine, or
+ * when it does not exist yet: connecting says so). Refused: a folder
+ * every user may write to without the sticky bit (anyone could put their
+ * own socket there), and a socket (or the symlink to it) owned by a user
+ * other than the runner's, root, or `allowedUid` (`attach.uid`).
+ *
+ * @example
+ * socketProblem('/tmp/open/auth.sock') // 'its folder /tmp/open is writable by every user and has no sticky bit, ...'
+ */
+export function socketProblem(path: string, allowedUid?: number): string {
+  const me = process.getuid?.();
+  if (me === undefined) return '';
+  const folder = dirname(path);
+  try {
+    const d = statSync(folder);
+    if (d.mode & 0o002 && !(d.mode & 0o1000)) return `its folder ${folder} is writable by every user and has no sticky bit, so anyone could put a socket there; use a folder only the plugin's user can write`;
+  } catch {
+    return '';
+  }
+  for (const st of socketStats(path)) {
+    if (st.uid !== me && st.uid !== 0 && st.uid !== allowedUid) {
+      return `it is owned by uid ${st.uid}, not by this user (uid ${me}) or root; if that user runs the plugin, say so with attach.uid: ${st.uid}`;
+    }
+  }
+  return '';
+}
+
+/** The socket's own stat and, when it is a symlink, its target's ([] when it does not exist). */
+function socketStats(path: string): Array<{ uid: number }> {
+  try {
+    const link = lstatSync(path);
+    return link.isSymbolicLink() ? [link, statSync(path)] : [link];
+  } catch {
+    return [];
   }
 }

@@ -14,9 +14,10 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { LineSplitter } from '../lines.ts';
+import { processStat } from '../state-dir.ts';
 import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 
 /** How a runner asks for a plugin to be started. */
@@ -55,19 +56,6 @@ interface Held {
   pushes: Map<string, { seq: number; line: string }>;
   held: string[];
   exited: boolean;
-}
-
-/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or null without /proc. */
-function processStartTime(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is field 3 (state), so field 22 is fields[19].
-    const v = Number(fields[19]);
-    return Number.isFinite(v) ? v : null;
-  } catch {
-    return null;
-  }
 }
 
 function main(): void {
@@ -158,7 +146,7 @@ function main(): void {
     child.stderr?.on('data', (c: string) => err.push(c));
     child.on('spawn', () => {
       p.pid = child.pid!;
-      p.startTime = processStartTime(p.pid);
+      p.startTime = processStat(p.pid)?.startTime ?? null;
       send({ type: 'started', id, pid: p.pid, start_time: p.startTime });
     });
     child.on('exit', () => {

@@ -126,6 +126,8 @@ const AttachSchema = v.strictObject({
   socket_host_path: v.optional(v.pipe(v.string(), v.minLength(1))),
   /** how often an unreachable plugin's socket is tried again */
   health_interval: v.optional(Duration, 2_000),
+  /** the user id that may own the socket besides the runner's own user and root (a sidecar running as another user) */
+  uid: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0, 'expected a user id'))),
 });
 
 const PluginSchema = v.pipe(

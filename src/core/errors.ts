@@ -23,6 +23,10 @@ export type ErrorCode =
   | 'CHECKSUM_MISMATCH'
   /** a plugin could not be started */
   | 'SPAWN_FAILED'
+  /** a state dir or socket folder others could tamper with (wrong owner, writable by others) */
+  | 'UNSAFE_PATH'
+  /** another runner holds the state dir */
+  | 'STATE_DIR_LOCKED'
   /** the config is invalid */
   | 'BAD_CONFIG'
   /** the upstream could not be reached (connection refused, reset, DNS) */
