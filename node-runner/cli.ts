@@ -7,7 +7,7 @@
  * the plugin host and the config loader.
  */
 
-import { watch } from 'node:fs';
+import { readFileSync, watch } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,7 +23,9 @@ import { SocketPool } from './plugin/pool.ts';
 import { Reaper } from './plugin/reaper.ts';
 import { listenersOf, Runner, type Listeners } from './runner.ts';
 import { lockStateDir } from './state-dir.ts';
-import { ConfigStream, streamConfig } from './config-stream.ts';
+import { ConfigStream, LAST_GOOD_FILE, streamConfig } from './config-stream.ts';
+import { parsePin, sourceFetch, urlProblem } from './config-tls.ts';
+import type { PluginsFromStream, StreamPolicy } from './stream-policy.ts';
 import { configInput } from '../src/core/config-doc.ts';
 
 const USAGE = `usage:
@@ -37,11 +39,20 @@ const USAGE = `usage:
       HOOKGATE_KEEPER_GRACE_MS (60000), how long plugins outlive a runner
       that does not come back.
   hookgate serve --config-url <url> --config-key-env <NAME> [--config <bootstrap.json5>] [--state-dir <dir>]
+                 [--config-ca <ca.pem>] [--config-pin sha256:<hex>]... [--insecure-config-url]
+                 [--plugins-from-stream allowlist|any]
       Follows a config stream (docs/protocol.md §3, e.g. a config-server's
-      http://HOST:PORT/v1/stream), presenting the key held in the environment
-      variable NAME. Listeners (gateway, admin, runner.listen) come from the
-      bootstrap file, else 127.0.0.1:8080 and 127.0.0.1:9090; the stream
-      carries routes, actions, plugins and keys. The last good config is kept
+      https://HOST:PORT/v1/stream), presenting the key held in the environment
+      variable NAME once the source is verified: --config-ca trusts these CAs
+      instead of the system's; --config-pin (repeatable) accepts a certificate
+      whose public key (SPKI DER) has this SHA-256, self-signed included.
+      http:// is refused unless the host is loopback or --insecure-config-url.
+      Listeners (gateway, admin, runner.listen) come from the bootstrap file,
+      else 127.0.0.1:8080 and 127.0.0.1:9090; the stream carries routes,
+      actions, plugins and keys (secret_env references only). Streamed
+      plugins may only name programs and sockets listed in the bootstrap's
+      runner.plugins_allowed (--plugins-from-stream=allowlist, the default;
+      "any" trusts the source with any program). The last good config is kept
       in --state-dir (default: <bootstrap folder>/.hookgate-state, else
       ./.hookgate-state) and served at start; without one, the bootstrap's
       items are. SIGHUP reconnects the stream. Test/ops knobs (environment):
@@ -49,8 +60,11 @@ const USAGE = `usage:
       HOOKGATE_STREAM_HEALTHY_MS (60000), HOOKGATE_STREAM_AUTH_RETRY_MS (60000),
       HOOKGATE_STREAM_READ_TIMEOUT_MS (45000).
   hookgate config-server --config <file.json5> --listen <host:port> --key-env <NAME>
+                         [--tls-cert <cert.pem> --tls-key <key.pem> | --insecure-http]
       Serves a config file as a config stream to runners; edits are sent as
       they are saved. The key runners present is in the environment variable NAME.
+      With --tls-cert/--tls-key it serves HTTPS and logs its pin; plain HTTP
+      is refused on an address that is not loopback unless --insecure-http.
   hookgate demo
       Serves the demo in examples/demo (npm start): two upstreams, the
       example auth plugin and a push-only plugin; prints curl commands.
@@ -82,12 +96,19 @@ async function main(argv: string[]): Promise<number> {
           'config-url': { type: 'string' },
           'config-key-env': { type: 'string' },
           'state-dir': { type: 'string' },
+          'insecure-config-url': { type: 'boolean', default: false },
+          'config-ca': { type: 'string' },
+          'config-pin': { type: 'string', multiple: true, default: [] },
+          'plugins-from-stream': { type: 'string', default: 'allowlist' },
         },
       });
       const url = values['config-url'];
       if (!url) {
         if (!values.config) throw new UsageError('serve needs --config <file> or --config-url <url>');
-        if (values['config-key-env']) throw new UsageError('--config-key-env goes with --config-url');
+        for (const flag of ['config-key-env', 'insecure-config-url', 'config-ca', 'config-pin'] as const) {
+          if (values[flag] === undefined || values[flag] === false || (Array.isArray(values[flag]) && !values[flag].length)) continue;
+          throw new UsageError(`--${flag} goes with --config-url`);
+        }
         return serve(values.config, resolve(values['state-dir'] ?? join(dirname(resolve(values.config)), '.hookgate-state')));
       }
       let parsed: URL;
@@ -96,7 +117,25 @@ async function main(argv: string[]): Promise<number> {
       } catch {
         throw new UsageError(`--config-url: expected an http(s) URL, got "${url}"`);
       }
-      if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new UsageError(`--config-url: expected an http(s) URL, got "${url}"`);
+      const urlWrong = urlProblem(parsed, values['insecure-config-url']);
+      if (urlWrong) throw new UsageError(urlWrong);
+      if (parsed.protocol !== 'https:' && (values['config-ca'] || values['config-pin'].length)) throw new UsageError('--config-ca and --config-pin need an https --config-url');
+      const mode = values['plugins-from-stream'];
+      if (mode !== 'allowlist' && mode !== 'any') throw new UsageError(`--plugins-from-stream: expected "allowlist" or "any", got "${mode}"`);
+      let pins: string[];
+      try {
+        pins = values['config-pin'].map(parsePin);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      let ca: string | undefined;
+      if (values['config-ca']) {
+        try {
+          ca = readFileSync(values['config-ca'], 'utf8');
+        } catch (err) {
+          throw new UsageError(`--config-ca: cannot read ${values['config-ca']} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+        }
+      }
       const keyEnv = values['config-key-env'];
       if (!keyEnv) throw new UsageError('--config-url needs --config-key-env <NAME>: the environment variable holding the key the config source expects');
       const key = process.env[keyEnv];
@@ -105,7 +144,7 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       const stateDir = resolve(values['state-dir'] ?? (values.config ? join(dirname(resolve(values.config)), '.hookgate-state') : '.hookgate-state'));
-      return serveStream({ url, key, bootstrap: values.config, stateDir });
+      return serveStream({ url, key, bootstrap: values.config, stateDir, fetch: sourceFetch({ ca, pins }), plugins: mode });
     }
     case 'config-server':
       return (await import('./config-server.ts')).configServerMain(rest);
@@ -259,6 +298,7 @@ async function serve(configFile: string, stateDir: string | null, onListening?: 
   process.on('unhandledRejection', fatal);
   try {
     const config = await loadConfigFile(configFile, (w) => log.warn({ file: configFile }, w));
+    if (config.runner.plugins_allowed) log.warn({ file: configFile }, 'runner.plugins_allowed only limits configs from a config stream (serve --config-url); a config file is trusted as a whole');
     await runner.start(listenersOf(config), config);
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -329,7 +369,7 @@ function envMs(name: string): number | undefined {
  * (when it has any); without either, the gateway answers 503 and /readyz
  * says not ready until the stream delivers. SIGHUP reconnects the stream.
  */
-async function serveStream(opts: { url: string; key: string; bootstrap?: string; stateDir: string }): Promise<number> {
+async function serveStream(opts: { url: string; key: string; bootstrap?: string; stateDir: string; fetch: typeof fetch; plugins: PluginsFromStream }): Promise<number> {
   const backoff = {
     baseMs: envMs('HOOKGATE_STREAM_BACKOFF_MS'),
     maxMs: envMs('HOOKGATE_STREAM_BACKOFF_MAX_MS'),
@@ -358,15 +398,20 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
     admin: { listen: listeners.admin },
     runner: listeners.runner ? { listen: listeners.runner } : {},
   };
+  // What the stream may start is this runner's decision, from its own bootstrap file and flags.
+  const policy: StreamPolicy = { plugins: opts.plugins, allowed: bootstrap?.runner.plugins_allowed ?? [] };
+  if (policy.plugins === 'any') log.warn('--plugins-from-stream=any: the config source may start any program as this runner\'s user');
   let persisted = ConfigStream.loadPersisted(opts.stateDir, log);
   let initial: Config | null = null;
   if (persisted) {
     try {
-      initial = streamConfig(configInput(persisted.doc, local));
+      // Checked like a config from the stream, against today's allow-list: a
+      // saved file must not become a way in.
+      initial = streamConfig(configInput(persisted.doc, local), policy);
       log.info({ dir: opts.stateDir, routes: initial.routes.length }, 'serving the last good config until the stream delivers');
     } catch (err) {
       const problems = (err as { problems?: string[] }).problems ?? [(err as Error).message];
-      log.warn({ dir: opts.stateDir, problems }, 'the last good config is invalid here; starting without it');
+      log.error({ file: join(opts.stateDir, LAST_GOOD_FILE), problems }, 'the last good config is refused (invalid, or not allowed by this runner); not running it, starting without it');
       persisted = null;
     }
   }
@@ -383,6 +428,8 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
   const stream = new ConfigStream({
     url: opts.url,
     key: opts.key,
+    fetch: opts.fetch,
+    policy,
     local,
     onConfig: (config) => runner.apply(config),
     stateDir: opts.stateDir,

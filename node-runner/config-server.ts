@@ -2,7 +2,7 @@
  * @module config-server
  * `hookgate config-server`: serves a config file as the config stream of
  * docs/protocol.md §3 (`GET /v1/stream`, Server-Sent Events) to any number of
- * runners (`hookgate serve --config-url http://HOST:PORT/v1/stream`).
+ * runners (`hookgate serve --config-url https://HOST:PORT/v1/stream`).
  *
  * What it owns:
  * - **Items.** The file is read as JSON5 and validated as a whole with
@@ -13,9 +13,15 @@
  *   `command`'s program when it contains a slash, and `cwd` (default: the
  *   file's folder), exactly as `loadConfigFile` resolves them. Paths are
  *   therefore resolved **on the server's machine**; runners elsewhere must
- *   have the plugins at the same absolute paths. Local settings (`gateway`,
- *   `admin`, `runner.listen`) are not items and never leave the server;
- *   `runner.keys` do (a key's `secret` included: prefer `secret_env`).
+ *   have the plugins at the same absolute paths (and allow them in their
+ *   `runner.plugins_allowed`). Local settings (`gateway`, `admin`,
+ *   `runner.listen`) are not items and never leave the server;
+ *   `runner.keys` do, as references only: a key with a literal `secret` is
+ *   a config error here (runners would refuse it), `secret_env` is sent.
+ * - **Transport.** HTTPS with `tls` (`--tls-cert`/`--tls-key`); the CLI
+ *   serves plain HTTP only on a loopback address or with `--insecure-http`.
+ *   With TLS the server reports its pin (`sha256:<hex>` of the
+ *   certificate's public key) for runners' `--config-pin`.
  * - **Versions.** Every item has a version from one counter that only
  *   grows: a new or changed item (deep compare of its data, a route's
  *   `order` included) gets `++counter`, and so does the `delete` of a
@@ -47,10 +53,11 @@
  * stream client), argument wiring into the `hookgate` CLI (`cli.ts`).
  */
 
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -58,8 +65,10 @@ import { ConfigError } from '../src/core/config.ts';
 import { canonicalJson, itemsOf, KINDS, type Kind } from '../src/core/config-doc.ts';
 import type { Logger } from '../src/core/log.ts';
 import { parseWithDiscovery, readConfigInput, resolvePluginPaths } from './config-file.ts';
+import { isLoopbackHost, spkiSha256 } from './config-tls.ts';
 import { KeyRing } from './keys.ts';
 import { createLogger } from './log.ts';
+import { keyProblems } from './stream-policy.ts';
 import { splitListen } from './runner.ts';
 
 /** The path the stream is served at. */
@@ -82,11 +91,15 @@ export interface ConfigServerOptions {
   logger: Logger;
   /** interval of `: heartbeat` comments; default 15000 */
   heartbeatMs?: number;
+  /** serve HTTPS with this certificate (chain) and private key, both PEM */
+  tls?: { cert: string; key: string };
 }
 
 export interface ConfigServer {
-  /** the stream's URL, e.g. `http://127.0.0.1:9000/v1/stream` (the real port when 0 was asked) */
+  /** the stream's URL, e.g. `https://127.0.0.1:9000/v1/stream` (the real port when 0 was asked) */
   url: string;
+  /** with TLS: what runners pass as `--config-pin` (`sha256:<hex>` of the certificate's public key) */
+  pin?: string;
   /** Re-reads the file now (as a watched change does); resolves once handled. Never rejects. */
   reload(): Promise<void>;
   /** Ends every stream, stops watching and closes the listener. Idempotent. */
@@ -166,7 +179,8 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
     for (const res of clients) send(res, chunk);
   };
 
-  const server = createServer((req, res) => handle(req, res));
+  const server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, (req, res) => handle(req, res)) : createServer((req, res) => handle(req, res));
+  const pin = opts.tls ? `sha256:${spkiSha256(new X509Certificate(opts.tls.cert))}` : undefined;
   function handle(req: IncomingMessage, res: ServerResponse): void {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== STREAM_PATH) {
@@ -212,7 +226,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   });
   const addr = server.address() as AddressInfo;
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `http://${host}:${addr.port}${STREAM_PATH}`;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}${STREAM_PATH}`;
 
   // Reloads run one at a time, in order; a client connecting while one
   // persists gets the previous state's put and then this reload's events.
@@ -310,15 +324,18 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
       await chain;
     })());
 
-  return { url, reload, close };
+  return { url, pin, reload, close };
 }
 
 /**
- * `hookgate config-server --config FILE --listen HOST:PORT --key-env NAME`:
- * serves until SIGTERM/SIGINT, then closes and returns 0. Returns 2 for bad
- * arguments or a missing/short key (under 16 characters), 1 for an invalid
- * config file or a listener that cannot start; each with a message on
- * stderr. Logs (pino, stderr) `config server listening` with the `url`.
+ * `hookgate config-server --config FILE --listen HOST:PORT --key-env NAME
+ * [--tls-cert FILE --tls-key FILE | --insecure-http]`: serves until
+ * SIGTERM/SIGINT, then closes and returns 0. Returns 2 for bad arguments,
+ * a missing/short key (under 16 characters), an unreadable certificate or
+ * key, or plain HTTP on an address that is not loopback without
+ * `--insecure-http`; 1 for an invalid config file or a listener that
+ * cannot start; each with a message on stderr. Logs (pino, stderr)
+ * `config server listening` with the `url` (and, with TLS, the `pin`).
  *
  * @example
  * process.exitCode = await configServerMain(['--config', 'hookgate.json5', '--listen', '127.0.0.1:9000', '--key-env', 'HOOKGATE_CONFIG_KEY']);
@@ -328,13 +345,24 @@ export async function configServerMain(argv: string[], env: NodeJS.ProcessEnv = 
     process.stderr.write(`hookgate config-server: ${msg}\n`);
     return code;
   };
-  let values: { config?: string; listen?: string; 'key-env'?: string };
+  const usage = 'usage: hookgate config-server --config <file.json5> --listen <host:port> --key-env <NAME> [--tls-cert <cert.pem> --tls-key <key.pem> | --insecure-http]';
+  let values: { config?: string; listen?: string; 'key-env'?: string; 'tls-cert'?: string; 'tls-key'?: string; 'insecure-http'?: boolean };
   try {
-    ({ values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, listen: { type: 'string' }, 'key-env': { type: 'string' } }, strict: true }));
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string', short: 'c' },
+        listen: { type: 'string' },
+        'key-env': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'insecure-http': { type: 'boolean' },
+      },
+      strict: true,
+    }));
   } catch (err) {
-    return fail(2, `${(err as Error).message}\nusage: hookgate config-server --config <file.json5> --listen <host:port> --key-env <NAME>`);
+    return fail(2, `${(err as Error).message}\n${usage}`);
   }
-  const usage = 'usage: hookgate config-server --config <file.json5> --listen <host:port> --key-env <NAME>';
   if (!values.config) return fail(2, `--config <file> is required\n${usage}`);
   if (!values.listen) return fail(2, `--listen <host:port> is required\n${usage}`);
   if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(values.listen) || Number(values.listen.slice(values.listen.lastIndexOf(':') + 1)) > 65535) {
@@ -345,16 +373,33 @@ export async function configServerMain(argv: string[], env: NodeJS.ProcessEnv = 
   const key = env[name];
   if (!key) return fail(2, `the environment variable ${name} (--key-env) is not set; set it to the key runners present (at least ${MIN_KEY_LENGTH} characters)`);
   if (key.length < MIN_KEY_LENGTH) return fail(2, `the key in ${name} has ${key.length} characters; use at least ${MIN_KEY_LENGTH}`);
+  const certFile = values['tls-cert'];
+  const keyFile = values['tls-key'];
+  if ((certFile === undefined) !== (keyFile === undefined)) return fail(2, `--tls-cert and --tls-key go together\n${usage}`);
+  let tls: { cert: string; key: string } | undefined;
+  if (certFile && keyFile) {
+    if (values['insecure-http']) return fail(2, '--insecure-http and --tls-cert/--tls-key exclude each other');
+    try {
+      tls = { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') };
+    } catch (err) {
+      return fail(2, `cannot read the TLS certificate or key (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: ${(err as NodeJS.ErrnoException).path ?? ''})`);
+    }
+  } else if (!isLoopbackHost(splitListen(values.listen).host) && !values['insecure-http']) {
+    return fail(
+      2,
+      `--listen ${values.listen} is not a loopback address: serve TLS with --tls-cert and --tls-key (runners refuse plain http off loopback), or pass --insecure-http to serve plain http anyway`,
+    );
+  }
 
   const logger = createLogger();
   let server: ConfigServer;
   try {
-    server = await startConfigServer({ configFile: values.config, listen: values.listen, key, logger });
+    server = await startConfigServer({ configFile: values.config, listen: values.listen, key, logger, tls });
   } catch (err) {
     if (err instanceof ConfigError) return fail(1, `${values.config}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`.trimEnd());
     return fail(1, `cannot start: ${(err as Error).message}`);
   }
-  logger.info({ url: server.url }, 'config server listening');
+  logger.info({ url: server.url, ...(server.pin ? { pin: server.pin } : {}) }, 'config server listening');
   const onHup = () => void server.reload();
   process.on('SIGHUP', onHup);
   const signal = await new Promise<NodeJS.Signals>((r) => {
@@ -400,7 +445,10 @@ function putOf(state: State): Record<Kind, Record<string, Record<string, unknown
  */
 async function readItems(file: string, onWarning?: (warning: string) => void): Promise<Record<Kind, Map<string, Record<string, unknown>>>> {
   const raw = await readConfigInput(file);
-  await parseWithDiscovery(raw, dirname(file), onWarning);
+  const config = await parseWithDiscovery(raw, dirname(file), onWarning);
+  // Runners refuse literal secrets from a stream: say so here, before any is sent.
+  const problems = keyProblems(config);
+  if (problems.length) throw new ConfigError(problems);
   const input = raw as { plugins?: Record<string, Record<string, unknown>> } & Parameters<typeof itemsOf>[0];
   resolvePluginPaths(input.plugins ?? {}, dirname(file));
   return itemsOf(input);

@@ -10,7 +10,8 @@
  * What it owns:
  * - **Applying.** Each event is applied to a copy of the document; the
  *   result, merged with the local settings (listeners, never from the
- *   stream), is validated; only a valid result is passed to `onConfig` and
+ *   stream), is validated, the runner's policy included (`stream-policy.ts`:
+ *   plugins only from the allow-list, keys only as references); only a valid result is passed to `onConfig` and
  *   committed. An invalid one is logged with every problem, each naming its
  *   item (`routes/<id>.action: ...`), and the previous config keeps
  *   serving; the stream goes on. A result equal to the config in force
@@ -23,7 +24,11 @@
  *   heartbeats) reconnects with exponential backoff and jitter (`baseMs`
  *   doubling to `maxMs`, ±20 %), reset once a stream has stayed up for
  *   `healthyMs`. 401/403 is logged once per change ("the config source
- *   refused the credential") and retried every `authRetryMs`.
+ *   refused the credential") and retried every `authRetryMs`; a source that
+ *   fails TLS verification (`config-tls.ts`: CA, host name, pin) is logged
+ *   once per change and retried with the backoff. The key is only ever
+ *   sent through `fetch`, so with the CLI's it goes nowhere unverified, and
+ *   redirects are refused.
  * - **Persistence.** After every committed change, `<stateDir>/last-good.json`
  *   is written atomically (a temp file in the same folder, fsync, rename).
  *   Format (version 1):
@@ -46,6 +51,8 @@ import { ConfigError, parseConfig, type Config } from '../src/core/config.ts';
 import type { Logger } from '../src/core/log.ts';
 import { realClock, type Clock, type TimerHandle } from './clock.ts';
 import { resolvePaths } from './config-file.ts';
+import { PIN_MISMATCH } from './config-tls.ts';
+import { CLOSED_POLICY, streamProblems, type StreamPolicy } from './stream-policy.ts';
 
 /** Longest event accepted (characters), a whole config put included. */
 const MAX_EVENT_CHARS = 32 * 1024 * 1024;
@@ -72,8 +79,10 @@ const DEFAULT_BACKOFF: Backoff = { baseMs: 1000, maxMs: 30_000, healthyMs: 60_00
 export interface ConfigStreamOptions {
   /** the stream's URL, e.g. `http://config:9000/v1/stream` */
   url: string;
-  /** the credential, sent as `Authorization: Bearer <key>` */
+  /** the credential, sent as `Authorization: Bearer <key>` (only over the `fetch` given: the CLI's checks TLS first) */
   key: string;
+  /** which plugins a streamed config may name (`stream-policy.ts`); default: none */
+  policy?: StreamPolicy;
   /** local settings merged into every config (`gateway`, `admin`, `runner.listen`) */
   local: Record<string, unknown>;
   /** applies a validated config (the runner's `apply`); a rejection leaves the previous document in force */
@@ -103,6 +112,7 @@ type Outcome =
   | { kind: 'malformed' }
   | { kind: 'timeout' }
   | { kind: 'auth'; status: number }
+  | { kind: 'tls'; why: string }
   | { kind: 'error'; why: string }
   | { kind: 'stopped' };
 
@@ -116,11 +126,18 @@ interface Connection {
 /**
  * Validates a config input from a stream (or the persisted state): the
  * core schema, then plugin paths and working directories resolved against
- * the runner's working directory (a config server sends absolute ones).
- * Throws `ConfigError`.
+ * the runner's working directory (a config server sends absolute ones),
+ * then the runner's `policy` (`streamProblems`: the plugin allow-list,
+ * keys as references). Throws `ConfigError`.
+ *
+ * @example
+ * const config = streamConfig(configInput(doc, local), { plugins: 'allowlist', allowed: ['/opt/hookgate/plugins/*'] });
  */
-export function streamConfig(input: Record<string, unknown>): Config {
-  return resolvePaths(parseConfig(input), process.cwd());
+export function streamConfig(input: Record<string, unknown>, policy: StreamPolicy = CLOSED_POLICY): Config {
+  const config = resolvePaths(parseConfig(input), process.cwd());
+  const problems = streamProblems(config, policy);
+  if (problems.length) throw new ConfigError(problems);
+  return config;
 }
 
 /**
@@ -157,6 +174,7 @@ export class ConfigStream {
   #sleepTimer: TimerHandle | null = null;
   #failures = 0;
   #authRefused = false;
+  #tlsRefused = false;
 
   constructor(opts: ConfigStreamOptions) {
     this.#opts = opts;
@@ -201,7 +219,7 @@ export class ConfigStream {
    *
    * @example
    * const persisted = ConfigStream.loadPersisted('/var/lib/hookgate');
-   * const config = persisted && streamConfig(configInput(persisted.doc, local));
+   * const config = persisted && streamConfig(configInput(persisted.doc, local), policy);
    */
   static loadPersisted(stateDir: string, logger?: Logger): PersistedState | null {
     const file = join(stateDir, LAST_GOOD_FILE);
@@ -231,6 +249,15 @@ export class ConfigStream {
         this.#log.info('config source asked to reconnect; reconnecting');
       } else if (outcome.kind === 'auth') {
         delay = this.#backoff.authRetryMs;
+      } else if (outcome.kind === 'tls') {
+        delay = this.#nextDelay();
+        if (!this.#tlsRefused) {
+          this.#tlsRefused = true;
+          this.#log.error(
+            { url: this.#opts.url, why: outcome.why, retry_ms: delay },
+            'the config source failed TLS verification, so the key was not sent; keeping the current config and retrying (check --config-ca / --config-pin)',
+          );
+        }
       } else {
         delay = this.#nextDelay();
         const why = outcome.kind === 'timeout' ? `no data for ${this.#readTimeoutMs} ms` : outcome.kind === 'malformed' ? 'a malformed event' : outcome.why;
@@ -306,6 +333,8 @@ export class ConfigStream {
         headers: { accept: 'text/event-stream', authorization: `Bearer ${this.#opts.key}` },
         signal: abort.signal,
         cache: 'no-store',
+        // A redirect could lead the credential (or the trust) elsewhere.
+        redirect: 'error',
       });
       if (res.status === 401 || res.status === 403) {
         void res.body?.cancel().catch(() => {});
@@ -318,6 +347,7 @@ export class ConfigStream {
         }
         return { kind: 'auth', status: res.status };
       }
+      this.#tlsRefused = false;
       if (this.#authRefused) {
         this.#authRefused = false;
         this.#log.info({ url: this.#opts.url, status: res.status }, 'the config source accepts the credential again');
@@ -349,6 +379,8 @@ export class ConfigStream {
       return conn.outcome ?? { kind: 'error', why: 'the source ended the stream' };
     } catch (err) {
       if (conn.outcome) return conn.outcome;
+      const tls = tlsFailure(err);
+      if (tls) return { kind: 'tls', why: tls };
       return { kind: 'error', why: errorText(err) };
     } finally {
       conn.outcome ??= { kind: 'error', why: 'ended' };
@@ -394,7 +426,7 @@ export class ConfigStream {
     const input = configInput(next, this.#opts.local);
     let config: Config;
     try {
-      config = streamConfig(input);
+      config = streamConfig(input, this.#opts.policy);
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems.map((p) => nameItems(p, input)) : [errorText(err)];
       this.#log.error({ event, path, problems }, 'config from the stream refused: the result is invalid; keeping the previous config');
@@ -445,6 +477,14 @@ function errorText(err: unknown): string {
   const e = err as { message?: string; cause?: { code?: string; message?: string } };
   const cause = e?.cause?.code ?? e?.cause?.message;
   return `${e?.message ?? String(err)}${cause ? ` (${cause})` : ''}`;
+}
+
+/** What failed when a request failed TLS verification (a CA, host name or pin problem), else ''. */
+function tlsFailure(err: unknown): string {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } })?.cause;
+  const code = typeof cause?.code === 'string' ? cause.code : '';
+  if (code !== PIN_MISMATCH && !/CERT|SELF_SIGNED|UNABLE_TO_(VERIFY|GET_ISSUER)/.test(code)) return '';
+  return `${code}: ${String(cause?.message ?? '')}`;
 }
 
 /** Rewrites a problem's leading `routes[i]` / `runner.keys[i]` / `actions.x` / `plugins.x` as the item path `<kind>/<id>`. */

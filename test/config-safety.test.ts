@@ -4,7 +4,8 @@
  *   parsed once into ms since the epoch; anything else is a problem naming
  *   the field, so no key "expires" at NaN (never);
  * - `{host}` in the host part of a proxy `upstream` or redirect `to` needs
- *   a route whose domain match is exact, or any client picks the upstream.
+ *   a route whose domain match is exact, or any client picks the upstream;
+ * - `runner.plugins_allowed` entries are absolute.
  * Checked by `parseConfig` and by `hookgate validate`.
  */
 
@@ -104,4 +105,9 @@ describe('{host} in the host part of a template', () => {
     assert.equal(res.code, 1);
     assert.match(res.stderr, /routes\[0\]\.action\.upstream: "http:\/\/\{host\}\/" puts \{host\} in the URL's host part/);
   });
+});
+
+test('runner.plugins_allowed entries are absolute paths or globs', () => {
+  assert.deepEqual(parseConfig({ runner: { plugins_allowed: ['/opt/hookgate/plugins/*', '/usr/bin/python3'] } }).runner.plugins_allowed, ['/opt/hookgate/plugins/*', '/usr/bin/python3']);
+  assert.deepEqual(problemsOf({ runner: { plugins_allowed: ['plugins/*'] } }), ['runner.plugins_allowed[0]: expected an absolute path or glob, such as "/opt/hookgate/plugins/*"']);
 });

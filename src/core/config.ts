@@ -262,7 +262,21 @@ export const ConfigSchema = v.strictObject({
     }),
     {},
   ),
-  runner: v.optional(v.strictObject({ listen: v.optional(Listen), keys: v.optional(v.array(KeySchema), []) }), {}),
+  runner: v.optional(
+    v.strictObject({
+      listen: v.optional(Listen),
+      keys: v.optional(v.array(KeySchema), []),
+      /**
+       * Programs (and attached sockets) a config stream may name, as
+       * absolute paths or globs. Local: read from the bootstrap file of
+       * `serve --config-url`, never from the stream.
+       */
+      plugins_allowed: v.optional(
+        v.array(v.pipe(v.string(), v.check((p) => p.startsWith('/'), 'expected an absolute path or glob, such as "/opt/hookgate/plugins/*"'))),
+      ),
+    }),
+    {},
+  ),
   admin: v.optional(v.strictObject({ listen: v.optional(Listen, '127.0.0.1:9090') }), {}),
   routes: v.optional(v.array(RouteSchema), []),
   actions: v.optional(v.record(v.string(), ActionSchema), {}),

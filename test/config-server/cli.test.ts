@@ -1,7 +1,8 @@
 /**
  * `hookgate config-server` started as a process, as users start it: it
- * refuses to start without a usable key or with an invalid config (a clear
- * message, a non-zero exit), logs its URL when listening, serves the
+ * refuses to start without a usable key, with an invalid config, with a
+ * literal key secret, or with plain http off loopback (a clear message, a
+ * non-zero exit), logs its URL when listening, serves the
  * stream, and exits 0 on SIGTERM.
  */
 
@@ -112,5 +113,29 @@ describe('hookgate config-server (process)', { concurrency: true, timeout: 30_00
     assert.match(p.stderr(), /invalid config/);
     assert.match(p.stderr(), /routes\[0\]\.action: no action named "nope"/);
     assert.match(p.stderr(), /plugins\.p: expected exactly one of "path", "command" or "attach"/);
+  });
+});
+
+// After the first group, not alongside it: starting many processes at once
+// on a loaded machine only slows each of them down.
+describe('hookgate config-server refuses what runners would refuse (process)', { concurrency: true, timeout: 30_000 }, () => {
+  test('refuses plain http on an address that is not loopback (runners would refuse it), and a certificate without its key', async (t) => {
+    const s = scope(t);
+    const file = writeConfig(tempDir(s), GOOD);
+    const open = run(s, ['--config', file, '--listen', '0.0.0.0:0', '--key-env', 'HG_CONFIG_KEY'], KEY);
+    const half = run(s, ['--config', file, '--listen', '127.0.0.1:0', '--key-env', 'HG_CONFIG_KEY', '--tls-cert', file], KEY);
+    const [o, h] = await Promise.all([open.exited, half.exited]);
+    assert.equal(o.code, 2);
+    assert.match(open.stderr(), /--listen 0\.0\.0\.0:0 is not a loopback address: serve TLS with --tls-cert and --tls-key .* or pass --insecure-http/);
+    assert.equal(h.code, 2);
+    assert.match(half.stderr(), /--tls-cert and --tls-key go together/);
+  });
+
+  test('refuses to serve a key with a literal secret: runners only take references (secret_env)', async (t) => {
+    const s = scope(t);
+    const file = writeConfig(tempDir(s), { ...GOOD, runner: { keys: [{ id: 'edge', secret: 'literal-secret-0123456789' }] } });
+    const p = run(s, ['--config', file, '--listen', '127.0.0.1:0', '--key-env', 'HG_CONFIG_KEY'], KEY);
+    assert.equal((await p.exited).code, 1);
+    assert.match(p.stderr(), /runner\.keys\[0\]\.secret: a key from a config stream must be a reference: name the environment variable that holds it with "secret_env"/);
   });
 });

@@ -63,7 +63,7 @@ describe('config stream: applying events', { concurrency: true, timeout: 60_000 
       ...(extra ? { more: staticRoute('/more', 'more', 5, 1) } : {}),
     });
     src.onConnect = (c) => c.send('put', put({ routes: routes(false), plugins: { auth: auth('t1:alice', 2) } }));
-    const r = await startStreamRunner(s, src.url);
+    const r = await startStreamRunner(s, src.url, { bootstrap: { runner: { plugins_allowed: [AUTH_TS] } } });
     await waitFor(async () => (await readyz(r)).status === 200, { timeoutMs: 15_000, what: 'the plugin to be ready' });
     assert.equal(await body(r, '/api/x', { authorization: 'Bearer t1' }), '200 secret');
     const [first] = pidsOf(r, 'auth');

@@ -6,39 +6,12 @@
  */
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { freePort, request, waitFor } from '../helpers/http.ts';
-import { CLI, ROOT } from '../helpers/paths.ts';
-import { scope, tempDir, type Scope } from '../helpers/scope.ts';
-import { SOURCE_KEY, startStreamRunner } from './harness.ts';
-
-/** Runs `hookgate config-server` on `file` at `listen`; resolves once it listens. Killed with the scope. */
-async function startConfigServer(s: Scope, file: string, listen: string): Promise<{ kill(): Promise<void> }> {
-  const child = spawn(process.execPath, [CLI, 'config-server', '--config', file, '--listen', listen, '--key-env', 'HG_TEST_SERVER_KEY'], {
-    cwd: ROOT,
-    env: { ...process.env, HG_TEST_SERVER_KEY: SOURCE_KEY, HOOKGATE_LOG_LEVEL: 'info' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  let stderr = '';
-  const up = new Promise<void>((resolve, reject) => {
-    child.stderr!.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-      if (stderr.includes('config server listening')) resolve();
-    });
-    void exited.then(() => reject(new Error(`config-server exited before listening:\n${stderr}`)));
-  });
-  const kill = async () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    await exited;
-  };
-  s.defer(kill);
-  await up;
-  return { kill };
-}
+import { scope, tempDir } from '../helpers/scope.ts';
+import { startConfigServer, startStreamRunner } from './harness.ts';
 
 const route = (id: string, body: string) => ({ id, match: { path: `/${id}` }, action: { type: 'static', body } });
 

@@ -2,19 +2,22 @@
  * @module test/config-stream/harness
  * The parts config stream tests drive, always cleaned up with their scope:
  *
- * * `startSource`: a scripted SSE config source (node:http on 127.0.0.1)
- *   at `/v1/stream`. Every accepted connection is handed to `onConnect`,
+ * * `startSource`: a scripted SSE config source (node:http on 127.0.0.1,
+ *   or node:https with `tls`) at `/v1/stream`. Every accepted connection is handed to `onConnect`,
  *   which sends events through it; `status` makes it refuse (401, ...);
  *   `requests` records every request (and its Authorization).
  * * `startStreamRunner`: `node node-runner/cli.ts serve --config-url ...`
  *   as users start it, with a bootstrap file for its listeners (ephemeral
  *   ports on loopback) and short backoff / read timeout knobs; resolves
  *   once its gateway and admin listeners have logged their URLs.
+ * * `startConfigServer`: the real `hookgate config-server` process on a
+ *   file, resolving with the URL (and TLS pin) it logs.
  * * Item helpers (`staticRoute`, `put`) in the wire shapes of `config-doc.ts`.
  */
 
 import { spawn } from 'node:child_process';
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { LineSplitter } from '../../node-runner/lines.ts';
@@ -57,9 +60,9 @@ export interface Source {
  * @example
  * const src = await startSource(s, (c) => c.send('put', put({ routes: { a: staticRoute('/a', 'A', 1) } })));
  */
-export async function startSource(s: Scope, onConnect: Source['onConnect'] = () => {}, port = 0): Promise<Source> {
+export async function startSource(s: Scope, onConnect: Source['onConnect'] = () => {}, port = 0, opts: { tls?: { cert: string; key: string } } = {}): Promise<Source> {
   const responses = new Set<ServerResponse>();
-  const server = createServer((req, res) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     src.requests.push({ authorization: req.headers.authorization });
     if (req.url !== '/v1/stream') return void res.writeHead(404).end();
     if (src.status !== 200 || req.headers.authorization !== `Bearer ${SOURCE_KEY}`) return void res.writeHead(src.status !== 200 ? src.status : 401).end();
@@ -80,12 +83,13 @@ export async function startSource(s: Scope, onConnect: Source['onConnect'] = () 
     });
     src.conns.push(conn);
     src.onConnect(conn, src.conns.length - 1);
-  });
+  };
+  const server = opts.tls ? createHttpsServer(opts.tls, handler) : createServer(handler);
   await new Promise<void>((r) => server.listen(port, '127.0.0.1', () => r()));
   const actual = (server.address() as AddressInfo).port;
   let closing: Promise<void> | null = null;
   const src: Source = {
-    url: `http://127.0.0.1:${actual}/v1/stream`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${actual}/v1/stream`,
     port: actual,
     requests: [],
     conns: [],
@@ -134,6 +138,8 @@ export interface StreamRunnerOptions {
   /** the key to present (default SOURCE_KEY) */
   key?: string;
   env?: Record<string, string>;
+  /** more `serve` arguments (`--config-pin ...`) */
+  args?: string[];
 }
 
 /**
@@ -145,7 +151,7 @@ export async function startStreamRunner(s: Scope, url: string, opts: StreamRunne
   const stateDir = opts.stateDir ?? join(dir, 'state');
   const bootstrap = writeConfig(dir, { gateway: { listen: '127.0.0.1:0' }, admin: { listen: '127.0.0.1:0' }, ...opts.bootstrap }, 'bootstrap.json5');
   const tmp = tempDir(s, 'hookgate-stream-tmp-');
-  const child = spawn(process.execPath, [CLI, 'serve', '--config-url', url, '--config-key-env', 'HG_TEST_CONFIG_KEY', '--config', bootstrap, '--state-dir', stateDir], {
+  const child = spawn(process.execPath, [CLI, 'serve', '--config-url', url, '--config-key-env', 'HG_TEST_CONFIG_KEY', '--config', bootstrap, '--state-dir', stateDir, ...(opts.args ?? [])], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -204,4 +210,51 @@ export async function startStreamRunner(s: Scope, url: string, opts: StreamRunne
   const gateway = String((await waitForLog('gateway listening')).url);
   const admin = String((await waitForLog('admin listening')).url);
   return { pid: child.pid!, gateway, admin, stateDir, logs, stderr: () => stderr, waitForLog, stop };
+}
+
+/** A running `hookgate config-server`. */
+export interface ConfigServerProcess {
+  /** the stream URL it logged */
+  url: string;
+  /** with TLS, the pin it logged (`sha256:<hex>`) */
+  pin?: string;
+  /** SIGKILL; resolves once it exited. Idempotent. */
+  kill(): Promise<void>;
+}
+
+/**
+ * Runs `hookgate config-server` on `file` at `listen` (more arguments in
+ * `args`, e.g. `--tls-cert`), presenting SOURCE_KEY; resolves once it
+ * listens. Killed with the scope.
+ */
+export async function startConfigServer(s: Scope, file: string, listen: string, args: string[] = []): Promise<ConfigServerProcess> {
+  const child = spawn(process.execPath, [CLI, 'config-server', '--config', file, '--listen', listen, '--key-env', 'HG_TEST_SERVER_KEY', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, HG_TEST_SERVER_KEY: SOURCE_KEY, HOOKGATE_LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  let stderr = '';
+  const up = new Promise<LogLine>((resolve, reject) => {
+    const seen = new LineSplitter((line) => {
+      try {
+        const l = JSON.parse(line) as LogLine;
+        if (l.msg === 'config server listening') resolve(l);
+      } catch {
+        // not a log line
+      }
+    });
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+      seen.push(c);
+    });
+    void exited.then(() => reject(new Error(`config-server exited before listening:\n${stderr}`)));
+  });
+  const kill = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  };
+  s.defer(kill);
+  const l = await up;
+  return { url: String(l.url), pin: typeof l.pin === 'string' ? l.pin : undefined, kill };
 }
