@@ -207,8 +207,9 @@ export async function startStreamRunner(s: Scope, url: string, opts: StreamRunne
       await new Promise((r) => setTimeout(r, 20));
     }
   };
-  const gateway = String((await waitForLog('gateway listening')).url);
-  const admin = String((await waitForLog('admin listening')).url);
+  // Start-up is waited for, not timed: on a loaded machine a process may take long to start.
+  const gateway = String((await waitForLog('gateway listening', { timeoutMs: 30_000 })).url);
+  const admin = String((await waitForLog('admin listening', { timeoutMs: 30_000 })).url);
   return { pid: child.pid!, gateway, admin, stateDir, logs, stderr: () => stderr, waitForLog, stop };
 }
 
