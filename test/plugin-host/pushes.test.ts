@@ -8,6 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { waitFor } from '../helpers/http.ts';
 import { PUSH_TARGETS_SH } from '../helpers/paths.ts';
 import { applyReady, config, Harness, route, statusOf } from '../helpers/plugin-host.ts';
@@ -133,19 +134,27 @@ test('a "*" or action push also fills balanced routes a later config adds, but n
 
 test('the push-only example push-targets.sh: autostarted without a route, it pushes targets and logs through the runner', T, async (t) => {
   const h = new Harness(t);
-  const m = h.manager();
+  // ready_timeout is driven: it passes once the plugin has talked, however long its start-up took.
+  const clock = new FakeClock();
+  const m = h.manager({ clock });
   const push = { path: PUSH_TARGETS_SH, autostart: true, ready_timeout: '300ms', env: { PUSH_ROUTE: 'b', PUSH_TARGETS: '10.1.0.1:8080, 10.1.0.2:8080' } };
 
-  await applyReady(m, { ...routes(), plugins: { push } }, ['push']);
+  await m.apply(config({ ...routes(), plugins: { push } }));
   const targets = await waitFor(() => m.pushes.targets('b'), { what: 'the targets of route b' });
+  // The log line is written after the push, and may be read in a later chunk.
+  const logLine = () => h.logs('pushed 2 target(s)', { plugin: 'push', from: 'plugin' });
+  await waitFor(() => logLine().length >= 1, { what: 'the plugin\'s log line' });
+  clock.advance(300);
+  await m.whenReady('push', 1000);
 
   assert.deepEqual(targets, { targets: ['10.1.0.1:8080', '10.1.0.2:8080'], groups: null });
   assert.equal(m.pushes.targets('a'), undefined);
   const s = statusOf(m, 'push');
   assert.equal(s.ready, true, 'a plugin that talks but never says ready is push-only after ready_timeout');
+  assert.equal(h.logs('treating it as push-only', { plugin: 'push' }).length, 1);
   assert.deepEqual(s.hooks, []);
   assert.equal(m.hooksOf('b'), 0);
-  const logged = h.logs('pushed 2 target(s)', { plugin: 'push', from: 'plugin' });
+  const logged = logLine();
   assert.equal(logged.length, 1);
   assert.equal(logged[0].route_id, 'b');
   await m.stop();
@@ -154,7 +163,8 @@ test('the push-only example push-targets.sh: autostarted without a route, it pus
 
 test('push-targets.sh with PUSH_GROUPS and no PUSH_ROUTE pushes groups to every route with a balancer', T, async (t) => {
   const h = new Harness(t);
-  const m = h.manager();
+  // Time stands still: a slow start-up cannot run into the ready_timeout and get the plugin killed.
+  const m = h.manager({ clock: new FakeClock() });
   const push = { path: PUSH_TARGETS_SH, autostart: true, ready_timeout: '300ms', env: { PUSH_GROUPS: 'eu=10.2.0.1:80|10.2.0.2:80;us=10.3.0.1:80' } };
 
   await m.apply(config({ ...routes(), plugins: { push } }));
