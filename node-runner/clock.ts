@@ -1,8 +1,8 @@
 /**
  * @module clock
  * Time as a dependency: everything in the runner that waits (restart
- * backoff, ready and stop deadlines, hook deadlines) asks a Clock, so tests
- * can drive time instead of sleeping.
+ * backoff, ready and stop deadlines, hook deadlines, key expiry) asks a
+ * Clock, so tests can drive time instead of sleeping.
  */
 
 export type TimerHandle = { readonly __timer: unique symbol } | object;
@@ -27,3 +27,12 @@ export const realClock: Clock = {
     if (handle) clearTimeout(handle as NodeJS.Timeout);
   },
 };
+
+/**
+ * The real clock on the wall: like `realClock`, but `now()` is Date.now (ms
+ * since the epoch), for deadlines that are dates (a runner key's `expires_at`).
+ *
+ * @example
+ * const left = Date.parse(key.expires_at) - systemClock.now();
+ */
+export const systemClock: Clock = { ...realClock, now: () => Date.now() };

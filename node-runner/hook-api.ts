@@ -27,7 +27,7 @@ import type { HookClient } from '../src/core/gateway.ts';
 import type { Logger } from '../src/core/log.ts';
 import { FRAMES_TYPE, hookName, type HookData, type HookName } from '../src/core/protocol.ts';
 import type { StateSnapshot } from '../src/core/snapshot.ts';
-import { realClock, type Clock, type TimerHandle } from './clock.ts';
+import { systemClock, type Clock, type TimerHandle } from './clock.ts';
 import type { KeyRing } from './keys.ts';
 
 export { FRAMES_TYPE };
@@ -42,9 +42,9 @@ export interface HookApiDeps {
   snapshot(): StateSnapshot | null;
   keys(): KeyRing;
   logger: Logger;
-  /** wall time, ms since the epoch (what key expiry is compared with); default Date.now */
+  /** wall time, ms since the epoch (what key expiry is compared with); default `clock.now` */
   now?: () => number;
-  /** timers (a link's expiry); default the real clock. Tests drive both with one fake clock. */
+  /** the wall clock keys expire by and a link's expiry timer runs on; default `systemClock` (Date.now and Node timers) */
   clock?: Clock;
 }
 
@@ -91,8 +91,8 @@ function run(hooks: HookClient, hook: HookName, route: string, data: unknown): C
  */
 export function createHookApi(deps: HookApiDeps) {
   const log = deps.logger;
-  const now = deps.now ?? Date.now;
-  const clock = deps.clock ?? realClock;
+  const clock = deps.clock ?? systemClock;
+  const now = deps.now ?? (() => clock.now());
   const version = () => deps.snapshot()?.version ?? 'none';
   const app = new Hono();
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1_048_576 + 8 });

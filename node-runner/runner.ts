@@ -24,6 +24,7 @@ import { isWebSocketUpgrade } from '../src/core/headers.ts';
 import type { Logger } from '../src/core/log.ts';
 import { hookNames, snapshotConfig, type StateSnapshot } from '../src/core/snapshot.ts';
 import { GatewayState } from '../src/core/state.ts';
+import type { Clock } from './clock.ts';
 import { loadConfigFile } from './config-file.ts';
 import { createHookApi, type HookApi } from './hook-api.ts';
 import { KeyRing } from './keys.ts';
@@ -54,6 +55,8 @@ export interface RunnerOptions {
    * the reaper ends them when it dies.
    */
   stateDir?: string;
+  /** the wall clock runner keys expire by (default `systemClock`; tests drive it) */
+  wallClock?: Clock;
 }
 
 /** Tells @hono/node-server that the response was already written. */
@@ -252,7 +255,7 @@ export class Runner {
       this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), listen.admin, 'admin');
       if (listen.runner) {
         if (this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
-        const api = createHookApi({ hooks: this.#manager, snapshot: () => this.snapshot(), keys: () => this.#keys, logger: this.#log });
+        const api = createHookApi({ hooks: this.#manager, snapshot: () => this.snapshot(), keys: () => this.#keys, logger: this.#log, clock: this.#opts.wallClock });
         const rest = getRequestListener(api.app.fetch, { overrideGlobalObjects: false });
         const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
           if (!api.handle(req, res)) void rest(req, res);

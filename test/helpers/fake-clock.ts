@@ -2,7 +2,8 @@
  * @module test/helpers/fake-clock
  * A Clock (node-runner/clock.ts) whose time moves only when a test calls
  * `advance(ms)`, so restart backoff, ready deadlines, stop grace periods and
- * hook deadlines can be driven without sleeping.
+ * hook deadlines can be driven without sleeping; started at a date, it
+ * stands in for the wall clock (`systemClock`) that key expiry reads.
  */
 
 import type { Clock, TimerHandle } from '../../node-runner/clock.ts';
@@ -26,9 +27,14 @@ interface FakeTimer {
  * clock.advance(1);   // fired
  */
 export class FakeClock implements Clock {
-  #now = 0;
+  #now: number;
   #nextId = 1;
   #timers: FakeTimer[] = [];
+
+  /** `start`: what `now()` says until the first `advance` (a date in ms since the epoch, to stand in for `systemClock`). */
+  constructor(start = 0) {
+    this.#now = start;
+  }
 
   now(): number {
     return this.#now;

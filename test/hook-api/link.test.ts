@@ -12,10 +12,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { decodeHookResult, encodeFrame, encodeHookFrame, packValue } from '../../src/core/codec.ts';
+import { FakeClock } from '../helpers/fake-clock.ts';
 import { getState, openLink, postFrames, type LinkMessage } from '../helpers/hook-api.ts';
 import { waitFor } from '../helpers/http.ts';
 import { AUTH_TS, EDGE_PLUGIN } from '../helpers/paths.ts';
 import { KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
+import { startRunnerInProcess } from '../helpers/runner.ts';
 import { scope, suiteScope, tempDir } from '../helpers/scope.ts';
 
 const notice = (m: LinkMessage) => m.id === 0;
@@ -131,8 +133,10 @@ describe('a hook link', () => {
 
 test('a link opened with a key that expires is closed with 4001 at expiry; the key gets 401 after, other keys are unaffected', async (t) => {
   const s = scope(t);
-  const expiresAt = Date.now() + 2500;
-  const runner = await startRunner(
+  // Expiry is the subject: the runner's wall clock is driven, so a slow start-up cannot eat the key's life.
+  const clock = new FakeClock(Date.parse('2030-01-01T00:00:00Z'));
+  const expiresAt = clock.now() + 60_000;
+  const runner = await startRunnerInProcess(
     s,
     runnerConfig(
       { routes: [{ id: 'plain', action: { type: 'static' } }] },
@@ -143,18 +147,22 @@ test('a link opened with a key that expires is closed with 4001 at expiry; the k
         ],
       },
     ),
+    { wallClock: clock },
   );
-  assert.ok(Date.now() < expiresAt - 500, 'the runner took too long to start for this test to mean anything');
   const soon = await openLink(s, runner.url, 'soon-key-0123456789abcdef');
   const steady = await openLink(s, runner.url, KEY);
   soon.call(1, encodeHookFrame('on_request', { r: 'plain' }));
   assert.equal(decodeHookResult('on_request', (await soon.next((m) => m.id === 1)).payload).ok, true, 'the key works before expiry');
 
+  clock.advance(expiresAt - 1 - clock.now());
+  soon.call(2, encodeHookFrame('on_request', { r: 'plain' }));
+  assert.equal(decodeHookResult('on_request', (await soon.next((m) => m.id === 2)).payload).ok, true, 'the link is still up 1 ms before expiry');
+
+  clock.advance(1);
   const closed = await soon.closed;
   assert.equal(closed.code, 4001);
   assert.equal(closed.reason, 'key expired');
-  assert.ok(closed.at >= expiresAt - 50, `closed ${expiresAt - closed.at} ms before the expiry`);
-  assert.ok(closed.at <= expiresAt + 1500, `closed ${closed.at - expiresAt} ms after the expiry`);
+  assert.deepEqual(soon.received.filter((m) => m.id !== 0).map((m) => m.id), [1, 2], 'nothing more was answered on the expired link');
 
   const res = await postFrames(runner.url, 'soon-key-0123456789abcdef', encodeHookFrame('on_request', { r: 'plain' }));
   assert.equal(res.status, 401);
@@ -164,6 +172,6 @@ test('a link opened with a key that expires is closed with 4001 at expiry; the k
   );
   assert.equal(refused, 401);
 
-  steady.call(2, encodeHookFrame('on_request', { r: 'plain' }));
-  assert.equal(decodeHookResult('on_request', (await steady.next((m) => m.id === 2)).payload).ok, true, 'a link with another key stays up');
+  steady.call(3, encodeHookFrame('on_request', { r: 'plain' }));
+  assert.equal(decodeHookResult('on_request', (await steady.next((m) => m.id === 3)).payload).ok, true, 'a link with another key stays up');
 });
