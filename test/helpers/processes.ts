@@ -365,8 +365,13 @@ export async function startRunner(s: Scope, config: Record<string, unknown>, opt
 // ---------------------------------------------------------------------------
 // the CLI run to completion
 
-/** Runs the CLI to completion (e.g. `validate FILE`); kills it after `timeoutMs`. */
+/**
+ * Runs the CLI to completion (e.g. `validate FILE`); kills it after
+ * `timeoutMs` (60 s: it only bounds a hang, as a start-up on a loaded
+ * machine can take many seconds).
+ */
 export function runCli(args: string[], opts: { timeoutMs?: number } = {}): Promise<Exit & { stdout: string; stderr: string }> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -375,8 +380,8 @@ export function runCli(args: string[], opts: { timeoutMs?: number } = {}): Promi
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`hookgate ${args.join(' ')} did not exit within ${opts.timeoutMs ?? 15_000} ms; stderr:\n${stderr}`));
-    }, opts.timeoutMs ?? 15_000);
+      reject(new Error(`hookgate ${args.join(' ')} did not exit within ${timeoutMs} ms; stderr:\n${stderr}`));
+    }, timeoutMs);
     child.once('exit', (code, signal) => {
       clearTimeout(timer);
       // Give the pipes a moment to drain what was written before exit.
