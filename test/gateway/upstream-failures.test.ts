@@ -69,13 +69,12 @@ describe('upstream failures', { concurrency: true, timeout: 60_000 }, () => {
   });
 
   test(
-    'a sub-second action timeout is honoured: "300ms" answers 504 well before a second',
+    'a sub-second action timeout is honoured: "300ms" answers 504 before an upstream that takes a second',
     async () => {
-      const started = performance.now();
-      const res = await request(`${gw.url}/slow/precise`, { headers: { 'x-up-delay': '3000' } });
-      const elapsed = performance.now() - started;
-      assert.equal(res.status, 504);
-      assert.ok(elapsed < 800, `a 300 ms timeout answered after ${Math.round(elapsed)} ms`);
+      // Ordered against the upstream's own 1 s delay rather than a wall-time
+      // budget: the gateway's 300 ms timer starts first, so load delays both.
+      const res = await request(`${gw.url}/slow/precise`, { headers: { 'x-up-delay': '1000' } });
+      assert.equal(res.status, 504, 'the upstream answered first: the 300 ms timeout was not kept');
     },
   );
 
@@ -108,12 +107,13 @@ describe('upstream failures', { concurrency: true, timeout: 60_000 }, () => {
     await sleep(1200);
     const errors = gw.logs.slice(from).filter((l) => (l.level ?? 0) >= 50);
     assert.deepEqual(errors, []);
-    assert.equal((await request(`${gw.url}/slow/after`)).status, 200, 'and the gateway goes on serving');
+    assert.equal((await request(`${gw.url}/patient/after`)).status, 200, 'and the gateway goes on serving');
   });
 
   test('an upstream within the timeout is served normally', async () => {
-    const res = await request(`${gw.url}/slow/y`, { headers: { 'x-up-delay': '50' } });
+    // 50 ms against 5 s, not 300 ms: on a loaded machine the way there and back alone can take longer than 300 ms.
+    const res = await request(`${gw.url}/patient/y`, { headers: { 'x-up-delay': '50' } });
     assert.equal(res.status, 200);
-    assert.equal(res.json().url, '/slow/y');
+    assert.equal(res.json().url, '/patient/y');
   });
 });
