@@ -71,3 +71,27 @@ export class FakeClock implements Clock {
     return [...this.#timers].sort((a, b) => a.due - b.due || a.id - b.id).map((t) => t.ms);
   }
 }
+
+/**
+ * When, in `clock`'s time, `p` settled: the returned function lets pending
+ * I/O and callbacks run for a turn, then says the time, or null while `p`
+ * is still pending. For "not before its deadline, and at it".
+ *
+ * @example
+ * const endedAt = settleTime(clock, call);
+ * clock.advance(299);
+ * assert.equal(await endedAt(), null);
+ * clock.advance(1);
+ * assert.equal(await endedAt(), 300);
+ */
+export function settleTime(clock: FakeClock, p: Promise<unknown>): () => Promise<number | null> {
+  let at: number | null = null;
+  const mark = () => {
+    at = clock.now();
+  };
+  p.then(mark, mark);
+  return async () => {
+    await new Promise((r) => setImmediate(r));
+    return at;
+  };
+}

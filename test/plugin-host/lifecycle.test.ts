@@ -12,14 +12,15 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { FakeClock } from '../helpers/fake-clock.ts';
-import { sleep, waitFor } from '../helpers/http.ts';
+import { waitFor } from '../helpers/http.ts';
 import { CONFIGURABLE, RUNNER_CHILD } from '../helpers/paths.ts';
 import { applyReady, config, countingSpawn, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
 import { isAlive } from '../helpers/processes.ts';
 import { recordingLogger } from '../../node-runner/log.ts';
 import { PluginProcess } from '../../node-runner/plugin/process.ts';
 
-const T = { timeout: 10_000 };
+// A hang bound: plugin start-ups on a loaded machine take seconds.
+const T = { timeout: 60_000 };
 
 test('a plugin that crashes at start is restarted after 1s, 2s, 4s, 8s, 16s, 30s, 30s; a valid message resets the backoff', T, async (t) => {
   const h = new Harness(t);
@@ -127,15 +128,13 @@ test('stopping is final: stop() before start() is not an error and keeps the plu
 
 test('stop() closes stdin and a well-behaved plugin exits by itself, before any signal', T, async (t) => {
   const h = new Harness(t);
-  const m = h.manager({ process: { stopGraceMs: 3000 } });
+  // Time stands still: stop() can only end by the plugin exiting on stdin EOF, never by a grace timer.
+  const m = h.manager({ clock: new FakeClock(), process: { stopGraceMs: 3000 } });
   await applyReady(m, { plugins: { p: h.fixture('p') }, routes: [route('api', ['p'])] }, ['p']);
   const pid = statusOf(m, 'p').pid!;
 
-  const started = performance.now();
   await m.stop();
-  const took = performance.now() - started;
 
-  assert.ok(took < 2000, `stop took ${Math.round(took)} ms; the plugin should exit on stdin EOF`);
   assert.equal(isAlive(pid), false);
   assert.equal(h.records({ ev: 'stdin-end' }).length, 1);
   assert.deepEqual(h.logs('plugin stopped', { plugin: 'p' }).map((e) => [e.code, e.signal]), [[0, null]]);
@@ -146,28 +145,40 @@ test('stop() closes stdin and a well-behaved plugin exits by itself, before any 
 
 test('a plugin that ignores stdin EOF and SIGTERM is SIGKILLed after the second grace period', T, async (t) => {
   const h = new Harness(t);
-  const m = h.manager({ process: { stopGraceMs: 200 } });
+  // The grace periods are the subject: time is driven.
+  const clock = new FakeClock();
+  const m = h.manager({ clock, process: { stopGraceMs: 200 } });
   await applyReady(m, { plugins: { stubborn: h.fixture('stubborn', { FIXTURE_IGNORE_STOP: '1' }) }, routes: [route('api', ['stubborn'])] }, ['stubborn']);
   const pid = statusOf(m, 'stubborn').pid!;
   h.killAtEnd(pid);
+  const term = () => h.logs('did not exit after stdin closed; sending SIGTERM', { plugin: 'stubborn' });
+  const kill = () => h.logs('did not exit after SIGTERM; sending SIGKILL', { plugin: 'stubborn' });
 
-  const started = performance.now();
-  await m.stop();
-  const took = performance.now() - started;
+  const stopped = m.stop();
+  await waitFor(() => h.records({ ev: 'stdin-end' }).length === 1, { what: 'the plugin to see stdin close' });
+  clock.advance(199);
+  assert.equal(term().length, 0, 'no SIGTERM within the first grace period');
+  clock.advance(1);
+  assert.equal(term().length, 1);
+  await waitFor(() => h.records({ ev: 'sigterm-ignored' }).length === 1, { what: 'the plugin to ignore its SIGTERM' });
+  clock.advance(199);
+  assert.equal(kill().length, 0, 'no SIGKILL within the second grace period');
+  clock.advance(1);
+  await stopped;
 
   assert.equal(isAlive(pid), false);
-  assert.ok(took >= 390 && took < 3000, `stop took ${Math.round(took)} ms, expected about 2 x 200`);
-  assert.equal(h.logs('did not exit after stdin closed; sending SIGTERM', { plugin: 'stubborn' }).length, 1);
-  assert.equal(h.logs('did not exit after SIGTERM; sending SIGKILL', { plugin: 'stubborn' }).length, 1);
+  assert.equal(term().length, 1);
+  assert.equal(kill().length, 1);
   assert.equal(h.records({ ev: 'sigterm-ignored' }).length, 1);
   assert.deepEqual(h.logs('plugin stopped', { plugin: 'stubborn' }).map((e) => e.signal), ['SIGKILL']);
 });
 
-test('a SIGKILLed runner\'s plugins outlive it under the keeper until the grace ends; then none is left, even one that ignores stdin EOF and SIGTERM', T, async (t) => {
+test('a SIGKILLed runner\'s plugins outlive it under the keeper until the grace ends; then none is left, even one that ignores stdin EOF and SIGTERM', { timeout: 60_000 }, async (t) => {
   const h = new Harness(t);
   const env = { FIXTURE_NAME: 'orphan', FIXTURE_DIR: h.dir, FIXTURE_RECORD: h.recordFile, FIXTURE_IGNORE_STOP: '1' };
   const runner = spawn(process.execPath, [RUNNER_CHILD], {
-    env: { ...process.env, RUNNER_PLUGIN_ENV: JSON.stringify(env), RUNNER_STATE_DIR: join(h.dir, 'state'), HOOKGATE_KEEPER_GRACE_MS: '500' },
+    // The keeper is a process of its own, on real time: a grace long enough that "still alive" is not a race.
+    env: { ...process.env, RUNNER_PLUGIN_ENV: JSON.stringify(env), RUNNER_STATE_DIR: join(h.dir, 'state'), HOOKGATE_KEEPER_GRACE_MS: '3000' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   h.defer(() => runner.kill('SIGKILL'));
@@ -182,12 +193,13 @@ test('a SIGKILLed runner\'s plugins outlive it under the keeper until the grace 
   h.killAtEnd(pids.keeper);
   assert.ok(isAlive(pids.plugin), 'the plugin runs while the runner does');
 
+  const dead = new Promise((resolve) => runner.once('exit', resolve));
   runner.kill('SIGKILL');
-  await sleep(200);
+  await dead;
   assert.ok(isAlive(pids.plugin), 'the plugin outlives the runner during the keeper grace');
 
-  await waitFor(() => !isAlive(pids.plugin), { timeoutMs: 8000, what: `plugin pid ${pids.plugin} to be gone` });
-  await waitFor(() => !isAlive(pids.keeper), { timeoutMs: 5000, what: `the keeper (pid ${pids.keeper}) to exit` });
+  await waitFor(() => !isAlive(pids.plugin), { timeoutMs: 20_000, what: `plugin pid ${pids.plugin} to be gone` });
+  await waitFor(() => !isAlive(pids.keeper), { timeoutMs: 10_000, what: `the keeper (pid ${pids.keeper}) to exit` });
   assert.equal(h.records({ ev: 'sigterm-ignored' }).length, 1, 'the keeper tried SIGTERM first');
 });
 
@@ -203,9 +215,10 @@ test('a plugin that exits while a child it started still holds its stdout is not
   h.killAtEnd(orphan as number);
   rmSync(startFile);
 
-  const exited = await waitFor(() => h.logs('plugin exited', { plugin: 'p' })[0], { timeoutMs: 1500, what: 'the exit to be noticed' }).catch((err: Error) => err);
+  // Unnoticed, the exit would wait for the child's 30 s sleep: the default 5 s bound tells the two apart.
+  const exited = await waitFor(() => h.logs('plugin exited', { plugin: 'p' })[0], { what: 'the exit to be noticed' }).catch((err: Error) => err);
 
   assert.ok(!(exited instanceof Error), String(exited));
-  await waitFor(() => !isAlive(orphan as number), { timeoutMs: 2000, what: 'the plugin\'s process group to be killed' });
-  await waitFor(() => statusOf(m, 'p').ready, { timeoutMs: 3000, what: 'the restarted plugin to be ready' });
+  await waitFor(() => !isAlive(orphan as number), { what: 'the plugin\'s process group to be killed' });
+  await waitFor(() => statusOf(m, 'p').ready, { what: 'the restarted plugin to be ready' });
 });
