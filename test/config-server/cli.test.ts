@@ -56,14 +56,14 @@ function writeConfig(dir: string, config: unknown): string {
 
 const GOOD = { routes: [{ id: 'hello', action: { type: 'static', body: 'hi' } }] };
 
-describe('hookgate config-server (process)', { concurrency: true, timeout: 30_000 }, () => {
+describe('hookgate config-server (process)', { concurrency: true, timeout: 90_000 }, () => {
   test('serves the stream at the URL it logs and exits 0 on SIGTERM', async (t) => {
     const s = scope(t);
     const file = writeConfig(tempDir(s), GOOD);
     const p = run(s, ['--config', file, '--listen', '127.0.0.1:0', '--key-env', 'HG_CONFIG_KEY'], KEY);
     const line = await waitFor(
       () => p.stderr().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { msg: string; url?: string }).find((l) => l.msg === 'config server listening'),
-      { what: 'the listening log line', timeoutMs: 10_000 },
+      { what: 'the listening log line', timeoutMs: 60_000 },
     ).catch((err: Error) => {
       throw new Error(`${err.message}; stderr:\n${p.stderr()}`);
     });

@@ -54,19 +54,21 @@ describe('config stream: faults', { concurrency: true, timeout: 60_000 }, () => 
     const src = await startSource(s, (c) => c.send('put', put({ routes: { a: staticRoute('/a', 'A', 1) } })));
     const r = await startStreamRunner(s, src.url, { env: { HOOKGATE_STREAM_READ_TIMEOUT_MS: '400' } });
     await r.waitForLog('config applied from the stream');
-    const interrupted = await r.waitForLog('config stream interrupted', { timeoutMs: 3000 });
+    const interrupted = await r.waitForLog('config stream interrupted');
     assert.match(String(interrupted.why), /no data for 400 ms/);
     await waitFor(() => src.requests.length >= 2, { what: 'a reconnect after the read timeout' });
 
-    // Heartbeats keep a quiet stream alive.
+    // Heartbeats keep a quiet stream alive: every 100 ms against a 2 s read
+    // timeout, so a loaded machine's pauses do not pass for silence; watched
+    // for longer than the read timeout.
     const heartbeats = await startSource(s, (c) => {
       c.send('put', put({ routes: { a: staticRoute('/a', 'A', 1) } }));
       const timer = setInterval(() => c.raw(': heartbeat\n\n'), 100);
       s.defer(() => clearInterval(timer));
     });
-    const r2 = await startStreamRunner(s, heartbeats.url, { env: { HOOKGATE_STREAM_READ_TIMEOUT_MS: '400' } });
+    const r2 = await startStreamRunner(s, heartbeats.url, { env: { HOOKGATE_STREAM_READ_TIMEOUT_MS: '2000' } });
     await r2.waitForLog('config applied from the stream');
-    await sleep(1200);
+    await sleep(3000);
     assert.equal(heartbeats.requests.length, 1, 'heartbeats kept the stream up');
   });
 

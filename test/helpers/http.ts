@@ -25,13 +25,14 @@ export type Truthy<T> = Exclude<T, false | null | undefined | 0 | ''>;
 
 /**
  * Polls `cond` every `intervalMs` (25) until it returns a truthy value,
- * which is returned; throws after `timeoutMs` (5 s) naming `what`.
+ * which is returned; throws after `timeoutMs` naming `what`. The default
+ * (15 s) only bounds a hang: on a loaded machine an event can take seconds.
  *
  * @example
  * await waitFor(() => up.received.length === 2, { what: 'both requests to reach the upstream' });
  */
 export async function waitFor<T>(cond: () => T | Promise<T>, opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {}): Promise<Truthy<T>> {
-  const timeoutMs = opts.timeoutMs ?? 5000;
+  const timeoutMs = opts.timeoutMs ?? 15_000;
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     const v = await cond();

@@ -102,7 +102,8 @@ export class Harness {
     return {
       path: CONFIGURABLE,
       env: { FIXTURE_NAME: name, FIXTURE_DIR: this.dir, FIXTURE_RECORD: this.recordFile, ...env },
-      ready_timeout: '5s',
+      // Not the subject of most tests: long enough for a start-up on a loaded machine.
+      ready_timeout: '60s',
       ...extra,
     };
   }
@@ -151,7 +152,7 @@ export function config(input: Record<string, unknown>): Config {
 }
 
 /** Applies `input` (validated by parseConfig) and waits until every named plugin is ready. */
-export async function applyReady(m: PluginManager, input: Record<string, unknown>, ready: string[] = [], timeoutMs = 5000): Promise<void> {
+export async function applyReady(m: PluginManager, input: Record<string, unknown>, ready: string[] = [], timeoutMs = 60_000): Promise<void> {
   await m.apply(config(input));
   await Promise.all(ready.map((name) => m.whenReady(name, timeoutMs)));
 }

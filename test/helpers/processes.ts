@@ -111,7 +111,7 @@ interface ServeOptions {
   env?: Record<string, string>;
   /** wait for `/readyz` 200 too */
   ready?: boolean;
-  /** how long to wait for the listeners (and readiness); default 20 s */
+  /** how long to wait for the listeners (and readiness); default 60 s (a hang bound: start-ups on a loaded machine are slow) */
   timeoutMs?: number;
   /** fail the scope's close when the process does not exit 0 on its SIGTERM */
   expectCleanExit?: boolean;
@@ -194,7 +194,7 @@ async function startServe(s: Scope, config: Record<string, unknown> | string, op
   const waitForLog = (pred: string | ((l: LogLine) => boolean), o: { timeoutMs?: number; from?: number } = {}): Promise<LogLine> => {
     const test = typeof pred === 'string' ? (l: LogLine) => typeof l.msg === 'string' && l.msg.includes(pred) : pred;
     const what = typeof pred === 'string' ? JSON.stringify(pred) : 'the predicate';
-    const timeoutMs = o.timeoutMs ?? 5000;
+    const timeoutMs = o.timeoutMs ?? 15_000;
     return new Promise<LogLine>((resolve, reject) => {
       const settle = () => {
         listeners.delete(check);
@@ -224,7 +224,7 @@ async function startServe(s: Scope, config: Record<string, unknown> | string, op
     });
   };
 
-  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const timeoutMs = opts.timeoutMs ?? 60_000;
   const died = exited.then((e) => {
     throw new Error(`hookgate serve exited (${e.signal ?? `code ${e.code}`}) before it was ready; stderr:\n${stderr}`);
   });
@@ -260,7 +260,7 @@ export async function readyz(p: { admin: string }): Promise<{ status: number; bo
 }
 
 /** Waits until admin `/readyz` answers 200; fails with its last answer. */
-export async function whenReady(p: { admin: string }, timeoutMs = 15_000): Promise<void> {
+export async function whenReady(p: { admin: string }, timeoutMs = 60_000): Promise<void> {
   let last = '';
   await waitFor(
     async () => {
@@ -288,7 +288,7 @@ export interface Gateway extends ServeProcess {
 export interface GatewayOptions {
   /** extra environment for the gateway process */
   env?: Record<string, string>;
-  /** how long to wait for both listeners (default 20 s) */
+  /** how long to wait for both listeners (default 60 s) */
   timeoutMs?: number;
   /** the config file's name inside its temp dir */
   fileName?: string;

@@ -10,7 +10,8 @@ import { waitFor } from '../helpers/http.ts';
 import { applyReady, config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
 import { isAlive } from '../helpers/processes.ts';
 
-const T = { timeout: 10_000 };
+// A hang bound: plugin start-ups on a loaded machine take seconds.
+const T = { timeout: 60_000 };
 
 test('apply(): an unchanged plugin keeps its process, a changed one is restarted, a removed one is stopped', T, async (t) => {
   const h = new Harness(t);

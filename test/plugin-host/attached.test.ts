@@ -19,7 +19,8 @@ import { sleep, waitFor } from '../helpers/http.ts';
 import { config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
 import { isAlive } from '../helpers/processes.ts';
 
-const T = { timeout: 15_000 };
+// A hang bound: plugin start-ups on a loaded machine take seconds.
+const T = { timeout: 60_000 };
 const ATTACHED_PLUGIN = fileURLToPath(new URL('../fixtures/plugins/attached-plugin.ts', import.meta.url));
 
 /** Starts the fixture plugin the way systemd or a sidecar would (not through the manager); killed at the end of the test. */

@@ -13,7 +13,8 @@ import { waitFor } from '../helpers/http.ts';
 import { PUSH_TARGETS_SH } from '../helpers/paths.ts';
 import { applyReady, config, Harness, route, statusOf } from '../helpers/plugin-host.ts';
 
-const T = { timeout: 10_000 };
+// A hang bound: plugin start-ups on a loaded machine take seconds.
+const T = { timeout: 60_000 };
 
 /** Three routes: a (action "api", balancer), b (inline action, balancer), c (action "api", no balancer). */
 function routes(): { actions: Record<string, unknown>; routes: Record<string, unknown>[] } {

@@ -18,7 +18,8 @@ import { waitFor } from '../helpers/http.ts';
 import { AUTH_PY, AUTH_TS, PY_SDK_DIR, SDK_PLUGIN, SDK_PY_PLUGIN } from '../helpers/paths.ts';
 import { applyReady, config, Harness, request, route, runByHand, SDK_FIXTURES, statusOf } from '../helpers/plugin-host.ts';
 
-const T = { timeout: 10_000 };
+// A hang bound: plugin start-ups on a loaded machine take seconds.
+const T = { timeout: 60_000 };
 
 describe('a plugin started by hand, without the handshake variables', () => {
   const programs = [['a TypeScript SDK plugin', SDK_PLUGIN], ['a Python SDK plugin', SDK_PY_PLUGIN], ['the example auth.ts', AUTH_TS], ['the example auth.py', AUTH_PY]] as const;

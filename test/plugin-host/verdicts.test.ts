@@ -11,7 +11,8 @@ import { waitFor } from '../helpers/http.ts';
 import { AUTH_TS } from '../helpers/paths.ts';
 import { applyReady, Harness, request, route } from '../helpers/plugin-host.ts';
 
-const T = { timeout: 10_000 };
+// A hang bound: plugin start-ups on a loaded machine take seconds.
+const T = { timeout: 60_000 };
 
 describe('one plugin', () => {
   test('an allow verdict passes with the headers the plugin injected', T, async (t) => {
