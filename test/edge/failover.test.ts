@@ -113,11 +113,12 @@ for (const transport of ['http', 'ws'] as const) {
     process.kill(runner.pid, 'SIGSTOP');
     s.defer(() => process.kill(runner.pid, 'SIGCONT')); // never leave it frozen (it could not stop)
     const started = performance.now();
+    // Answered within 8 s, under the worker's default 10 s: the configured 1 s ended the call (with room for a loaded machine).
     const res = await edge.fetch('/api/me', { headers: alice, timeoutMs: 8000 });
     const took = performance.now() - started;
     assert.equal(res.status, 503);
     assert.equal(res.text, 'service unavailable\n');
-    assert.ok(took >= 900 && took < 3000, `answered after ${Math.round(took)} ms (HOOK_TIMEOUT_MS 1000)`);
+    assert.ok(took >= 900, `answered after ${Math.round(took)} ms, before HOOK_TIMEOUT_MS (1000)`);
 
     process.kill(runner.pid, 'SIGCONT');
     await waitFor(async () => (await edge.fetch('/api/me', { headers: alice })).status === 200, { timeoutMs: 15_000, intervalMs: 100, what: 'the edge to be served again' });

