@@ -18,15 +18,15 @@ import { EventEmitter } from 'node:events';
 import { mkdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../src/core/log.ts';
 import { LineSplitter } from '../lines.ts';
+import { ownFile } from '../own-file.ts';
 import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 import type { KeeperSpec, KeptPlugin } from './keeper.ts';
 
 export type { KeptPlugin };
 
-const KEEPER_MAIN = fileURLToPath(new URL('./keeper.ts', import.meta.url));
+const KEEPER_MAIN = ownFile(import.meta.url, './keeper');
 
 /**
  * A plugin process held by the keeper, seen as a ChildProcess. Signals go

@@ -9,9 +9,9 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { ownFile } from '../own-file.ts';
 
-const CHILD = fileURLToPath(new URL('./reaper-child.ts', import.meta.url));
+const CHILD = ownFile(import.meta.url, './reaper-child');
 
 /**
  * The runner's side of the watchdog. One per process is enough

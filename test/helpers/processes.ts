@@ -115,6 +115,10 @@ interface ServeOptions {
   timeoutMs?: number;
   /** fail the scope's close when the process does not exit 0 on its SIGTERM */
   expectCleanExit?: boolean;
+  /** how to run the CLI (default: this Node on the checkout's node-runner/cli.ts), e.g. an installed package's bin */
+  bin?: string[];
+  /** the working directory (default: the checkout) */
+  cwd?: string;
 }
 
 /**
@@ -136,8 +140,9 @@ async function startServe(s: Scope, config: Record<string, unknown> | string, op
   // in a folder the scope removes, even when a test kills a plugin with
   // SIGKILL and it cannot clean up after itself.
   const tmp = tempDir(s, 'hookgate-e2e-tmp-');
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'serve', '--config', configFile], {
-    cwd: ROOT,
+  const [cmd, ...args] = opts.bin ?? [process.execPath, CLI];
+  const child: ChildProcess = spawn(cmd, [...args, 'serve', '--config', configFile], {
+    cwd: opts.cwd ?? ROOT,
     // A short keeper grace: plugins of a runner a test SIGKILLs do not linger.
     env: { ...process.env, HOOKGATE_LOG_LEVEL: 'info', TMPDIR: tmp, HOOKGATE_KEEPER_GRACE_MS: '5000', ...opts.env },
     stdio: ['ignore', 'ignore', 'pipe'],
@@ -292,6 +297,10 @@ export interface GatewayOptions {
   timeoutMs?: number;
   /** the config file's name inside its temp dir */
   fileName?: string;
+  /** how to run the CLI (default: the checkout's node-runner/cli.ts on this Node) */
+  bin?: string[];
+  /** the working directory (default: the checkout) */
+  cwd?: string;
 }
 
 /** The config every gateway test starts from: ephemeral ports on loopback. */
