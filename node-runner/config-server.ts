@@ -60,7 +60,6 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { basename, dirname, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { ConfigError } from '../src/core/config.ts';
 import { canonicalJson, itemsOf, KINDS, type Kind } from '../src/core/config-doc.ts';
 import type { Logger } from '../src/core/log.ts';
@@ -341,41 +340,50 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
  * process.exitCode = await configServerMain(['--config', 'hookgate.json5', '--listen', '127.0.0.1:9000', '--key-env', 'HOOKGATE_CONFIG_KEY']);
  */
 export async function configServerMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const { default: cmd } = await import('./commands/config-server.ts');
+  const { parseCommandArgs, UsageError, usageLine } = await import('./commands/kit.ts');
+  try {
+    return await configServerRun(parseCommandArgs('config-server', cmd, argv).values, env);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(usageLine('config-server', err.message));
+    return 2;
+  }
+}
+
+/** The options of `hookgate config-server` (see commands/config-server). */
+export interface ConfigServerArgs {
+  config?: string;
+  listen?: string;
+  'key-env'?: string;
+  'tls-cert'?: string;
+  'tls-key'?: string;
+  'insecure-http'?: boolean;
+}
+
+/**
+ * Runs `hookgate config-server` with parsed options until SIGTERM/SIGINT.
+ * Resolves with the exit code: 2 for a usage error (printed as one line),
+ * 1 when it cannot start, 0 once stopped.
+ */
+export async function configServerRun(values: ConfigServerArgs, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const fail = (code: number, msg: string) => {
-    process.stderr.write(`hookgate config-server: ${msg}\n`);
+    process.stderr.write(code === 2 ? `hookgate config-server: ${msg} (see "hookgate config-server --help")\n` : `hookgate config-server: ${msg}\n`);
     return code;
   };
-  const usage = 'usage: hookgate config-server --config <file.json5> --listen <host:port> --key-env <NAME> [--tls-cert <cert.pem> --tls-key <key.pem> | --insecure-http]';
-  let values: { config?: string; listen?: string; 'key-env'?: string; 'tls-cert'?: string; 'tls-key'?: string; 'insecure-http'?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string', short: 'c' },
-        listen: { type: 'string' },
-        'key-env': { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'insecure-http': { type: 'boolean' },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    return fail(2, `${(err as Error).message}\n${usage}`);
-  }
-  if (!values.config) return fail(2, `--config <file> is required\n${usage}`);
-  if (!values.listen) return fail(2, `--listen <host:port> is required\n${usage}`);
+  if (!values.config) return fail(2, '--config <file> is required');
+  if (!values.listen) return fail(2, '--listen <host:port> is required');
   if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(values.listen) || Number(values.listen.slice(values.listen.lastIndexOf(':') + 1)) > 65535) {
     return fail(2, `--listen "${values.listen}": expected "host:port", e.g. "127.0.0.1:9000"`);
   }
-  if (!values['key-env']) return fail(2, `--key-env <NAME> is required: the environment variable holding the key runners present\n${usage}`);
+  if (!values['key-env']) return fail(2, '--key-env <NAME> is required: the environment variable holding the key runners present');
   const name = values['key-env'];
   const key = env[name];
   if (!key) return fail(2, `the environment variable ${name} (--key-env) is not set; set it to the key runners present (at least ${MIN_KEY_LENGTH} characters)`);
   if (key.length < MIN_KEY_LENGTH) return fail(2, `the key in ${name} has ${key.length} characters; use at least ${MIN_KEY_LENGTH}`);
   const certFile = values['tls-cert'];
   const keyFile = values['tls-key'];
-  if ((certFile === undefined) !== (keyFile === undefined)) return fail(2, `--tls-cert and --tls-key go together\n${usage}`);
+  if ((certFile === undefined) !== (keyFile === undefined)) return fail(2, '--tls-cert and --tls-key go together');
   let tls: { cert: string; key: string } | undefined;
   if (certFile && keyFile) {
     if (values['insecure-http']) return fail(2, '--insecure-http and --tls-cert/--tls-key exclude each other');
@@ -402,10 +410,8 @@ export async function configServerMain(argv: string[], env: NodeJS.ProcessEnv = 
   logger.info({ url: server.url, ...(server.pin ? { pin: server.pin } : {}) }, 'config server listening');
   const onHup = () => void server.reload();
   process.on('SIGHUP', onHup);
-  const signal = await new Promise<NodeJS.Signals>((r) => {
-    process.once('SIGTERM', () => r('SIGTERM'));
-    process.once('SIGINT', () => r('SIGINT'));
-  });
+  const { waitForStopSignal } = await import('./commands/kit.ts');
+  const signal = await waitForStopSignal();
   process.off('SIGHUP', onHup);
   logger.info({ signal }, 'stopping');
   await server.close();

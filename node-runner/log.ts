@@ -1,7 +1,11 @@
 /**
  * @module log
- * The runner's logger: pino, JSON lines on stderr (stdout is free for a
- * command's own output), level from `HOOKGATE_LOG_LEVEL` (default info).
+ * The runner's logger: pino on stderr (stdout is free for a command's own
+ * output), level from `HOOKGATE_LOG_LEVEL` (default info). Format from
+ * `HOOKGATE_LOG_FORMAT`: `json` (one JSON object per line, for machines),
+ * or `pretty` (one human line per record: time, level, message, fields;
+ * coloured on a terminal); the default is pretty when stderr is a terminal,
+ * json otherwise.
  * Also a recording logger for tests and tools that need to read logs back.
  */
 
@@ -15,11 +19,63 @@ import type { LogFields, Logger, LogLevel } from '../src/core/log.ts';
  * const log = createLogger({ name: 'hookgate' });
  * log.child({ plugin: 'auth' }).info({ pid: 42 }, 'plugin started');
  */
-export function createLogger(opts: { name?: string; level?: string } = {}): Logger {
+export function createLogger(opts: { name?: string; level?: string; format?: string } = {}): Logger {
+  const format = opts.format ?? logFormat();
+  const dest = pino.destination({ dest: 2, sync: true });
   return pino(
     { name: opts.name ?? 'hookgate', level: opts.level ?? process.env.HOOKGATE_LOG_LEVEL ?? 'info', base: undefined },
-    pino.destination({ dest: 2, sync: true }),
+    format === 'pretty' ? { write: (line: string) => dest.write(prettyLine(line, process.stderr.isTTY === true)) } : dest,
   ) as unknown as Logger;
+}
+
+/** `HOOKGATE_LOG_FORMAT` (json or pretty), else pretty on a terminal and json otherwise. */
+export function logFormat(): 'json' | 'pretty' {
+  const f = process.env.HOOKGATE_LOG_FORMAT;
+  if (f === 'json' || f === 'pretty') return f;
+  if (f) process.stderr.write(`hookgate: HOOKGATE_LOG_FORMAT: expected "json" or "pretty", got "${f}"; using json\n`);
+  return !f && process.stderr.isTTY ? 'pretty' : 'json';
+}
+
+const LEVELS: Record<number, [string, string]> = {
+  10: ['TRACE', '\x1b[90m'],
+  20: ['DEBUG', '\x1b[36m'],
+  30: ['INFO ', '\x1b[32m'],
+  40: ['WARN ', '\x1b[33m'],
+  50: ['ERROR', '\x1b[31m'],
+  60: ['FATAL', '\x1b[35m'],
+};
+
+/**
+ * One pino JSON record as a human line: `12:00:01.234 INFO  message  k=v …`
+ * (local time; strings with spaces quoted; a multi-line field, such as a
+ * stack or a plugin's traceback, indented on the lines below).
+ *
+ * @example
+ * prettyLine('{"level":30,"time":0,"msg":"plugin started","plugin":"auth"}\n', false)
+ * // '00:00:00.000 INFO  plugin started  plugin=auth\n' (in UTC)
+ */
+export function prettyLine(json: string, colour: boolean): string {
+  let rec: Record<string, unknown>;
+  try {
+    rec = JSON.parse(json) as Record<string, unknown>;
+  } catch {
+    return json;
+  }
+  const { level, time, msg, name: _name, ...fields } = rec;
+  const d = new Date(typeof time === 'number' ? time : Date.now());
+  const two = (n: number) => String(n).padStart(2, '0');
+  const stamp = `${two(d.getHours())}:${two(d.getMinutes())}:${two(d.getSeconds())}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+  const [label, tint] = LEVELS[level as number] ?? [String(level).padEnd(5), ''];
+  const blocks: string[] = [];
+  const pairs: string[] = [];
+  for (const [k, v] of Object.entries(fields)) {
+    const text = typeof v === 'string' ? v : JSON.stringify(v);
+    if (typeof v === 'string' && v.includes('\n')) blocks.push(`${k}:\n${v.replace(/\n+$/, '').replace(/^/gm, '    ')}`);
+    else pairs.push(`${k}=${typeof v === 'string' && (v === '' || /[\s"=]/.test(v)) ? JSON.stringify(v) : text}`);
+  }
+  const dim = (s: string) => (colour ? `\x1b[2m${s}\x1b[0m` : s);
+  const head = `${dim(stamp)} ${colour ? `${tint}${label}\x1b[0m` : label} ${String(msg ?? '')}${pairs.length ? `  ${dim(pairs.join(' '))}` : ''}`;
+  return `${[head, ...blocks].join('\n')}\n`;
 }
 
 export interface LogEntry extends LogFields {

@@ -379,10 +379,10 @@ export async function startRunner(s: Scope, config: Record<string, unknown>, opt
  * `timeoutMs` (60 s: it only bounds a hang, as a start-up on a loaded
  * machine can take many seconds).
  */
-export function runCli(args: string[], opts: { timeoutMs?: number } = {}): Promise<Exit & { stdout: string; stderr: string }> {
+export function runCli(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Exit & { stdout: string; stderr: string }> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
     let stdout = '';
     let stderr = '';
     child.stdout!.setEncoding('utf8').on('data', (c: string) => (stdout += c));
@@ -391,10 +391,10 @@ export function runCli(args: string[], opts: { timeoutMs?: number } = {}): Promi
       child.kill('SIGKILL');
       reject(new Error(`hookgate ${args.join(' ')} did not exit within ${timeoutMs} ms; stderr:\n${stderr}`));
     }, timeoutMs);
-    child.once('exit', (code, signal) => {
+    // 'close': the process exited and both pipes are drained.
+    child.once('close', (code, signal) => {
       clearTimeout(timer);
-      // Give the pipes a moment to drain what was written before exit.
-      setImmediate(() => resolve({ code, signal, stdout, stderr }));
+      resolve({ code, signal, stdout, stderr });
     });
   });
 }

@@ -1,0 +1,116 @@
+/**
+ * The CLI's conventions, run as a user would: `--version`, `help`,
+ * `<command> --help` for every command (exit 0), and user mistakes as one
+ * line naming what was wrong and where the help is (exit 2), never a
+ * stack trace or a page of usage.
+ */
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { prettyLine } from '../node-runner/log.ts';
+import { runCli } from './helpers/processes.ts';
+import { ROOT } from './helpers/paths.ts';
+
+const COMMANDS = ['serve', 'config-server', 'validate', 'plugin-call', 'demo'];
+const version = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+/** One line on stderr, exit 2, pointing at the help; no stack trace. */
+function assertUsageError(res: { code: number | null; stdout: string; stderr: string }, pattern: RegExp, help: string): void {
+  assert.equal(res.code, 2, res.stderr);
+  assert.equal(res.stdout, '');
+  const lines = res.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, `one line, got:\n${res.stderr}`);
+  assert.match(lines[0], pattern);
+  assert.ok(lines[0].includes(`see "${help}"`), lines[0]);
+  assert.doesNotMatch(res.stderr, /\n\s+at /, 'no stack trace');
+}
+
+test('hookgate --version prints the package version', async () => {
+  for (const flag of ['--version', '-V']) {
+    const res = await runCli([flag]);
+    assert.equal(res.code, 0, res.stderr);
+    assert.equal(res.stdout, `hookgate ${version}\n`);
+  }
+});
+
+test('hookgate help lists every command; no command at all prints it on stderr with exit 2', async () => {
+  const help = await runCli(['help']);
+  assert.equal(help.code, 0);
+  for (const c of COMMANDS) assert.match(help.stdout, new RegExp(`^  ${c} `, 'm'));
+  const none = await runCli([]);
+  assert.equal(none.code, 2);
+  assert.equal(none.stderr, help.stdout);
+});
+
+test('every command has --help, -h and "hookgate help <command>", exit 0, the same text', async () => {
+  for (const c of COMMANDS) {
+    const long = await runCli([c, '--help']);
+    assert.equal(long.code, 0, `${c} --help: ${long.stderr}`);
+    assert.match(long.stdout, new RegExp(`^usage: hookgate ${c}\\b`));
+    assert.equal(long.stderr, '');
+    assert.equal((await runCli([c, '-h'])).stdout, long.stdout);
+    assert.equal((await runCli(['help', c])).stdout, long.stdout);
+  }
+});
+
+test('validate --help does not read a file named --help; --help wins over the other arguments', async () => {
+  const res = await runCli(['validate', '--help', 'missing.json5']);
+  assert.equal(res.code, 0);
+  assert.doesNotMatch(res.stderr, /cannot read/);
+});
+
+test('an unknown option is one line naming it, with the command\'s help, exit 2', async () => {
+  for (const c of COMMANDS) assertUsageError(await runCli([c, '--no-such-flag']), new RegExp(`^hookgate ${c}: unknown option --no-such-flag`), `hookgate ${c} --help`);
+});
+
+test('serve FILE (without --config) says what to type instead, without a stack trace', async () => {
+  assertUsageError(await runCli(['serve', 'file.json5']), /unexpected argument "file\.json5"; did you mean "hookgate serve --config file\.json5"\?/, 'hookgate serve --help');
+});
+
+test('missing values and arguments, and unknown commands, are one line each', async () => {
+  assertUsageError(await runCli(['serve', '--config']), /^hookgate serve: --config needs a value/, 'hookgate serve --help');
+  assertUsageError(await runCli(['serve']), /serve needs --config <file> or --config-url <url>/, 'hookgate serve --help');
+  assertUsageError(await runCli(['validate']), /^hookgate validate: missing argument/, 'hookgate validate --help');
+  assertUsageError(await runCli(['validate', 'a.json5', 'b.json5']), /unexpected argument "b\.json5"/, 'hookgate validate --help');
+  assertUsageError(await runCli(['plugin-call', 'x', '--hook', 'on_nothing']), /--hook: expected on_request/, 'hookgate plugin-call --help');
+  assertUsageError(await runCli(['config-server', '--config', 'x.json5']), /--listen <host:port> is required/, 'hookgate config-server --help');
+  assertUsageError(await runCli(['nope']), /^hookgate: unknown command "nope"/, 'hookgate help');
+  assertUsageError(await runCli(['help', 'nope']), /^hookgate: no command "nope"/, 'hookgate help');
+  assertUsageError(await runCli(['--nope']), /^hookgate: unknown option --nope/, 'hookgate help');
+});
+
+test('logs: --log-format pretty (or HOOKGATE_LOG_FORMAT) gives human lines; json otherwise, also when the value is wrong', async (t) => {
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  t.after(() => new Promise<void>((r) => busy.close(() => r())));
+  const dir = mkdtempSync(join(tmpdir(), 'hookgate-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'hookgate.json5');
+  // A listener that cannot be opened: serve logs "cannot start" and exits 1, whatever the format.
+  writeFileSync(file, JSON.stringify({ gateway: { listen: `127.0.0.1:${(busy.address() as AddressInfo).port}` }, admin: { listen: '127.0.0.1:0' }, routes: [] }));
+  const human = /^\d\d:\d\d:\d\d\.\d{3} ERROR cannot start {2}err=".*already in use/m;
+  const pretty = await runCli(['serve', '--config', file, '--state-dir', join(dir, 's1'), '--log-format', 'pretty']);
+  assert.equal(pretty.code, 1);
+  assert.match(pretty.stderr, human);
+  assert.doesNotMatch(pretty.stderr, /\{"level"/);
+  const byEnv = await runCli(['serve', '--config', file, '--state-dir', join(dir, 's2')], { env: { ...process.env, HOOKGATE_LOG_FORMAT: 'pretty' } });
+  assert.match(byEnv.stderr, human);
+  const json = await runCli(['serve', '--config', file, '--state-dir', join(dir, 's3')]);
+  assert.match(json.stderr, /^\{"level":50,"time":\d+,.*"msg":"cannot start"/m, 'json when stderr is not a terminal');
+  const wrong = await runCli(['serve', '--config', file, '--state-dir', join(dir, 's4')], { env: { ...process.env, HOOKGATE_LOG_FORMAT: 'fancy' } });
+  assert.match(wrong.stderr, /HOOKGATE_LOG_FORMAT: expected "json" or "pretty", got "fancy"; using json/);
+  assert.match(wrong.stderr, /^\{"level":50/m);
+  assertUsageError(await runCli(['serve', '--config', file, '--log-format', 'fancy']), /--log-format: expected "json" or "pretty", got "fancy"/, 'hookgate serve --help');
+});
+
+test('a pretty line: time, level, message, fields; a multi-line field (a traceback) indented below', () => {
+  const line = prettyLine(`${JSON.stringify({ level: 40, time: Date.UTC(2026, 0, 1), msg: 'plugin stderr', plugin: 'auth', n: 3, text: 'Traceback:\n  File "x.py"\nValueError: bad\n' })}\n`, false);
+  const [head, ...rest] = line.trimEnd().split('\n');
+  assert.match(head, /^\d\d:\d\d:\d\d\.000 WARN {2}plugin stderr {2}plugin=auth n=3$/);
+  assert.deepEqual(rest, ['text:', '    Traceback:', '      File "x.py"', '    ValueError: bad']);
+  assert.equal(prettyLine('not json\n', false), 'not json\n', 'what is not a record passes through');
+});
