@@ -15,6 +15,7 @@ import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, matchesGlob, parse, resolve } from 'node:path';
 import JSON5 from 'json5';
 import { ConfigError, parseConfig, type Config } from '../src/core/config.ts';
+import { sha256File } from './plugin/process.ts';
 
 /**
  * Loads and validates a config file, `plugins_dir` discovered afresh on
@@ -30,7 +31,62 @@ import { ConfigError, parseConfig, type Config } from '../src/core/config.ts';
 export async function loadConfigFile(file: string, onWarning?: (warning: string) => void): Promise<Config> {
   const raw = await readConfigInput(file);
   const baseDir = dirname(resolve(file));
-  return resolvePaths(await parseWithDiscovery(raw, baseDir, onWarning), baseDir);
+  const config = resolvePaths(await parseWithDiscovery(raw, baseDir, onWarning), baseDir);
+  const problems = await programProblems(config.plugins);
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+/**
+ * What stops each plugin's program from starting on this machine, in
+ * plugin order: a `path` (or a `command[0]` with a slash) that is missing,
+ * not a regular file or not executable; a `command[0]` not found on the
+ * PATH the plugin gets (its `env.PATH`, else the runner's); a file whose
+ * sha256 is not the pinned one. Attached plugins are not started, so not
+ * checked. Only for configs whose paths are this machine's (`validate`,
+ * `serve`): a config server's or a stream's plugins run elsewhere.
+ *
+ * @example
+ * await programProblems({ a: { path: '/nope' } }) // ['plugins.a.path: "/nope" does not exist']
+ */
+export async function programProblems(plugins: Record<string, { path?: string; command?: string[]; env?: Record<string, string>; sha256?: string }>): Promise<string[]> {
+  const problems: string[] = [];
+  for (const [name, p] of Object.entries(plugins)) {
+    let field: string;
+    let file: string | null;
+    if (typeof p.path === 'string') {
+      field = `plugins.${name}.path`;
+      file = p.path;
+    } else if (Array.isArray(p.command) && typeof p.command[0] === 'string') {
+      field = `plugins.${name}.command[0]`;
+      const program = p.command[0];
+      file = program.includes('/') ? program : await onPath(program, p.env?.PATH ?? process.env.PATH ?? '');
+      if (file === null) {
+        problems.push(`${field}: "${program}" is not a program on the PATH (${p.env?.PATH !== undefined ? "the plugin's env.PATH" : "the runner's PATH"}); check the spelling, or give its full path`);
+        continue;
+      }
+    } else continue;
+    const why = await notExecutable(file);
+    if (why) {
+      problems.push(`${field}: "${file}" ${why.startsWith('cannot be read (ENOENT)') ? 'does not exist' : why}`);
+      continue;
+    }
+    if (p.sha256) {
+      const actual = await sha256File(file);
+      if (actual !== p.sha256) problems.push(`plugins.${name}.sha256: ${file} has sha256 ${actual}, not the pinned ${p.sha256} (the file changed, or the pin is wrong)`);
+    }
+  }
+  return problems;
+}
+
+/** The first executable regular file named `program` in the folders of `pathVar`, or null. */
+async function onPath(program: string, pathVar: string): Promise<string | null> {
+  for (const dir of pathVar.split(':')) {
+    if (!dir) continue;
+    const candidate = join(dir, program);
+    if (!(await notExecutable(candidate))) return candidate;
+  }
+  return null;
 }
 
 /**

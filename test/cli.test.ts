@@ -7,6 +7,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -113,4 +114,52 @@ test('a pretty line: time, level, message, fields; a multi-line field (a traceba
   assert.match(head, /^\d\d:\d\d:\d\d\.000 WARN {2}plugin stderr {2}plugin=auth n=3$/);
   assert.deepEqual(rest, ['text:', '    Traceback:', '      File "x.py"', '    ValueError: bad']);
   assert.equal(prettyLine('not json\n', false), 'not json\n', 'what is not a record passes through');
+});
+
+test('validate checks what it can on this machine: missing, misspelt or non-executable programs, sha256 pins; problems in file order, in our words', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookgate-validate-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'ok.sh'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  writeFileSync(join(dir, 'notes.txt'), 'not a program\n', { mode: 0o644 });
+  const sha = createHash('sha256').update(readFileSync(join(dir, 'ok.sh'))).digest('hex');
+  const file = join(dir, 'hookgate.json5');
+  writeFileSync(
+    file,
+    `{
+      plugins: {
+        missing: { path: "./nope.py" },
+        typo: { command: ["pythn3", "x.py"] },
+        plain: { path: "./notes.txt" },
+        pinned_wrong: { path: "./ok.sh", sha256: "${'0'.repeat(64)}" },
+        pinned_right: { path: "./ok.sh", sha256: "${sha}" },
+        on_path: { command: ["sh", "-c", "exit 0"] },
+        own_path: { command: ["sh"], env: { PATH: "${dir}" } },
+      },
+      routes: [],
+    }`,
+  );
+  const res = await runCli(['validate', file]);
+  assert.equal(res.code, 1, res.stdout);
+  assert.deepEqual(res.stderr.trimEnd().split('\n').slice(1), [
+    `  plugins.missing.path: "${join(dir, 'nope.py')}" does not exist`,
+    `  plugins.typo.command[0]: "pythn3" is not a program on the PATH (the runner's PATH); check the spelling, or give its full path`,
+    `  plugins.plain.path: "${join(dir, 'notes.txt')}" is not executable (chmod +x it to run it as a plugin)`,
+    `  plugins.pinned_wrong.sha256: ${join(dir, 'ok.sh')} has sha256 ${sha}, not the pinned ${'0'.repeat(64)} (the file changed, or the pin is wrong)`,
+    `  plugins.own_path.command[0]: "sh" is not a program on the PATH (the plugin's env.PATH); check the spelling, or give its full path`,
+  ]);
+
+  // serve refuses the same config at start (exit 1), instead of restart-looping on ENOENT.
+  const served = await runCli(['serve', '--config', file, '--state-dir', join(dir, 'state')]);
+  assert.equal(served.code, 1);
+  assert.match(served.stderr, /plugins\.missing\.path: ".*nope\.py" does not exist/);
+
+  const schema = join(dir, 'schema.json5');
+  writeFileSync(schema, `{ routes: [{ plugins: ["zz"], action: { type: "static", status: "x" } }], admin: { listen: 8080 }, extra: 1 }`);
+  const bad = await runCli(['validate', schema]);
+  assert.deepEqual(bad.stderr.trimEnd().split('\n').slice(1), [
+    '  routes[0].plugins[0]: no plugin named "zz" in plugins',
+    '  routes[0].action.status: expected a number, got "x"',
+    '  admin.listen: expected a string, got 8080',
+    '  extra: unknown field',
+  ]);
 });

@@ -349,8 +349,51 @@ function describe(issue: v.BaseIssue<unknown>): string {
       ? 'unknown field'
       : i.kind === 'schema' && i.received === 'undefined'
         ? 'required field is missing'
-        : i.message;
+        : i.kind === 'schema' && i.message.startsWith('Invalid ')
+          ? `expected ${expectedText(i.expected)}, got ${i.received}`
+          : i.message;
   return `${pathText(d.path)}: ${msg}`;
+}
+
+/** The validator's name for an expected type, in words ("string" → "a string"). */
+function expectedText(expected: string | null): string {
+  const words: Record<string, string> = { string: 'a string', number: 'a number', boolean: 'true or false', Object: 'an object', object: 'an object', Array: 'a list', array: 'a list' };
+  if (!expected) return 'something else';
+  if (Object.hasOwn(words, expected)) return words[expected];
+  const parts = expected.split(' | ');
+  return parts.length > 1 ? `one of ${parts.map((p) => words[p] ?? p).join(', ')}` : expected;
+}
+
+/**
+ * Sorts problems in the order their fields appear in `input` (the order of
+ * the file), then by their order of discovery; a problem whose path is not
+ * in the input keeps its place after the fields before it.
+ */
+function inFileOrder(problems: string[], input: Record<string, unknown>): string[] {
+  const rank = (problem: string): number[] => {
+    const path = problem.slice(0, Math.max(0, problem.indexOf(': ')));
+    const out: number[] = [];
+    let at: unknown = input;
+    for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) {
+      const key = m[1] ?? Number(m[2]);
+      if (typeof at !== 'object' || at === null) break;
+      const keys = Array.isArray(at) ? null : Object.keys(at);
+      const i = keys ? keys.indexOf(String(key)) : Number(key);
+      if (i < 0) {
+        out.push(Number.MAX_SAFE_INTEGER);
+        break;
+      }
+      out.push(i);
+      at = (at as Record<string | number, unknown>)[key];
+    }
+    return out;
+  };
+  const ranked = problems.map((p, i) => ({ p, i, r: rank(p) }));
+  ranked.sort((a, b) => {
+    for (let k = 0; k < Math.min(a.r.length, b.r.length); k++) if (a.r[k] !== b.r[k]) return a.r[k] - b.r[k];
+    return a.r.length !== b.r.length ? a.r.length - b.r.length : a.i - b.i;
+  });
+  return ranked.map((x) => x.p);
 }
 
 /**
@@ -370,7 +413,7 @@ export function parseConfig(input: unknown): Config {
   // Reference checks read the raw input, so they run (and report) even when
   // the schema found problems elsewhere: every problem is listed at once.
   const problems = [...(res.success ? [] : res.issues.map(describe)), ...referenceProblems(input as Record<string, unknown>)];
-  if (!res.success || problems.length) throw new ConfigError(problems);
+  if (!res.success || problems.length) throw new ConfigError(inFileOrder(problems, input as Record<string, unknown>));
   const raw = res.output;
   const routes: Route[] = raw.routes.map((r, index) => {
     const plugins: Binding[] = r.plugins.map((b) => {

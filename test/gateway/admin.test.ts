@@ -5,12 +5,13 @@
  */
 
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { request, waitFor } from '../helpers/http.ts';
 import { VERDICT_PLUGIN } from '../helpers/paths.ts';
 import { baseConfig, readyz, startGateway } from '../helpers/processes.ts';
-import { scope } from '../helpers/scope.ts';
+import { scope, tempDir } from '../helpers/scope.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 
 describe('admin endpoints', { concurrency: true, timeout: 60_000 }, () => {
@@ -65,11 +66,15 @@ describe('admin endpoints', { concurrency: true, timeout: 60_000 }, () => {
 
   test('/readyz answers 503 and names the error of a plugin that cannot start', async (t) => {
     const s = scope(t);
+    // An executable whose interpreter does not exist: it passes the config's
+    // checks (a missing file would not) and fails when the runner starts it.
+    const program = join(tempDir(s), 'broken-plugin');
+    writeFileSync(program, '#!/no/such/interpreter\n', { mode: 0o755 });
     const gw = await startGateway(
       s,
       baseConfig({
         routes: [{ id: 'api', plugins: ['broken'], action: { type: 'static', body: 'ok' } }],
-        plugins: { broken: { path: './no-such-plugin' } },
+        plugins: { broken: { path: program } },
       }),
     );
     const r = await waitFor(async () => {
@@ -78,7 +83,7 @@ describe('admin endpoints', { concurrency: true, timeout: 60_000 }, () => {
     }, { what: 'the start error to be reported' });
     assert.equal(r.status, 503);
     assert.equal(r.body.plugins[0].ready, false);
-    assert.match(String(r.body.plugins[0].error), new RegExp(`cannot start ${join(gw.dir, 'no-such-plugin').replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+    assert.match(String(r.body.plugins[0].error), new RegExp(`cannot start ${program.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
     assert.equal((await request(`${gw.admin}/healthz`)).status, 200);
   });
 });
