@@ -163,3 +163,18 @@ test('validate checks what it can on this machine: missing, misspelt or non-exec
     '  extra: unknown field',
   ]);
 });
+
+test('plugin-call copies the plugin\'s stderr (a traceback) to its own stderr; --quiet hides it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hookgate-pcall-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const plugin = join(dir, 'raises.sh');
+  writeFileSync(plugin, '#!/bin/sh\nprintf \'Traceback (most recent call last):\\n  File "plugin.py", line 3\\nValueError: boom\\n\' >&2\nexit 1\n', { mode: 0o755 });
+  const loud = await runCli(['plugin-call', plugin, '--timeout', '60s']);
+  assert.equal(loud.code, 1);
+  assert.match(loud.stderr, /^Traceback \(most recent call last\):\n {2}File "plugin\.py", line 3\nValueError: boom\n/m);
+  assert.match(loud.stderr, /plugin-call: the plugin exited before answering \(code 1\)/);
+  const quiet = await runCli(['plugin-call', plugin, '--timeout', '60s', '--quiet']);
+  assert.equal(quiet.code, 1);
+  assert.doesNotMatch(quiet.stderr, /Traceback/);
+  assert.match(quiet.stderr, /plugin-call: the plugin exited before answering \(code 1\)/);
+});

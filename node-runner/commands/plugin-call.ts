@@ -18,13 +18,14 @@ import { command, UsageError } from './kit.ts';
 
 export default command({
   help: `usage: hookgate plugin-call <plugin> [--route ID] [--hook on_request|on_response|on_connect|on_disconnect]
-                            [--data JSON] [--timeout 5s] [--env NAME=VALUE]... [-- plugin args...]
+                            [--data JSON] [--timeout 5s] [--env NAME=VALUE]... [--quiet] [-- plugin args...]
 
 Starts the plugin as the runner does, sends configure, waits for ready,
 makes one hook call with --data (JSON with the hook's short keys,
 docs/protocol.md §1.6), prints the plugin's reply as JSON on stdout and
-stops the plugin. Exit 1 when the plugin fails to start, to answer in time
-or answers garbage.
+stops the plugin. The plugin's stderr is copied to plugin-call's own
+stderr as it comes (--quiet / -q hides it). Exit 1 when the plugin fails
+to start, to answer in time or answers garbage.
 `,
   positionals: 1,
   options: {
@@ -33,6 +34,7 @@ or answers garbage.
     data: { type: 'string', default: '{}' },
     timeout: { type: 'string', default: '5s' },
     env: { type: 'string', multiple: true, default: [] },
+    quiet: { type: 'boolean', short: 'q', default: false },
   },
   async run({ values, positionals, rest }) {
     const hook = values.hook as HookName;
@@ -82,6 +84,7 @@ or answers garbage.
       reaper: Reaper.shared(),
       stopGraceMs: 1000,
       onReady: ready,
+    onStderr: values.quiet ? () => {} : (line) => process.stderr.write(`${line}\n`),
       onExit: (code, signal) =>
         exited(proc.lastError.includes('cannot start') ? proc.lastError : `the plugin exited before answering (${signal ? `signal ${signal}` : `code ${code}`})`),
     });

@@ -50,6 +50,8 @@ export interface PluginProcessOptions {
   onNoReady?: () => void;
   /** called when a process has started (not for an adopted one) */
   onSpawn?: (pid: number | undefined) => void;
+  /** takes each stderr line (without its newline) instead of the log, e.g. plugin-call's own stderr */
+  onStderr?: (line: string) => void;
   /** called whenever the process exits (before a restart is scheduled) */
   onExit?: (code: number | null, signal: NodeJS.Signals | null) => void;
 }
@@ -313,7 +315,7 @@ export class PluginProcess {
       () => this.#log.warn('plugin wrote a stdout line over 1 MiB; it was ignored'),
     );
     const errLines = new LineSplitter(
-      (line) => this.#log.info({ stream: 'stderr' }, line),
+      this.#opts.onStderr ?? ((line) => this.#log.info({ stream: 'stderr' }, line)),
       () => this.#log.warn('plugin wrote a stderr line over 1 MiB; it was ignored'),
     );
     child.stdout?.on('data', (c: string) => out.push(c));
