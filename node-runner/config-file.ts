@@ -248,16 +248,17 @@ export function resolvePaths(config: Config, baseDir: string): Config {
 
 /**
  * Makes each plugin's `path`, `command[0]` (when it has a slash), `cwd`,
- * and an attached plugin's `attach.socket` and `attach.socket_host_path`
+ * the paths in its `watch` list, and an attached plugin's `attach.socket` and `attach.socket_host_path`
  * absolute against `baseDir`, in place; a missing `cwd` becomes `baseDir`.
  * Works on validated plugins and on raw (validated) input alike.
  */
-export function resolvePluginPaths(plugins: Record<string, { path?: unknown; command?: unknown; cwd?: unknown; attach?: unknown }>, baseDir: string): void {
+export function resolvePluginPaths(plugins: Record<string, { path?: unknown; command?: unknown; cwd?: unknown; attach?: unknown; watch?: unknown }>, baseDir: string): void {
   const at = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   for (const p of Object.values(plugins)) {
     if (typeof p.path === 'string') p.path = at(p.path);
     if (Array.isArray(p.command) && typeof p.command[0] === 'string' && p.command[0].includes('/')) p.command = [at(p.command[0]), ...p.command.slice(1)];
     p.cwd = typeof p.cwd === 'string' ? at(p.cwd) : baseDir;
+    if (Array.isArray(p.watch)) p.watch = p.watch.map((w) => (typeof w === 'string' ? at(w) : w));
     if (p.attach && typeof p.attach === 'object') {
       const a = p.attach as { socket?: unknown; socket_host_path?: unknown };
       if (typeof a.socket === 'string') a.socket = at(a.socket);

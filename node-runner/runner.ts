@@ -28,7 +28,7 @@ import type { Clock } from './clock.ts';
 import { loadConfigFile } from './config-file.ts';
 import { createHookApi, type HookApi } from './hook-api.ts';
 import { KeyRing } from './keys.ts';
-import { PluginManager } from './plugin/manager.ts';
+import { PluginManager, type ApplyChanges } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
 import { KeeperClient } from './plugin/keeper-client.ts';
 import { Reaper } from './plugin/reaper.ts';
@@ -114,6 +114,22 @@ export interface Listeners {
 export function listenersOf(config: Config): Listeners {
   const { listen, ...gatewayLimits } = config.gateway;
   return { gateway: listen, admin: config.admin.listen, runner: config.runner.listen, gatewayLimits };
+}
+
+/**
+ * One info line for a reload: what happened to the plugins (started,
+ * restarted and why, stopped, settings changed), or that nothing changed.
+ */
+function logChanges(log: Logger, what: 'config reloaded' | 'plugin files changed', configChanged: boolean, c: ApplyChanges, extra: Record<string, unknown> = {}): void {
+  const fields: Record<string, unknown> = { ...extra };
+  if (c.started.length) fields.started = c.started;
+  if (c.restarted.length) fields.restarted = c.restarted.map((r) => `${r.plugin} (${r.why})`);
+  if (c.stopped.length) fields.stopped = c.stopped;
+  if (c.settings.length) fields.settings_changed = c.settings;
+  const plugins = c.started.length + c.restarted.length + c.stopped.length + c.settings.length > 0;
+  const how =
+    what === 'plugin files changed' ? (plugins ? '' : ': no plugin code changed') : configChanged ? '' : plugins ? ': config unchanged, plugins restarted' : ': nothing changed';
+  log.info(fields, what + how);
 }
 
 /** Splits "host:port" (or "[v6]:port"). */
@@ -293,9 +309,22 @@ export class Runner {
     if (this.#listen_?.gatewayLimits && JSON.stringify(listen.gatewayLimits) !== JSON.stringify(this.#listen_.gatewayLimits)) {
       this.#log.warn({ gateway: listen.gatewayLimits }, 'gateway timeouts or connection limits changed; restart to apply them');
     }
-    await this.apply(next);
-    this.#log.info({ routes: next.routes.length, plugins: Object.keys(next.plugins).length }, 'config reloaded');
+    const same = JSON.stringify(next) === JSON.stringify(this.#config);
+    const changes = await this.apply(next);
+    logChanges(this.#log, 'config reloaded', !same, changes, { routes: next.routes.length, plugins: Object.keys(next.plugins).length });
     return true;
+  }
+
+  /**
+   * Restarts those of `names` whose code changed on disk since they started
+   * (code.ts), keeping the config as it is: what `watch` calls when a
+   * watched file changes. Logs what it restarted, or that nothing changed.
+   */
+  async refreshPlugins(names: ReadonlySet<string>): Promise<ApplyChanges | null> {
+    if (!this.#config || this.#stopping) return null;
+    const changes = await this.#manager.apply(this.#config, { code: names });
+    logChanges(this.#log, 'plugin files changed', false, changes);
+    return changes;
   }
 
   /**
@@ -304,19 +333,21 @@ export class Runner {
    * key went away are closed). Listener settings in it are ignored: they are
    * fixed at start.
    */
-  async apply(config: Config): Promise<void> {
-    if (this.#stopping) return;
-    await this.#applyNow(config);
+  async apply(config: Config): Promise<ApplyChanges> {
+    if (this.#stopping) return { started: [], restarted: [], stopped: [], settings: [] };
+    const changes = await this.#applyNow(config);
     this.#hookApi?.recheckKeys();
+    return changes;
   }
 
-  async #applyNow(config: Config): Promise<void> {
-    await this.#manager.apply(config);
+  async #applyNow(config: Config): Promise<ApplyChanges> {
+    const changes = await this.#manager.apply(config);
     this.#state = new GatewayState(config, this.#manager.pushes);
     this.#config = config;
     this.#keys = KeyRing.fromConfig(config, process.env, this.#log);
     if (this.#listen_?.runner && this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
     this.#invalidate();
+    return changes;
   }
 
   stop(): Promise<void> {

@@ -136,6 +136,7 @@ export function streamProblems(config: Config, policy: StreamPolicy, env: NodeJS
     } else if (p.command) {
       p.command = [program, ...p.command.slice(1)];
     }
+    if (p.watch) problems.push(`plugins.${name}.watch: a plugin from a config stream cannot watch files (a development setting for a config file)`);
     if (p.inherit_env) problems.push(`plugins.${name}.inherit_env: a plugin from a config stream cannot inherit the runner's environment (it holds the runner's keys); pass what it needs in "env"`);
     for (const k of Object.keys(p.env)) {
       if (LOADER_ENV.test(k)) problems.push(`plugins.${name}.env.${k}: a plugin from a config stream cannot set ${k}, which would make an allowed program load other code`);

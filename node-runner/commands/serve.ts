@@ -14,20 +14,24 @@ import { createLogger } from '../log.ts';
 import { loadConfigFile } from '../config-file.ts';
 import { listenersOf, Runner, type Listeners } from '../runner.ts';
 import { lockStateDir } from '../state-dir.ts';
+import { PluginWatcher, watchedPlugins } from '../plugin/watch.ts';
 import { ConfigStream, LAST_GOOD_FILE, streamConfig } from '../config-stream.ts';
 import { parsePin, sourceFetch, urlProblem } from '../config-tls.ts';
 import type { PluginsFromStream, StreamPolicy } from '../stream-policy.ts';
 import { command, envMs, exitOnFatal, printConfigError, UsageError, waitForStopSignal, LOG_FORMAT_OPTION } from './kit.ts';
 
-const HELP = `usage: hookgate serve --config <file.json5> [--state-dir <dir>]
+const HELP = `usage: hookgate serve --config <file.json5> [--state-dir <dir>] [--watch-plugins]
        hookgate serve --config-url <url> --config-key-env <NAME> [--config <bootstrap.json5>] [--state-dir <dir>]
                       [--config-ca <ca.pem>] [--config-pin sha256:<hex>]... [--insecure-config-url]
                       [--plugins-from-stream allowlist|any]
 
 Serves the gateway (and the admin endpoints).
 
-From a config file (--config): changing the file or SIGHUP reloads it;
-SIGTERM drains and exits. Plugins are held by a keeper process and survive
+From a config file (--config): changing the file or SIGHUP reloads it
+(and restarts plugins whose code changed on disk); SIGTERM drains and
+exits. --watch-plugins restarts a plugin as soon as its code changes (its
+path, the files its command names, its "watch" paths), as "watch: true"
+does for one plugin. Plugins are held by a keeper process and survive
 a crashed or restarted runner (docs/keeper.md); its socket and the plugin
 snapshot are in --state-dir (default: <config folder>/.hookgate-state),
 which must be private (0700 when created) and has one runner at a time.
@@ -75,18 +79,21 @@ export default command({
     'config-ca': { type: 'string' },
     'config-pin': { type: 'string', multiple: true, default: [] },
     'plugins-from-stream': { type: 'string', default: 'allowlist' },
+    'watch-plugins': { type: 'boolean', default: false },
   },
   async run({ values }) {
     const url = values['config-url'];
     if (!url) {
       if (!values.config) throw new UsageError('serve needs --config <file> or --config-url <url>');
-      for (const flag of ['config-key-env', 'insecure-config-url', 'config-ca', 'config-pin'] as const) {
+      for (const flag of ['config-key-env', 'insecure-config-url', 'config-ca', 'config-pin', 'plugins-from-stream'] as const) {
+        if (flag === 'plugins-from-stream' && values[flag] === 'allowlist') continue;
         const v = values[flag];
         if (v === undefined || v === false || (Array.isArray(v) && !v.length)) continue;
         throw new UsageError(`--${flag} goes with --config-url`);
       }
-      return serveFile(values.config, resolve(values['state-dir'] ?? join(dirname(resolve(values.config)), '.hookgate-state')));
+      return serveFile(values.config, resolve(values['state-dir'] ?? join(dirname(resolve(values.config)), '.hookgate-state')), undefined, { watchPlugins: values['watch-plugins'] });
     }
+    if (values['watch-plugins']) throw new UsageError('--watch-plugins goes with --config (a config file); plugins from a config stream are not watched');
     let parsed: URL;
     try {
       parsed = new URL(url);
@@ -130,7 +137,7 @@ export default command({
  * stops the plugins (bounded) and exits 1; the keeper's grace covers the rest.
  * `stateDir` null: no keeper, plugins are the runner's own children.
  */
-export async function serveFile(configFile: string, stateDir: string | null, onListening?: (runner: Runner) => void): Promise<number> {
+export async function serveFile(configFile: string, stateDir: string | null, onListening?: (runner: Runner) => void, opts: { watchPlugins?: boolean } = {}): Promise<number> {
   if (stateDir !== null && !(await holdStateDir(stateDir))) return 1;
   const log = createLogger();
   const runner = new Runner({ logger: log, configFile, stateDir: stateDir ?? undefined });
@@ -148,12 +155,17 @@ export async function serveFile(configFile: string, stateDir: string | null, onL
     return 1;
   }
   onListening?.(runner);
+  const plugins = new PluginWatcher((names) => void runner.refreshPlugins(names), log);
+  const watchPlugins = () => {
+    if (runner.config) plugins.set(watchedPlugins(runner.config, opts.watchPlugins ?? false));
+  };
+  watchPlugins();
   let pending: NodeJS.Timeout | null = null;
   const reload = () => {
     if (pending) clearTimeout(pending);
     pending = setTimeout(() => {
       pending = null;
-      void runner.reload();
+      void runner.reload().then(watchPlugins);
     }, 150);
   };
   const file = resolve(configFile);
@@ -165,6 +177,7 @@ export async function serveFile(configFile: string, stateDir: string | null, onL
   const signal = await waitForStopSignal();
   log.info({ signal }, 'stopping');
   watcher.close();
+  plugins.close();
   if (pending) clearTimeout(pending);
   await runner.stop();
   log.info('stopped');
@@ -257,7 +270,7 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
     fetch: opts.fetch,
     policy,
     local,
-    onConfig: (config) => runner.apply(config),
+    onConfig: async (config) => void (await runner.apply(config)),
     stateDir: opts.stateDir,
     initial: persisted,
     logger: log.child({ component: 'config-stream' }),

@@ -57,6 +57,7 @@ import {
 import { realClock, type Clock } from '../clock.ts';
 import { AttachedPlugin, type AttachedState } from './attached.ts';
 import type { KeeperClient, KeptPlugin } from './keeper-client.ts';
+import { codeFiles, codeFingerprint } from './code.ts';
 import { SocketPool } from './pool.ts';
 import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type PluginState, type Spawner } from './process.ts';
 import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
@@ -87,6 +88,8 @@ interface PluginEntry {
   name: string;
   /** definitionKey of the running process (or of the attach settings) */
   key: string;
+  /** codeFingerprint of its code files when it was created ('' for none) */
+  code: string;
   config: PluginConfig;
   proc: PluginProcess | AttachedPlugin;
   pool: SocketPool | null;
@@ -143,7 +146,7 @@ export class PluginManager {
   #clock: Clock;
   #plugins = new Map<string, PluginEntry>();
   #routes = new Map<string, RouteEntry>();
-  #applying: Promise<void> = Promise.resolve();
+  #applying: Promise<unknown> = Promise.resolve();
   #stopped = false;
   #hookListeners = new Set<() => void>();
   #logThrottle = new LogThrottle();
@@ -160,16 +163,18 @@ export class PluginManager {
   /**
    * Applies a (validated) config: starts plugins that are bound to a route
    * or autostart, restarts those whose config changed, stops the rest, and
-   * sends `configure` for every bound route. Resolves once removed plugins
+   * sends `configure` for every bound route. A plugin whose code files
+   * changed on disk since it started (code.ts) is restarted too. Resolves
+   * with what changed, once removed plugins
    * have stopped; does not wait for new ones to become ready.
    */
-  apply(config: Config): Promise<void> {
-    const run = this.#applying.then(() => this.#apply(config));
+  apply(config: Config, opts: ApplyOptions = {}): Promise<ApplyChanges> {
+    const run = this.#applying.then(() => this.#apply(config, opts));
     this.#applying = run.catch(() => {});
     return run;
   }
 
-  async #apply(config: Config): Promise<void> {
+  async #apply(config: Config, opts: ApplyOptions): Promise<ApplyChanges> {
     if (this.#stopped) throw new HookgateError('STOPPED', 'plugin manager was stopped');
     const recovery = this.#opts.keeper && !this.#recovered ? await this.#recover() : null;
     this.#recovered = true;
@@ -190,13 +195,25 @@ export class PluginManager {
       if (p.autostart && !wanted.has(name)) wanted.set(name, [{ route_id: '' }]);
     }
 
+    const changes: ApplyChanges = { started: [], restarted: [], stopped: [], settings: [] };
     const stopping: Promise<void>[] = [];
     for (const [name, entry] of this.#plugins) {
       const next = config.plugins[name];
-      if (!wanted.has(name) || !next || definitionKey(next) !== entry.key) {
+      const why = !wanted.has(name) || !next ? null : definitionKey(next) !== entry.key
+            ? 'definition changed'
+            : (!opts.code || opts.code.has(name)) && codeOf(next) !== entry.code
+              ? 'code changed'
+              : '';
+      if (why !== '') {
         this.#plugins.delete(name);
         stopping.push(this.#stopEntry(entry));
+        if (why === null) changes.stopped.push(name);
+        else {
+          changes.restarted.push({ plugin: name, why });
+          this.#log.info({ plugin: name, files: why === 'code changed' ? codeFiles(next!) : undefined }, `plugin ${why}; restarting it`);
+        }
       } else if (JSON.stringify(next) !== JSON.stringify(entry.config)) {
+        changes.settings.push(name);
         // Same program, other settings: no restart. Bindings carry on_error and
         // with_body; pool and ready settings apply from the plugin's next start.
         entry.config = next;
@@ -210,15 +227,16 @@ export class PluginManager {
         entry = this.#createEntry(name, config.plugins[name]);
         this.#plugins.set(name, entry);
         const kept = recovery?.kept.get(name);
-        if (kept && kept.spec_hash === specHash(entry.key) && entry.proc instanceof PluginProcess) {
+        if (kept && kept.spec_hash === specHash(entry.key, entry.code) && entry.proc instanceof PluginProcess) {
           recovery!.kept.delete(name);
           adopting.push({ entry, kept, params });
           continue;
         }
-        if (kept) this.#log.info({ plugin: name, pid: kept.pid }, 'plugin definition changed while the runner was down; replacing the kept process');
+        if (kept) this.#log.info({ plugin: name, pid: kept.pid }, 'plugin definition or code changed while the runner was down; replacing the kept process');
         entry.configure = params;
         entry.proc.configure(params);
         entry.proc.start();
+        if (!changes.restarted.some((r) => r.plugin === name)) changes.started.push(name);
       } else if (JSON.stringify(params) !== JSON.stringify(entry.configure)) {
         entry.configure = params;
         entry.proc.configure(params);
@@ -237,6 +255,7 @@ export class PluginManager {
     this.#applyWidePushes();
     this.#scheduleSnapshot();
     await Promise.all(stopping);
+    return changes;
   }
 
   /**
@@ -310,7 +329,7 @@ export class PluginManager {
         snap.plugins[e.name] = {
           pid: e.proc.pid,
           start_time: client.startTime(e.proc.pid),
-          spec_hash: specHash(e.key),
+          spec_hash: specHash(e.key, e.code),
           socket: e.pool?.path ?? null,
           hooks: e.known ? (Object.keys(HOOK_BIT) as HookName[]).filter((h) => e.hooks & HOOK_BIT[h]) : [],
           configure: e.configure,
@@ -548,6 +567,7 @@ export class PluginManager {
     const entry: PluginEntry = {
       name,
       key: definitionKey(config),
+      code: codeOf(config),
       config,
       proc: null as unknown as PluginProcess,
       pool: null,
@@ -561,7 +581,7 @@ export class PluginManager {
       ...this.#opts.process,
       logger: log,
       clock: this.#clock,
-      spawn: this.#opts.keeper ? this.#opts.keeper.client.spawner(name, specHash(entry.key)) : this.#opts.spawn,
+      spawn: this.#opts.keeper ? this.#opts.keeper.client.spawner(name, specHash(entry.key, entry.code)) : this.#opts.spawn,
       reaper: this.#opts.keeper ? undefined : this.#opts.reaper,
       onSpawn: () => this.#scheduleSnapshot(),
       onReady: (socket, hooks) => {
@@ -617,6 +637,7 @@ export class PluginManager {
     const entry: PluginEntry = {
       name,
       key: definitionKey(config),
+      code: '',
       config,
       proc,
       pool: null,
@@ -750,8 +771,31 @@ function definitionKey(p: PluginConfig): string {
  * runner's environment, so a process an older runner left with the keeper
  * (holding that environment) is replaced once rather than adopted.
  */
-function specHash(key: string): string {
-  return createHash('sha256').update(`minimal-env\n${key}`).digest('hex');
+function specHash(key: string, code: string): string {
+  // Without code files (attached plugins) the hash is what it was before code was part of it.
+  return createHash('sha256').update(`minimal-env\n${key}${code ? `\ncode ${code}` : ''}`).digest('hex');
+}
+
+/** The fingerprint of a plugin's code files (see code.ts); '' for an attached plugin. */
+function codeOf(p: PluginConfig): string {
+  return codeFingerprint(codeFiles(p));
+}
+
+export interface ApplyOptions {
+  /** compare the code of only these plugins (those a watch saw change); default: every plugin's */
+  code?: ReadonlySet<string>;
+}
+
+/** What an `apply` did to the plugins, for the runner's reload log. */
+export interface ApplyChanges {
+  /** plugins started that were not running */
+  started: string[];
+  /** plugins replaced by a new process, and why ("definition changed", "code changed") */
+  restarted: Array<{ plugin: string; why: string }>;
+  /** plugins stopped: no longer bound or in the config */
+  stopped: string[];
+  /** plugins whose other settings changed, without a restart */
+  settings: string[];
 }
 
 /** What a runner found at its first apply with a keeper (see `#recover`). */

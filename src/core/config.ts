@@ -153,11 +153,20 @@ const PluginSchema = v.pipe(
     queue_limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 1024),
     /** a plugin the runner does not start: reached at its socket */
     attach: v.optional(AttachSchema),
+    /**
+     * Development: restart the plugin when its code changes (`serve` from a
+     * config file). `true`: its `path`, or the files its `command` names; a
+     * list: those paths (files or folders) as well.
+     */
+    watch: v.optional(
+      v.union([v.boolean(), v.array(v.pipe(v.string(), v.minLength(1, 'expected a non-empty path')))], 'expected true, false or a list of paths to watch'),
+    ),
   }),
   v.check(
     (p) => [p.path, p.command, p.attach].filter((x) => x !== undefined).length === 1,
     'expected exactly one of "path", "command" or "attach"',
   ),
+  v.check((p) => !(p.attach && p.watch), '"watch" is for plugins the runner starts; an attached plugin (attach) is restarted by whoever runs it'),
 );
 
 const BindingSchema = v.union(

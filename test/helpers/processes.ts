@@ -119,6 +119,8 @@ interface ServeOptions {
   bin?: string[];
   /** the working directory (default: the checkout) */
   cwd?: string;
+  /** more arguments for `serve`, after `--config FILE` */
+  args?: string[];
 }
 
 /**
@@ -141,7 +143,7 @@ async function startServe(s: Scope, config: Record<string, unknown> | string, op
   // SIGKILL and it cannot clean up after itself.
   const tmp = tempDir(s, 'hookgate-e2e-tmp-');
   const [cmd, ...args] = opts.bin ?? [process.execPath, CLI];
-  const child: ChildProcess = spawn(cmd, [...args, 'serve', '--config', configFile], {
+  const child: ChildProcess = spawn(cmd, [...args, 'serve', '--config', configFile, ...(opts.args ?? [])], {
     cwd: opts.cwd ?? ROOT,
     // A short keeper grace: plugins of a runner a test SIGKILLs do not linger.
     env: { ...process.env, HOOKGATE_LOG_LEVEL: 'info', TMPDIR: tmp, HOOKGATE_KEEPER_GRACE_MS: '5000', ...opts.env },
@@ -301,6 +303,8 @@ export interface GatewayOptions {
   bin?: string[];
   /** the working directory (default: the checkout) */
   cwd?: string;
+  /** more arguments for `serve`, after `--config FILE` */
+  args?: string[];
 }
 
 /** The config every gateway test starts from: ephemeral ports on loopback. */

@@ -148,6 +148,31 @@ test('a plugin whose definition changed across the restart is replaced; the othe
   await waitFor(() => !isAlive(before.auth), { timeoutMs: 10_000, what: 'the old auth to be stopped' });
 });
 
+test('a plugin whose code changed on disk while the runner was down is replaced, not adopted with its old code', T, async (t) => {
+  const { s, dir, env } = await setup(t);
+  const wrapper = join(dir, 'auth.mjs');
+  const write = (version: string) => writeFileSync(wrapper, `// version ${version}\nawait import(${JSON.stringify(CONFIGURABLE)});\n`);
+  write('1');
+  const config = runnerConfig({
+    routes: [{ id: 'api', match: { path: '/api/*' }, plugins: ['auth', 'other'], action: { type: 'static', body: 'api\n' } }],
+    plugins: {
+      auth: { command: [process.execPath, wrapper], env: { FIXTURE_NAME: 'auth' } },
+      other: { path: CONFIGURABLE, env: { FIXTURE_NAME: 'other' } },
+    },
+  });
+  const first = await startRunner(s, config, { dir, env });
+  const before = await pids(first);
+  await first.kill();
+  write('2');
+
+  const second = await startRunner(s, config, { dir, env });
+  const after = await pids(second);
+  assert.notEqual(after.auth, before.auth, 'auth (code changed) was replaced');
+  assert.equal(after.other, before.other, 'other (unchanged) was adopted');
+  assert.ok(second.logs.some((l) => l.msg === 'plugin definition or code changed while the runner was down; replacing the kept process' && l.plugin === 'auth'));
+  await waitFor(() => !isAlive(before.auth), { timeoutMs: 10_000, what: 'the old auth to be stopped' });
+});
+
 test('a stale snapshot whose pid belongs to an unrelated process, with no keeper: the runner starts fresh and never signals it', T, async (t) => {
   const { s, dir, stateDir, config, env } = await setup(t);
   const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
