@@ -17,6 +17,7 @@ import type { Command } from './commands/kit.ts';
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default: Command }> }> = {
   serve: { summary: 'serve the gateway from a config file or a config stream', load: () => import('./commands/serve.ts') as never },
   'config-server': { summary: 'serve a config file as a config stream to runners', load: () => import('./commands/config-server.ts') as never },
+  config: { summary: 'push a config file to etcd, or print the config in etcd', load: () => import('./commands/config.ts') as never },
   validate: { summary: 'check a config file', load: () => import('./commands/validate.ts') as never },
   'plugin-call': { summary: 'start one plugin and make one hook call', load: () => import('./commands/plugin-call.ts') as never },
   demo: { summary: 'serve the demo in examples/demo (npm start)', load: () => import('./commands/demo.ts') as never },

@@ -65,6 +65,7 @@ import { canonicalJson, itemsOf, KINDS, type Kind } from '../src/core/config-doc
 import type { Logger } from '../src/core/log.ts';
 import { parseWithDiscovery, readConfigInput, resolvePluginPaths } from './config-file.ts';
 import { isLoopbackHost, spkiSha256 } from './config-tls.ts';
+import { etcdSettings, putOf as putOf_, type EtcdKv, type EtcdSettings } from './etcd.ts';
 import { KeyRing } from './keys.ts';
 import { createLogger } from './log.ts';
 import { keyProblems } from './stream-policy.ts';
@@ -82,7 +83,9 @@ const PATCH_RANK: Record<Kind, number> = { plugins: 0, actions: 1, keys: 2, rout
 
 export interface ConfigServerOptions {
   /** the config file (JSON5) to serve and watch */
-  configFile: string;
+  configFile?: string;
+  /** instead of a file: serve what is in etcd (versions are etcd revisions) */
+  etcd?: EtcdSettings;
   /** `host:port` (`[::1]:port` for IPv6); port 0 picks a free one */
   listen: string;
   /** the bearer key clients must present */
@@ -137,11 +140,10 @@ type ServerEvent = { name: 'patch'; kind: Kind; id: string; version: number; dat
  */
 export async function startConfigServer(opts: ConfigServerOptions): Promise<ConfigServer> {
   const log = opts.logger.child({ component: 'config-server' });
+  if (opts.etcd) return startEtcdConfigServer(opts, opts.etcd, log);
+  if (!opts.configFile) throw new Error('startConfigServer: configFile or etcd is required');
   const configFile = resolve(opts.configFile);
   const versionsFile = `${configFile}.versions.json`;
-  const heartbeatMs = opts.heartbeatMs ?? 15_000;
-  const keys = new KeyRing([{ id: 'config', secret: opts.key, expiresAt: null }]);
-  const listen = splitListen(opts.listen);
 
   // Initial state: the file's items, versioned against what was persisted.
   const warn = (w: string) => log.warn({ file: configFile }, w);
@@ -164,68 +166,8 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
   }
   if (changed) await writePersisted(versionsFile, counter, state);
 
-  const clients = new Set<ServerResponse>();
-  const send = (res: ServerResponse, chunk: string) => {
-    if (res.writableEnded || res.destroyed) return;
-    res.write(chunk);
-    if (res.writableLength > MAX_UNSENT_BYTES) {
-      log.warn({ unsent: res.writableLength }, 'config stream client does not keep up; dropping it');
-      clients.delete(res);
-      res.destroy();
-    }
-  };
-  const broadcast = (chunk: string) => {
-    for (const res of clients) send(res, chunk);
-  };
-
-  const server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, (req, res) => handle(req, res)) : createServer((req, res) => handle(req, res));
-  const pin = opts.tls ? `sha256:${spkiSha256(new X509Certificate(opts.tls.cert))}` : undefined;
-  function handle(req: IncomingMessage, res: ServerResponse): void {
-    const path = (req.url ?? '/').split('?')[0];
-    if (path !== STREAM_PATH) {
-      res.writeHead(404, { 'content-length': '0' }).end();
-      return;
-    }
-    if (!keys.verify(req.headers.authorization)) {
-      res.writeHead(401, { 'content-length': '0', 'www-authenticate': 'Bearer' }).end();
-      return;
-    }
-    if (req.method !== 'GET') {
-      res.writeHead(405, { 'content-length': '0', allow: 'GET' }).end();
-      return;
-    }
-    res.writeHead(200, {
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      'x-accel-buffering': 'no',
-    });
-    req.socket.setNoDelay(true);
-    clients.add(res);
-    const drop = () => {
-      if (clients.delete(res)) log.debug({ clients: clients.size }, 'config stream client left');
-    };
-    res.once('close', drop);
-    log.debug({ clients: clients.size, remote: req.socket.remoteAddress }, 'config stream client connected');
-    send(res, sseEvent('put', putOf(state)));
-  }
-
-  const heartbeat = setInterval(() => broadcast(': heartbeat\n\n'), heartbeatMs);
-  heartbeat.unref();
-
-  await new Promise<void>((ok, fail) => {
-    server.once('error', fail);
-    server.listen(listen.port, listen.host, () => {
-      server.off('error', fail);
-      ok();
-    });
-  }).catch((err: unknown) => {
-    clearInterval(heartbeat);
-    throw err;
-  });
-  const addr = server.address() as AddressInfo;
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}${STREAM_PATH}`;
+  const stream = await listenStream(opts, log, () => putOf(state));
+  const { broadcast, clients, url, pin } = stream;
 
   // Reloads run one at a time, in order; a client connecting while one
   // persists gets the previous state's put and then this reload's events.
@@ -307,23 +249,183 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Conf
       closed = true;
       watcher?.close();
       if (pending) clearTimeout(pending);
-      clearInterval(heartbeat);
-      for (const res of clients) res.end();
-      clients.clear();
-      // Ended streams leave idle connections, which close() closes; a
-      // client that stopped reading would hold its socket, so after a
-      // grace period every connection is cut.
-      await new Promise<void>((r) => {
-        const cut = setTimeout(() => server.closeAllConnections(), 1000);
-        server.close(() => {
-          clearTimeout(cut);
-          r();
-        });
-      });
+      await stream.close();
       await chain;
     })());
 
   return { url, pin, reload, close };
+}
+
+/** The HTTP side of a config server: the stream endpoint, its clients, heartbeats. */
+interface StreamListener {
+  url: string;
+  pin?: string;
+  clients: Set<ServerResponse>;
+  broadcast(chunk: string): void;
+  /** ends every stream and closes the listener */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens for stream clients (`GET /v1/stream` with the key): each new
+ * client gets `currentPut()` as its first event, then what is broadcast.
+ * Rejects with the listen error.
+ */
+async function listenStream(opts: ConfigServerOptions, log: Logger, currentPut: () => unknown): Promise<StreamListener> {
+  const heartbeatMs = opts.heartbeatMs ?? 15_000;
+  const keys = new KeyRing([{ id: 'config', secret: opts.key, expiresAt: null }]);
+  const listen = splitListen(opts.listen);
+  const clients = new Set<ServerResponse>();
+  const send = (res: ServerResponse, chunk: string) => {
+    if (res.writableEnded || res.destroyed) return;
+    res.write(chunk);
+    if (res.writableLength > MAX_UNSENT_BYTES) {
+      log.warn({ unsent: res.writableLength }, 'config stream client does not keep up; dropping it');
+      clients.delete(res);
+      res.destroy();
+    }
+  };
+  const broadcast = (chunk: string) => {
+    for (const res of clients) send(res, chunk);
+  };
+
+  const server = opts.tls ? createHttpsServer({ cert: opts.tls.cert, key: opts.tls.key }, (req, res) => handle(req, res)) : createServer((req, res) => handle(req, res));
+  const pin = opts.tls ? `sha256:${spkiSha256(new X509Certificate(opts.tls.cert))}` : undefined;
+  function handle(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== STREAM_PATH) {
+      res.writeHead(404, { 'content-length': '0' }).end();
+      return;
+    }
+    if (!keys.verify(req.headers.authorization)) {
+      res.writeHead(401, { 'content-length': '0', 'www-authenticate': 'Bearer' }).end();
+      return;
+    }
+    if (req.method !== 'GET') {
+      res.writeHead(405, { 'content-length': '0', allow: 'GET' }).end();
+      return;
+    }
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
+    req.socket.setNoDelay(true);
+    clients.add(res);
+    const drop = () => {
+      if (clients.delete(res)) log.debug({ clients: clients.size }, 'config stream client left');
+    };
+    res.once('close', drop);
+    log.debug({ clients: clients.size, remote: req.socket.remoteAddress }, 'config stream client connected');
+    send(res, sseEvent('put', currentPut()));
+  }
+
+  const heartbeat = setInterval(() => broadcast(': heartbeat\n\n'), heartbeatMs);
+  heartbeat.unref();
+
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail);
+    server.listen(listen.port, listen.host, () => {
+      server.off('error', fail);
+      ok();
+    });
+  }).catch((err: unknown) => {
+    clearInterval(heartbeat);
+    throw err;
+  });
+  const addr = server.address() as AddressInfo;
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `${opts.tls ? 'https' : 'http'}://${host}:${addr.port}${STREAM_PATH}`;
+
+  const close = async () => {
+    clearInterval(heartbeat);
+    for (const res of clients) res.end();
+    clients.clear();
+    // Ended streams leave idle connections, which close() closes; a
+    // client that stopped reading would hold its socket, so after a
+    // grace period every connection is cut.
+    await new Promise<void>((r) => {
+      const cut = setTimeout(() => server.closeAllConnections(), 1000);
+      server.close(() => {
+        clearTimeout(cut);
+        r();
+      });
+    });
+  };
+  return { url, pin, clients, broadcast, close };
+}
+
+/**
+ * A config server fed from etcd: the keys under the prefix (etcd.ts
+ * layout), followed by `EtcdFollower`. Versions are etcd's: an item's is
+ * its key's mod_revision, a delete's the revision that deleted it, so
+ * every config server following the same cluster hands out the same
+ * versions and runners can move between them. A change of one item is a
+ * `patch` or `delete`; a change of several (one transaction) is one `put`
+ * of everything, so a runner applies it as one version.
+ */
+async function startEtcdConfigServer(opts: ConfigServerOptions, settings: EtcdSettings, log: Logger): Promise<ConfigServer> {
+  const { EtcdFollower } = await import('./etcd-source.ts');
+  let state = emptyState();
+  let revision = 0;
+  const toState = (kvs: EtcdKv[], at: number): State => {
+    const { put, problems } = putOf_(kvs, settings.prefix);
+    for (const p of problems) log.warn({ revision: at }, p);
+    const next = emptyState();
+    for (const kind of KINDS) {
+      for (const [id, raw] of Object.entries(put[kind])) {
+        const { version, ...data } = raw as Record<string, unknown> & { version: number };
+        next[kind].set(id, { version, sha256: sha256(canonicalJson(data)), data });
+      }
+    }
+    return next;
+  };
+  let stream: StreamListener | null = null;
+  let first: (() => void) | null = null;
+  const ready = new Promise<void>((r) => (first = r));
+  const follower = new EtcdFollower({
+    settings,
+    logger: log.child({ component: 'etcd' }),
+    onRevision: async (kvs, at, how) => {
+      const next = toState(kvs, at);
+      const events: string[] = [];
+      for (const kind of KINDS) {
+        for (const [id, held] of next[kind]) {
+          const before = state[kind].get(id);
+          if (!before || before.sha256 !== held.sha256) events.push(sseEvent('patch', { path: `${kind}/${id}`, data: { ...held.data, version: held.version } }));
+        }
+        for (const id of state[kind].keys()) if (!next[kind].has(id)) events.push(sseEvent('delete', { path: `${kind}/${id}`, version: at }));
+      }
+      state = next;
+      revision = at;
+      first?.();
+      first = null;
+      if (!stream || !events.length) return;
+      stream.broadcast(events.length === 1 && how === 'watch' ? events[0] : sseEvent('put', putOf(state)));
+      log.info({ revision: at, changes: events.length, clients: stream.clients.size }, 'config updated from etcd');
+    },
+  });
+  follower.start();
+  // Serve only once the first read is in: a client's first put must be a real config.
+  await ready;
+  try {
+    stream = await listenStream(opts, log, () => putOf(state));
+  } catch (err) {
+    await follower.stop();
+    throw err;
+  }
+  log.info({ revision, endpoints: settings.hosts }, 'serving the config in etcd');
+  let closing: Promise<void> | null = null;
+  return {
+    url: stream.url,
+    pin: stream.pin,
+    reload: async () => follower.reread(),
+    close: () => (closing ??= (async () => {
+      await follower.stop();
+      await stream!.close();
+    })()),
+  };
 }
 
 /**
@@ -354,6 +456,14 @@ export async function configServerMain(argv: string[], env: NodeJS.ProcessEnv = 
 /** The options of `hookgate config-server` (see commands/config-server). */
 export interface ConfigServerArgs {
   config?: string;
+  etcd?: string;
+  'etcd-prefix'?: string;
+  'etcd-cacert'?: string;
+  'etcd-cert'?: string;
+  'etcd-key'?: string;
+  'etcd-user'?: string;
+  'etcd-password-env'?: string;
+  'insecure-etcd'?: boolean;
   listen?: string;
   'key-env'?: string;
   'tls-cert'?: string;
@@ -371,7 +481,16 @@ export async function configServerRun(values: ConfigServerArgs, env: NodeJS.Proc
     process.stderr.write(code === 2 ? `hookgate config-server: ${msg} (see "hookgate config-server --help")\n` : `hookgate config-server: ${msg}\n`);
     return code;
   };
-  if (!values.config) return fail(2, '--config <file> is required');
+  if (!values.config && !values.etcd) return fail(2, '--config <file> or --etcd <endpoints> is required');
+  if (values.config && values.etcd) return fail(2, '--config and --etcd: serve a file or what is in etcd; pick one');
+  let etcd: EtcdSettings | undefined;
+  if (values.etcd) {
+    try {
+      etcd = etcdSettings(values.etcd, '--etcd', values, env);
+    } catch (err) {
+      return fail(2, (err as Error).message);
+    }
+  }
   if (!values.listen) return fail(2, '--listen <host:port> is required');
   if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(values.listen) || Number(values.listen.slice(values.listen.lastIndexOf(':') + 1)) > 65535) {
     return fail(2, `--listen "${values.listen}": expected "host:port", e.g. "127.0.0.1:9000"`);
@@ -402,7 +521,7 @@ export async function configServerRun(values: ConfigServerArgs, env: NodeJS.Proc
   const logger = createLogger();
   let server: ConfigServer;
   try {
-    server = await startConfigServer({ configFile: values.config, listen: values.listen, key, logger, tls });
+    server = await startConfigServer({ configFile: values.config, etcd, listen: values.listen, key, logger, tls });
   } catch (err) {
     if (err instanceof ConfigError) return fail(1, `${values.config}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`.trimEnd());
     return fail(1, `cannot start: ${(err as Error).message}`);
@@ -449,7 +568,7 @@ function putOf(state: State): Record<Kind, Record<string, Record<string, unknown
  * absolute against the file's folder (in the raw input, which stays what a
  * runner would write in a file). Throws `ConfigError`.
  */
-async function readItems(file: string, onWarning?: (warning: string) => void): Promise<Record<Kind, Map<string, Record<string, unknown>>>> {
+export async function readItems(file: string, onWarning?: (warning: string) => void): Promise<Record<Kind, Map<string, Record<string, unknown>>>> {
   const raw = await readConfigInput(file);
   const config = await parseWithDiscovery(raw, dirname(file), onWarning);
   // Runners refuse literal secrets from a stream: say so here, before any is sent.

@@ -42,25 +42,23 @@
  * and wires signals; the item model and version rules are `config-doc.ts`'s.
  */
 
-import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { applyDelete, applyPatch, applyPut, canonicalJson, configInput, emptyDoc, KINDS, type ConfigDoc, type Item, type Kind } from '../src/core/config-doc.ts';
-import { ConfigError, parseConfig, type Config } from '../src/core/config.ts';
+import { applyDelete, applyPatch, applyPut, configInput, type ConfigDoc } from '../src/core/config-doc.ts';
+import type { Config } from '../src/core/config.ts';
 import type { Logger } from '../src/core/log.ts';
 import { realClock, type Clock, type TimerHandle } from './clock.ts';
-import { resolvePaths } from './config-file.ts';
+import { ConfigCommitter, docFromJson, errorText, LAST_GOOD_FILE } from './config-commit.ts';
 import { PIN_MISMATCH } from './config-tls.ts';
-import { CLOSED_POLICY, streamProblems, type StreamPolicy } from './stream-policy.ts';
+import type { StreamPolicy } from './stream-policy.ts';
 
 /** Longest event accepted (characters), a whole config put included. */
 const MAX_EVENT_CHARS = 32 * 1024 * 1024;
 /** Most events waiting to be applied before the stream is restarted. */
 const MAX_QUEUED_EVENTS = 1000;
 
-/** The file in the state directory that holds the last good config. */
-export const LAST_GOOD_FILE = 'last-good.json';
+export { LAST_GOOD_FILE, streamConfig } from './config-commit.ts';
 
 /** Reconnect timings (ms). */
 export interface Backoff {
@@ -124,23 +122,6 @@ interface Connection {
 }
 
 /**
- * Validates a config input from a stream (or the persisted state): the
- * core schema, then plugin paths and working directories resolved against
- * the runner's working directory (a config server sends absolute ones),
- * then the runner's `policy` (`streamProblems`: the plugin allow-list,
- * keys as references). Throws `ConfigError`.
- *
- * @example
- * const config = streamConfig(configInput(doc, local), { plugins: 'allowlist', allowed: ['/opt/hookgate/plugins/*'] });
- */
-export function streamConfig(input: Record<string, unknown>, policy: StreamPolicy = CLOSED_POLICY): Config {
-  const config = resolvePaths(parseConfig(input), process.cwd());
-  const problems = streamProblems(config, policy);
-  if (problems.length) throw new ConfigError(problems);
-  return config;
-}
-
-/**
  * Follows a config stream.
  *
  * Contract: `start()` once (later calls are no-ops); it returns at once and
@@ -164,9 +145,7 @@ export class ConfigStream {
   #fetch: typeof fetch;
   #backoff: Backoff;
   #readTimeoutMs: number;
-  #doc: ConfigDoc;
-  /** canonical JSON of the config input in force ('' when none came from here) */
-  #applied = '';
+  #committer: ConfigCommitter;
   #conn: Connection | null = null;
   #loop: Promise<void> | null = null;
   #stopped = false;
@@ -183,13 +162,19 @@ export class ConfigStream {
     this.#fetch = opts.fetch ?? fetch;
     this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
     this.#readTimeoutMs = opts.readTimeoutMs ?? 45_000;
-    this.#doc = opts.initial?.doc ?? emptyDoc();
-    if (opts.initial) this.#applied = canonicalJson(configInput(opts.initial.doc, opts.local));
+    this.#committer = new ConfigCommitter({
+      local: opts.local,
+      policy: opts.policy,
+      onConfig: opts.onConfig,
+      stateDir: opts.stateDir,
+      initial: opts.initial?.doc ?? null,
+      logger: opts.logger,
+    });
   }
 
   /** The document in force (read-only use). */
   get doc(): ConfigDoc {
-    return this.#doc;
+    return this.#committer.doc;
   }
 
   /** Starts following the stream in the background. */
@@ -404,10 +389,10 @@ export class ConfigStream {
     let path: string | undefined;
     try {
       const data: unknown = JSON.parse(ev.data);
-      if (name === 'put') next = applyPut(this.#doc, data);
+      if (name === 'put') next = applyPut(this.#committer.doc, data);
       else {
         path = typeof (data as { path?: unknown })?.path === 'string' ? (data as { path: string }).path : undefined;
-        const r = name === 'patch' ? applyPatch(this.#doc, data) : applyDelete(this.#doc, data);
+        const r = name === 'patch' ? applyPatch(this.#committer.doc, data) : applyDelete(this.#committer.doc, data);
         if (!r.applied) {
           const version = name === 'patch' ? (data as { data: { version: number } }).data.version : (data as { version: number }).version;
           this.#log.info({ event: name, path, version }, 'stale event ignored: its version is not greater than the one held for the item');
@@ -419,65 +404,11 @@ export class ConfigStream {
       this.#log.error({ event: name, path, err: errorText(err) }, 'malformed event from the config source; restarting the stream without applying it');
       return conn.end({ kind: 'malformed' });
     }
-    await this.#commit(next, name, path);
-  }
-
-  async #commit(next: ConfigDoc, event: string, path: string | undefined): Promise<void> {
-    const input = configInput(next, this.#opts.local);
-    let config: Config;
-    try {
-      config = streamConfig(input, this.#opts.policy);
-    } catch (err) {
-      const problems = err instanceof ConfigError ? err.problems.map((p) => nameItems(p, input)) : [errorText(err)];
-      this.#log.error({ event, path, problems }, 'config from the stream refused: the result is invalid; keeping the previous config');
-      return;
-    }
-    const key = canonicalJson(input);
-    if (key !== this.#applied) {
-      try {
-        await this.#opts.onConfig(config);
-      } catch (err) {
-        this.#log.error({ event, path, err: errorText(err) }, 'applying the config from the stream failed; keeping the previous document');
-        return;
-      }
-      this.#applied = key;
-      this.#log.info({ event, path, routes: config.routes.length, plugins: Object.keys(config.plugins).length }, 'config applied from the stream');
-    } else {
-      this.#log.debug({ event, path }, 'config from the stream unchanged');
-    }
-    this.#doc = next;
-    await this.#persist(next);
-  }
-
-  async #persist(doc: ConfigDoc): Promise<void> {
-    const dir = this.#opts.stateDir;
-    if (!dir) return;
-    const file = join(dir, LAST_GOOD_FILE);
-    const tmp = `${file}.tmp-${process.pid}`;
-    try {
-      mkdirSync(dir, { recursive: true });
-      const fh = await open(tmp, 'w', 0o600);
-      try {
-        await fh.writeFile(JSON.stringify(docToJson(doc)) + '\n');
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, file);
-    } catch (err) {
-      await unlink(tmp).catch(() => {});
-      this.#log.error({ file, err: errorText(err) }, 'cannot persist the last good config; a restart while the source is down would not have it');
-    }
+    await this.#committer.commit(next, { event: name, path });
   }
 }
 
 // ---------------------------------------------------------------------------
-
-function errorText(err: unknown): string {
-  const e = err as { message?: string; cause?: { code?: string; message?: string } };
-  const cause = e?.cause?.code ?? e?.cause?.message;
-  return `${e?.message ?? String(err)}${cause ? ` (${cause})` : ''}`;
-}
 
 /** What failed when a request failed TLS verification (a CA, host name or pin problem), else ''. */
 function tlsFailure(err: unknown): string {
@@ -487,52 +418,3 @@ function tlsFailure(err: unknown): string {
   return `${code}: ${String(cause?.message ?? '')}`;
 }
 
-/** Rewrites a problem's leading `routes[i]` / `runner.keys[i]` / `actions.x` / `plugins.x` as the item path `<kind>/<id>`. */
-function nameItems(problem: string, input: Record<string, unknown>): string {
-  const list = (x: unknown): Array<{ id?: unknown }> => (Array.isArray(x) ? x : []);
-  let m = /^routes\[(\d+)\]/.exec(problem);
-  if (m) return `routes/${String(list(input.routes)[Number(m[1])]?.id ?? m[1])}${problem.slice(m[0].length)}`;
-  m = /^runner\.keys\[(\d+)\]/.exec(problem);
-  if (m) return `keys/${String(list((input.runner as { keys?: unknown })?.keys)[Number(m[1])]?.id ?? m[1])}${problem.slice(m[0].length)}`;
-  m = /^(actions|plugins)\.([A-Za-z0-9._-]+?)(?=[.:[])/.exec(problem);
-  if (m && typeof input[m[1]] === 'object' && Object.hasOwn(input[m[1]] as object, m[2])) return `${m[1]}/${m[2]}${problem.slice(m[0].length)}`;
-  return problem;
-}
-
-
-function docToJson(doc: ConfigDoc): Record<string, unknown> {
-  const items = {} as Record<Kind, Record<string, unknown>>;
-  const tombstones = {} as Record<Kind, Record<string, number>>;
-  for (const k of KINDS) {
-    items[k] = Object.fromEntries([...doc.items[k]].map(([id, it]) => [id, { version: it.version, ...(it.order !== undefined ? { order: it.order } : {}), data: it.data }]));
-    tombstones[k] = Object.fromEntries(doc.tombstones[k]);
-  }
-  return { format: 1, saved_at: new Date().toISOString(), input: configInput(doc, {}), items, tombstones };
-}
-
-/** Restores a document from `last-good.json`; throws naming the bad field. */
-function docFromJson(raw: unknown): ConfigDoc {
-  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-  const isVersion = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
-  if (!isObj(raw) || raw.format !== 1) throw new Error('format: expected 1');
-  if (!isObj(raw.items) || !isObj(raw.tombstones)) throw new Error('expected "items" and "tombstones" objects');
-  const doc = emptyDoc();
-  for (const k of KINDS) {
-    const items = raw.items[k] ?? {};
-    const tombs = raw.tombstones[k] ?? {};
-    if (!isObj(items)) throw new Error(`items.${k}: expected an object`);
-    if (!isObj(tombs)) throw new Error(`tombstones.${k}: expected an object`);
-    for (const [id, it] of Object.entries(items)) {
-      if (!isObj(it) || !isVersion(it.version) || !isObj(it.data)) throw new Error(`items.${k}.${id}: expected {version, data}`);
-      if (it.order !== undefined && typeof it.order !== 'number') throw new Error(`items.${k}.${id}.order: expected a number`);
-      const item: Item = { version: it.version, data: it.data };
-      if (it.order !== undefined) item.order = it.order as number;
-      doc.items[k].set(id, item);
-    }
-    for (const [id, v] of Object.entries(tombs)) {
-      if (!isVersion(v)) throw new Error(`tombstones.${k}.${id}: expected a version`);
-      doc.tombstones[k].set(id, v);
-    }
-  }
-  return doc;
-}

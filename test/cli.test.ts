@@ -74,7 +74,7 @@ test('serve FILE (without --config) says what to type instead, without a stack t
 
 test('missing values and arguments, and unknown commands, are one line each', async () => {
   assertUsageError(await runCli(['serve', '--config']), /^hookgate serve: --config needs a value/, 'hookgate serve --help');
-  assertUsageError(await runCli(['serve']), /serve needs --config <file> or --config-url <url>/, 'hookgate serve --help');
+  assertUsageError(await runCli(['serve']), /serve needs --config <file>, --config-url <url> or --config-etcd <endpoints>/, 'hookgate serve --help');
   assertUsageError(await runCli(['validate']), /^hookgate validate: missing argument/, 'hookgate validate --help');
   assertUsageError(await runCli(['validate', 'a.json5', 'b.json5']), /unexpected argument "b\.json5"/, 'hookgate validate --help');
   assertUsageError(await runCli(['plugin-call', 'x', '--hook', 'on_nothing']), /--hook: expected on_request/, 'hookgate plugin-call --help');

@@ -16,11 +16,15 @@ import { listenersOf, Runner, type Listeners } from '../runner.ts';
 import { lockStateDir } from '../state-dir.ts';
 import { PluginWatcher, watchedPlugins } from '../plugin/watch.ts';
 import { ConfigStream, LAST_GOOD_FILE, streamConfig } from '../config-stream.ts';
+import { EtcdSource } from '../etcd-source.ts';
+import { ETCD_HELP, ETCD_OPTIONS, etcdSettings, type EtcdSettings } from '../etcd.ts';
 import { parsePin, sourceFetch, urlProblem } from '../config-tls.ts';
 import type { PluginsFromStream, StreamPolicy } from '../stream-policy.ts';
 import { command, envMs, exitOnFatal, printConfigError, UsageError, waitForStopSignal, LOG_FORMAT_OPTION } from './kit.ts';
 
 const HELP = `usage: hookgate serve --config <file.json5> [--state-dir <dir>] [--watch-plugins]
+       hookgate serve --config-etcd <http://host:2379,...> [--etcd-prefix P] [--config <bootstrap.json5>] [--state-dir <dir>]
+                      [--plugins-from-stream allowlist|any] [etcd connection options]
        hookgate serve --config-url <url> --config-key-env <NAME> [--config <bootstrap.json5>] [--state-dir <dir>]
                       [--config-ca <ca.pem>] [--config-pin sha256:<hex>]... [--insecure-config-url]
                       [--plugins-from-stream allowlist|any]
@@ -60,6 +64,13 @@ HOOKGATE_STREAM_BACKOFF_MS (1000), HOOKGATE_STREAM_BACKOFF_MAX_MS (30000),
 HOOKGATE_STREAM_HEALTHY_MS (60000), HOOKGATE_STREAM_AUTH_RETRY_MS (60000),
 HOOKGATE_STREAM_READ_TIMEOUT_MS (45000).
 
+Following etcd (--config-etcd, endpoints comma-separated): reads every key
+under the prefix at one revision, then watches from the next; a change of
+several keys in one transaction applies as one version. Reconnects across
+the endpoints; a compacted revision means a fresh full read. Listeners,
+the plugin allow-list (--plugins-from-stream) and the last good config in
+--state-dir work as with --config-url. SIGHUP reads the whole config again.
+${ETCD_HELP}
 Logs go to stderr: HOOKGATE_LOG_LEVEL (debug, info, warn, error; default
 info) and HOOKGATE_LOG_FORMAT or --log-format (json, or pretty: one
 human line per record; default pretty on a terminal, else json).
@@ -80,11 +91,40 @@ export default command({
     'config-pin': { type: 'string', multiple: true, default: [] },
     'plugins-from-stream': { type: 'string', default: 'allowlist' },
     'watch-plugins': { type: 'boolean', default: false },
+    'config-etcd': { type: 'string' },
+    ...ETCD_OPTIONS,
   },
   async run({ values }) {
     const url = values['config-url'];
+    const etcd = values['config-etcd'];
+    if (url && etcd) throw new UsageError('--config-url and --config-etcd: a runner follows one config source; pick one');
+    if (!etcd) {
+      for (const flag of Object.keys(ETCD_OPTIONS) as Array<keyof typeof ETCD_OPTIONS>) {
+        const v = values[flag];
+        if (v === undefined || v === false || v === (ETCD_OPTIONS[flag] as { default?: unknown }).default) continue;
+        throw new UsageError(`--${flag} goes with --config-etcd`);
+      }
+    }
+    if (etcd) {
+      if (values['watch-plugins']) throw new UsageError('--watch-plugins goes with --config (a config file); plugins from etcd are not watched');
+      for (const flag of ['config-key-env', 'insecure-config-url', 'config-ca', 'config-pin'] as const) {
+        const v = values[flag];
+        if (v === undefined || v === false || (Array.isArray(v) && !v.length)) continue;
+        throw new UsageError(`--${flag} goes with --config-url`);
+      }
+      const mode = values['plugins-from-stream'];
+      if (mode !== 'allowlist' && mode !== 'any') throw new UsageError(`--plugins-from-stream: expected "allowlist" or "any", got "${mode}"`);
+      let settings: EtcdSettings;
+      try {
+        settings = etcdSettings(etcd, '--config-etcd', values);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      const stateDir = resolve(values['state-dir'] ?? (values.config ? join(dirname(resolve(values.config)), '.hookgate-state') : '.hookgate-state'));
+      return serveStream({ source: { etcd: settings }, bootstrap: values.config, stateDir, plugins: mode });
+    }
     if (!url) {
-      if (!values.config) throw new UsageError('serve needs --config <file> or --config-url <url>');
+      if (!values.config) throw new UsageError('serve needs --config <file>, --config-url <url> or --config-etcd <endpoints>');
       for (const flag of ['config-key-env', 'insecure-config-url', 'config-ca', 'config-pin', 'plugins-from-stream'] as const) {
         if (flag === 'plugins-from-stream' && values[flag] === 'allowlist') continue;
         const v = values[flag];
@@ -127,7 +167,7 @@ export default command({
       return 2;
     }
     const stateDir = resolve(values['state-dir'] ?? (values.config ? join(dirname(resolve(values.config)), '.hookgate-state') : '.hookgate-state'));
-    return serveStream({ url, key, bootstrap: values.config, stateDir, fetch: sourceFetch({ ca, pins }), plugins: mode });
+    return serveStream({ source: { url, key, fetch: sourceFetch({ ca, pins }) }, bootstrap: values.config, stateDir, plugins: mode });
   },
 });
 
@@ -208,7 +248,7 @@ async function holdStateDir(dir: string): Promise<boolean> {
  * (when it has any); without either, the gateway answers 503 and /readyz
  * says not ready until the stream delivers. SIGHUP reconnects the stream.
  */
-async function serveStream(opts: { url: string; key: string; bootstrap?: string; stateDir: string; fetch: typeof fetch; plugins: PluginsFromStream }): Promise<number> {
+async function serveStream(opts: { source: { url: string; key: string; fetch: typeof fetch } | { etcd: EtcdSettings }; bootstrap?: string; stateDir: string; plugins: PluginsFromStream }): Promise<number> {
   const backoff = {
     baseMs: envMs('HOOKGATE_STREAM_BACKOFF_MS'),
     maxMs: envMs('HOOKGATE_STREAM_BACKOFF_MAX_MS'),
@@ -264,19 +304,25 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
   }
 
   const runner = new Runner({ logger: log, stateDir: opts.stateDir });
-  const stream = new ConfigStream({
-    url: opts.url,
-    key: opts.key,
-    fetch: opts.fetch,
-    policy,
-    local,
-    onConfig: async (config) => void (await runner.apply(config)),
-    stateDir: opts.stateDir,
-    initial: persisted,
-    logger: log.child({ component: 'config-stream' }),
-    readTimeoutMs,
-    backoff: Object.fromEntries(Object.entries(backoff).filter(([, v]) => v !== undefined)),
-  });
+  const onConfig = async (config: Config) => void (await runner.apply(config));
+  const backoffSet = Object.fromEntries(Object.entries(backoff).filter(([, v]) => v !== undefined));
+  const src = opts.source;
+  const stream =
+    'etcd' in src
+      ? new EtcdSource({ settings: src.etcd, policy, local, onConfig, stateDir: opts.stateDir, initial: persisted?.doc, logger: log.child({ component: 'etcd' }), backoff: backoffSet })
+      : new ConfigStream({
+          url: src.url,
+          key: src.key,
+          fetch: src.fetch,
+          policy,
+          local,
+          onConfig,
+          stateDir: opts.stateDir,
+          initial: persisted,
+          logger: log.child({ component: 'config-stream' }),
+          readTimeoutMs,
+          backoff: backoffSet,
+        });
   exitOnFatal(log, () => stream.stop().then(() => runner.stop()));
   try {
     await runner.start(listeners, initial);
@@ -285,7 +331,7 @@ async function serveStream(opts: { url: string; key: string; bootstrap?: string;
     return 1;
   }
   stream.start();
-  const onHup = () => stream.reconnect();
+  const onHup = () => ('reread' in stream ? stream.reread() : stream.reconnect());
   process.on('SIGHUP', onHup);
   const signal = await waitForStopSignal();
   log.info({ signal }, 'stopping');

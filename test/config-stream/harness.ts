@@ -227,12 +227,13 @@ export interface ConfigServerProcess {
 }
 
 /**
- * Runs `hookgate config-server` on `file` at `listen` (more arguments in
+ * Runs `hookgate config-server` on `file` (or `{ etcd: endpoints }`) at `listen` (more arguments in
  * `args`, e.g. `--tls-cert`), presenting SOURCE_KEY; resolves once it
  * listens. Killed with the scope.
  */
-export async function startConfigServer(s: Scope, file: string, listen: string, args: string[] = []): Promise<ConfigServerProcess> {
-  const child = spawn(process.execPath, [CLI, 'config-server', '--config', file, '--listen', listen, '--key-env', 'HG_TEST_SERVER_KEY', ...args], {
+export async function startConfigServer(s: Scope, file: string | { etcd: string }, listen: string, args: string[] = []): Promise<ConfigServerProcess> {
+  const source = typeof file === 'string' ? ['--config', file] : ['--etcd', file.etcd];
+  const child = spawn(process.execPath, [CLI, 'config-server', ...source, '--listen', listen, '--key-env', 'HG_TEST_SERVER_KEY', ...args], {
     cwd: ROOT,
     env: { ...process.env, HG_TEST_SERVER_KEY: SOURCE_KEY, HOOKGATE_LOG_LEVEL: 'info' },
     stdio: ['ignore', 'ignore', 'pipe'],
