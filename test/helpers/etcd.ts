@@ -9,7 +9,8 @@
  */
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { Agent } from 'undici';
 import { join } from 'node:path';
 import { freePort, waitFor } from './http.ts';
 import { tempDir, type Scope } from './scope.ts';
@@ -31,6 +32,8 @@ export interface EtcdMember {
   peer: string;
   dataDir: string;
   proc: ChildProcess | null;
+  /** what the test presents to a TLS member */
+  agent?: Agent;
 }
 
 export interface EtcdCluster {
@@ -47,17 +50,30 @@ export interface EtcdCluster {
   compact(revision: number): Promise<void>;
   /** the store's current revision */
   revision(): Promise<number>;
+  /** adds user `root` with `password` (role root) and turns authentication on */
+  enableAuth(password: string): Promise<void>;
 }
 
-async function gateway(m: EtcdMember, path: string, body: unknown): Promise<Record<string, unknown>> {
-  const res = await fetch(`${m.client}${path}`, { method: 'POST', body: JSON.stringify(body), signal: AbortSignal.timeout(5000) });
+/** TLS for the members' client URLs: their certificate, and the CA clients must present a certificate from. */
+export interface EtcdTls {
+  certFile: string;
+  keyFile: string;
+  clientCaFile: string;
+  /** what the test itself presents (health checks): a CA for the server and a client certificate */
+  caFile: string;
+  clientCertFile: string;
+  clientKeyFile: string;
+}
+
+async function gateway(m: EtcdMember, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Record<string, unknown>> {
+  const res = await fetch(`${m.client}${path}`, { method: 'POST', body: JSON.stringify(body), headers, signal: AbortSignal.timeout(5000), ...(m.agent ? { dispatcher: m.agent } : {}) } as RequestInit);
   if (!res.ok) throw new Error(`${m.name} ${path}: HTTP ${res.status} ${await res.text()}`);
   return (await res.json()) as Record<string, unknown>;
 }
 
 async function healthy(m: EtcdMember): Promise<boolean> {
   try {
-    const res = await fetch(`${m.client}/health`, { signal: AbortSignal.timeout(2000) });
+    const res = await fetch(`${m.client}/health`, { signal: AbortSignal.timeout(2000), ...(m.agent ? { dispatcher: m.agent } : {}) } as RequestInit);
     return res.ok && ((await res.json()) as { health?: string }).health === 'true';
   } catch {
     return false;
@@ -71,12 +87,16 @@ async function healthy(m: EtcdMember): Promise<boolean> {
  * const etcd = await startEtcdCluster(s, 3);
  * // hookgate serve --config-etcd etcd.endpoints
  */
-export async function startEtcdCluster(s: Scope, size = 3, opts: { maxTxnOps?: number } = {}): Promise<EtcdCluster> {
+export async function startEtcdCluster(s: Scope, size = 3, opts: { maxTxnOps?: number; tls?: EtcdTls } = {}): Promise<EtcdCluster> {
+  const scheme = opts.tls ? 'https' : 'http';
   const bin = ensureEtcd();
+  const read = (f: string) => readFileSync(f, 'utf8');
+  const agent = opts.tls ? new Agent({ connect: { ca: read(opts.tls.caFile), cert: read(opts.tls.clientCertFile), key: read(opts.tls.clientKeyFile) } }) : undefined;
+  if (agent) s.defer(() => agent.close());
   const root = tempDir(s, 'hookgate-etcd-');
   const members: EtcdMember[] = [];
   for (let i = 1; i <= size; i++) {
-    members.push({ name: `m${i}`, client: `http://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}`, dataDir: join(root, `m${i}`), proc: null });
+    members.push({ name: `m${i}`, client: `${scheme}://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}`, dataDir: join(root, `m${i}`), proc: null, agent });
   }
   const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
   const token = `hookgate-test-${process.pid}-${Date.now()}`;
@@ -93,6 +113,7 @@ export async function startEtcdCluster(s: Scope, size = 3, opts: { maxTxnOps?: n
       '--initial-cluster-token', token,
       '--log-level', 'error',
       ...(opts.maxTxnOps ? ['--max-txn-ops', String(opts.maxTxnOps)] : []),
+      ...(opts.tls ? ['--cert-file', opts.tls.certFile, '--key-file', opts.tls.keyFile, '--trusted-ca-file', opts.tls.clientCaFile, '--client-cert-auth'] : []),
     ];
     m.proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     m.proc.stderr!.resume();
@@ -137,6 +158,13 @@ export async function startEtcdCluster(s: Scope, size = 3, opts: { maxTxnOps?: n
     },
     compact: async (revision) => {
       await gateway(await live(), '/v3/kv/compaction', { revision: String(revision), physical: true });
+    },
+    enableAuth: async (password) => {
+      const m = await live();
+      await gateway(m, '/v3/auth/role/add', { name: 'root' });
+      await gateway(m, '/v3/auth/user/add', { name: 'root', password });
+      await gateway(m, '/v3/auth/user/grant', { user: 'root', role: 'root' });
+      await gateway(m, '/v3/auth/enable', {});
     },
     revision: async () => {
       const st = await gateway(await live(), '/v3/kv/range', { key: Buffer.from('\0').toString('base64') });
