@@ -12,6 +12,7 @@ import { describe, test } from 'node:test';
 import { ConfigError, parseConfig, type CacheSettings } from '../src/core/config.ts';
 import type { HookClient } from '../src/core/gateway.ts';
 import type { AuthorizeResult, RequestInfo } from '../src/core/protocol.ts';
+import { edgeStateOf } from '../src/core/snapshot.ts';
 import { CachedHooks, clientIp, keyMaterial, mergeCacheSettings, subtleDigest, VerdictCache, type Fresh } from '../src/core/verdict-cache.ts';
 import { requestInfo } from './helpers/protocol.ts';
 
@@ -341,4 +342,15 @@ describe('merged settings and CachedHooks (the edge)', () => {
     hooks.retain(new Set());
     assert.equal(hooks.sizeOf('api'), 0);
   });
+});
+
+test('the edge reads cache settings from the state snapshot, and leaves out an entry that does not hold together', () => {
+  const good = { ttl: 1000, negative_ttl: 0, stale_if_error: 0, key: null, max_entries: 5, generation: 'g' };
+  const edge = edgeStateOf({
+    version: 'v1',
+    config: { routes: [{ id: 'a', action: STATIC }], actions: {} },
+    cache: { a: good, b: { ...good, ttl: -1 }, c: { ...good, key: [1] }, d: { ...good, generation: 3 }, e: null, f: { ...good, max_entries: 0 } },
+  });
+  assert.deepEqual([...edge.cache.entries()], [['a', good]]);
+  assert.equal(edgeStateOf({ version: 'v', config: { routes: [], actions: {} } }).cache.size, 0, 'an older runner sends none');
 });

@@ -48,7 +48,8 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { CacheSettings, Config, PluginConfig, Route } from '../../src/core/config.ts';
+import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
+import type { RouteCacheSettings } from '../../src/core/snapshot.ts';
 import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/headers.ts';
@@ -126,12 +127,6 @@ interface BindingEntry {
 interface HeldCache {
   generation: string;
   cache: VerdictCache<unknown>;
-}
-
-/** What an edge needs to cache a route's merged verdicts (served in `/v1/state`). */
-export interface RouteCache extends CacheSettings {
-  /** changes whenever a cached verdict of the route may have become wrong (a config change) */
-  generation: string;
 }
 
 /** The cache key's digest on Node: SHA-256, synchronous. */
@@ -537,7 +532,7 @@ export class PluginManager {
    * `mergeCacheSettings`); the generation changes with any config change
    * that empties a binding's cache.
    */
-  routeCache(routeId: string): RouteCache | null {
+  routeCache(routeId: string): RouteCacheSettings | null {
     const entry = this.#routes.get(routeId);
     if (!entry) return null;
     const bindings = entry.bindings.filter((b) => b.plugin.hooks & HOOK_BIT.on_request);
