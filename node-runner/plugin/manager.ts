@@ -496,8 +496,8 @@ export class PluginManager {
           if (held >= 0) this.#log.warn({ plugin: p.name, route: routeId, suppressed: held }, 'hook call failed; serving a cached verdict past its ttl (stale_if_error)');
         }
         res = got.verdict;
-        // Cached verdicts are shared: what leaves here is a copy.
-        if (!res.ok || res.dr || res.fb) return degraded ? { ...res, nc: true } : { ...res };
+        // Cached verdicts are shared (with the cache and other waiters): what leaves here is a copy.
+        if (!res.ok || res.dr || res.fb) return { ...res, h: { ...res.h }, rm: [...res.rm], ...(degraded ? { nc: true } : {}) };
       } else {
         try {
           res = await call();

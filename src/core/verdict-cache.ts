@@ -310,7 +310,9 @@ export class CachedHooks implements HookClient {
       const v = await this.#inner.onRequest(routeId, info);
       return v.e ? { failure: v } : { verdict: v, cacheable: !v.nc };
     });
-    return got.verdict ?? got.failure;
+    if (!got.verdict) return got.failure;
+    // Verdicts are shared (with the cache and other waiters): the caller gets its own copy of what it might change.
+    return { ...got.verdict, h: { ...got.verdict.h }, rm: [...got.verdict.rm] };
   }
 
   onResponse(routeId: string, pair: ResponsePair): Promise<ResponseModResult> {
