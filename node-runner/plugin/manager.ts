@@ -29,9 +29,10 @@
  * plugins' header changes included). A fresh verdict stands in for the
  * call; a failed call gets the binding's expired verdict within
  * `stale_if_error` before its `on_error`. The cache lives as long as the
- * binding's generation (the plugin's config, the binding's settings and
- * the route): a reload that changes any of them starts it empty, and a
- * plugin that restarts with the same config keeps it. A merged verdict
+ * binding's generation (the plugin's config and code fingerprint, the
+ * binding's settings and the route): a reload (or a `watch` restart) that
+ * changes any of them starts it empty, and a plugin that restarts after a
+ * crash keeps it. A merged verdict
  * that a stale verdict or an `on_error: allow` skip went into is marked
  * `nc`, so an edge does not cache it.
  *
@@ -279,7 +280,7 @@ export class PluginManager {
         let cache: VerdictCache<unknown> | null = null;
         if (b.cache) {
           const id = `${route.id}\n${i}`;
-          const generation = JSON.stringify([plugin.config, b, route]);
+          const generation = JSON.stringify([plugin.config, plugin.code, b, route]);
           const held = this.#caches.get(id);
           cache = held?.generation === generation ? held.cache : new VerdictCache(b.cache, () => this.#clock.now());
           caches.set(id, { generation, cache });

@@ -6,11 +6,13 @@
  */
 
 import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { RequestInfo } from '../../src/core/protocol.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { waitFor } from '../helpers/http.ts';
-import { applyReady, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
+import { applyReady, config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';
 
 // A hang bound: plugin start-ups on a loaded machine take seconds.
 const T = { timeout: 60_000 };
@@ -171,6 +173,25 @@ test('a reload that changes the plugin\'s config or the binding serves no old ve
   await applyReady(m, cfg('2', '2h', 'allow'), ['p']);
   await ask();
   assert.equal(calls(h), 4, 'so does a change of the cache settings');
+});
+
+test('a reload that restarts a plugin whose code changed serves no old verdict', T, async (t) => {
+  const h = new Harness(t);
+  const m = h.manager({ clock: new FakeClock() });
+  const code = join(h.dir, 'plugin-lib.txt');
+  writeFileSync(code, 'v1\n');
+  const cfg = { plugins: { p: h.fixture('p', {}, { cache: { ttl: '1h' }, watch: [code] }) }, routes: [route('api', ['p'])] };
+  const ask = () => m.onRequest('api', request({ r: 'api', ...bearer('t1') }));
+  await applyReady(m, cfg, ['p']);
+  await ask();
+  await ask();
+  assert.equal(calls(h), 1);
+  writeFileSync(code, 'version 2\n');
+  const changes = await m.apply(config(cfg));
+  assert.deepEqual(changes.restarted, [{ plugin: 'p', why: 'code changed' }]);
+  await m.whenReady('p', 60_000);
+  await ask();
+  assert.equal(calls(h), 2, 'the new code is asked');
 });
 
 test('a flood of distinct keys keeps the cache at max_entries', T, async (t) => {
