@@ -78,6 +78,8 @@ describe('cache config', () => {
     assert.deepEqual(problems.length, 1);
     assert.match(problems[0], /^routes\[0\]\.plugins\[0\]: the cache key names "body", but this binding sends plugin "auth" no body/);
     assert.ok(parseConfig(base({ cache: { ttl: '1s', key: ['body'] }, with_body: true }, 'auth')));
+    const together = problemsOf({ ...base({ cache: { ttl: '1s', key: ['body'] } }, 'auth'), gateway: { listen: 'nowhere' } });
+    assert.equal(together.length, 2, `reported with the schema's problems: ${together.join('; ')}`);
   });
 });
 

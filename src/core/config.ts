@@ -498,24 +498,19 @@ export function parseConfig(input: unknown): Config {
   const problems = [...(res.success ? [] : res.issues.map(describe)), ...referenceProblems(input as Record<string, unknown>)];
   if (!res.success || problems.length) throw new ConfigError(inFileOrder(problems, input as Record<string, unknown>));
   const raw = res.output;
-  const bindingProblems: string[] = [];
   const routes: Route[] = raw.routes.map((r, index) => {
-    const plugins: Binding[] = r.plugins.map((b, j) => {
+    const plugins: Binding[] = r.plugins.map((b) => {
       const name = typeof b === 'string' ? b : b.plugin;
       const p = raw.plugins[name];
       const over: { on_error?: 'deny' | 'allow'; with_body?: boolean; cache?: CacheConfig } = typeof b === 'string' ? {} : b;
       const binding: Binding = { plugin: name, on_error: over.on_error ?? p.on_error, with_body: over.with_body ?? p.with_body };
       const cache = resolveCache(p.cache, over.cache);
       if (cache) binding.cache = cache;
-      if (cache?.key?.includes('body') && !binding.with_body) {
-        bindingProblems.push(`routes[${index}].plugins[${j}]: the cache key names "body", but this binding sends plugin "${name}" no body (set with_body: true, or take "body" out of the key)`);
-      }
       return binding;
     });
     const actionName = typeof r.action === 'string' ? r.action : '';
     return { ...r, id: r.id ?? String(index), index, plugins, actionName };
   });
-  if (bindingProblems.length) throw new ConfigError(inFileOrder(bindingProblems, input as Record<string, unknown>));
   return { ...raw, routes };
 }
 
@@ -544,6 +539,14 @@ function referenceProblems(input: Record<string, unknown>): string[] {
       r.plugins.forEach((b, j) => {
         const name = typeof b === 'string' ? b : obj(b).plugin;
         if (typeof name === 'string' && plugins[name] === undefined) problems.push(`routes[${index}].plugins[${j}]: no plugin named "${name}" in plugins`);
+        // "body" in the effective cache key needs the body: binding fields over the plugin's.
+        const p = obj(typeof name === 'string' ? plugins[name] : undefined);
+        const over = typeof b === 'string' ? {} : obj(b);
+        const key = obj(over.cache).key ?? obj(p.cache).key;
+        const withBody = over.with_body ?? p.with_body ?? false;
+        if (Array.isArray(key) && key.includes('body') && withBody !== true) {
+          problems.push(`routes[${index}].plugins[${j}]: the cache key names "body", but this binding sends plugin "${name}" no body (set with_body: true, or take "body" out of the key)`);
+        }
       });
     }
     let action: Record<string, unknown> | undefined;
