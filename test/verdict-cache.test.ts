@@ -13,7 +13,7 @@ import { ConfigError, parseConfig, type CacheSettings } from '../src/core/config
 import type { HookClient } from '../src/core/gateway.ts';
 import type { AuthorizeResult, RequestInfo } from '../src/core/protocol.ts';
 import { edgeStateOf } from '../src/core/snapshot.ts';
-import { CachedHooks, clientIp, keyMaterial, mergeCacheSettings, subtleDigest, VerdictCache, type Fresh } from '../src/core/verdict-cache.ts';
+import { CachedHooks, cacheKey, clientIp, keyMaterial, mergeCacheSettings, subtleDigest, VerdictCache, type Fresh } from '../src/core/verdict-cache.ts';
 import { requestInfo } from './helpers/protocol.ts';
 
 const STATIC = { type: 'static' };
@@ -147,6 +147,17 @@ describe('cache key', () => {
 
   test('values cannot run into each other', () => {
     assert.notEqual(keyOf(info({ p: '/a', q: 'b' }), ['path', 'query']), keyOf(info({ p: '/a","b', q: '' }), ['path', 'query']));
+  });
+
+  test('a short key is its material, a long one or one with a body its digest, and the two kinds never meet', () => {
+    const short = cacheKey(info(), null, false, sha);
+    assert.equal(short, new TextDecoder().decode(keyMaterial(info(), null, false)));
+    assert.ok((short as string).startsWith('['));
+    const long = info({ h: { Cookie: 'c'.repeat(600) } });
+    assert.equal(cacheKey(long, null, false, sha), keyOf(long));
+    const body = info({ bd: new TextEncoder().encode('x') });
+    assert.equal(cacheKey(body, null, true, sha), keyOf(body, null, true));
+    assert.ok(!/\[/.test(sha(new Uint8Array(1))) && !/\[/.test(Buffer.from(new Uint8Array(32).fill(0x5b)).toString('base64')), 'hex and base64 digests hold no "["');
   });
 
   test('the Web Crypto digest is SHA-256', async () => {

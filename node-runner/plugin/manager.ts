@@ -76,7 +76,7 @@ import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type Pl
 import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
 import type { Reaper } from './reaper.ts';
 import { readSnapshot, removeSnapshot, writeSnapshot, type Snapshot } from './snapshot.ts';
-import { keyMaterial, mergeCacheSettings, VerdictCache } from '../../src/core/verdict-cache.ts';
+import { cacheKey, mergeCacheSettings, VerdictCache } from '../../src/core/verdict-cache.ts';
 
 /** Every hook bit: what a plugin that has not declared its hooks yet is assumed to have (fail closed). */
 const ALL_HOOKS = HOOK_BIT.on_request | HOOK_BIT.on_response | HOOK_BIT.on_connect | HOOK_BIT.on_disconnect;
@@ -477,7 +477,7 @@ export class PluginManager {
       let res: AuthorizeResult;
       if (b.cache) {
         const input = data;
-        const got = await b.cache.get(digest(keyMaterial(input, b.cache.settings.key, b.with_body)), () =>
+        const got = await b.cache.get(cacheKey(input, b.cache.settings.key, b.with_body, digest) as string, () =>
           call().then(
             (verdict) => ({ verdict, cacheable: true }),
             (failure: unknown) => ({ failure }),

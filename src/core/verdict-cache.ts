@@ -16,8 +16,9 @@
  *   failure verdict (`on_error`) applies.
  * - The default key is everything the plugin is sent (see `keyMaterial`);
  *   a shorter `key` is the operator's statement of what the verdict depends
- *   on. Keys are SHA-256 digests of the material, so an entry costs the same
- *   whatever the request's size.
+ *   on. Keys are the material itself when it is short, else its SHA-256
+ *   digest, so an entry costs at most a few hundred bytes whatever the
+ *   request's size.
  * - Route, plugin and config generation are not in the key: each binding
  *   (or, on the edge, each route) has a cache of its own, replaced when its
  *   generation changes, so entries of an older config are never read.
@@ -80,6 +81,33 @@ const utf8 = new TextEncoder();
  * keyMaterial(info, ['header:Authorization', 'path'], false)
  */
 export function keyMaterial(info: RequestInfo, key: readonly string[] | null, withBody: boolean): Uint8Array {
+  const { text, bd } = keyParts(info, key, withBody);
+  const head = utf8.encode(text);
+  if (!bd) return head;
+  const out = new Uint8Array(head.length + bd.length);
+  out.set(head);
+  out.set(bd, head.length);
+  return out;
+}
+
+/** Key material this short (and without a body) is its own key: exact, and no digest to compute. */
+const SHORT_KEY = 512;
+
+/**
+ * The cache key of a request: the key material itself when it is short
+ * (a JSON array, so it starts with `[`), else its digest (which never
+ * does), so the two kinds never meet.
+ *
+ * @example
+ * const key = await cacheKey(info, settings.key, binding.with_body, subtleDigest);
+ */
+export function cacheKey(info: RequestInfo, key: readonly string[] | null, withBody: boolean, digest: Digest): string | Promise<string> {
+  const { text, bd } = keyParts(info, key, withBody);
+  if (!bd && text.length <= SHORT_KEY) return text;
+  return digest(keyMaterial(info, key, withBody));
+}
+
+function keyParts(info: RequestInfo, key: readonly string[] | null, withBody: boolean): { text: string; bd: Uint8Array | null } {
   const parts: unknown[] = [];
   let body = false;
   if (key === null) {
@@ -115,12 +143,7 @@ export function keyMaterial(info: RequestInfo, key: readonly string[] | null, wi
   }
   const bd = body && info.bd ? info.bd : null;
   parts.push(bd ? bd.length : -1);
-  const head = utf8.encode(JSON.stringify(parts));
-  if (!bd) return head;
-  const out = new Uint8Array(head.length + bd.length);
-  out.set(head);
-  out.set(bd, head.length);
-  return out;
+  return { text: JSON.stringify(parts), bd };
 }
 
 /** [name, value, name, value, ...] sorted by name. */
@@ -305,7 +328,7 @@ export class CachedHooks implements HookClient {
       held = { generation: rc.generation, cache: new VerdictCache<AuthorizeResult>(rc.settings, this.#now) };
       this.#caches.set(routeId, held);
     }
-    const key = await this.#digest(keyMaterial(info, rc.settings.key, rc.withBody));
+    const key = await cacheKey(info, rc.settings.key, rc.withBody, this.#digest);
     const got = await held.cache.get(key, async () => {
       const v = await this.#inner.onRequest(routeId, info);
       return v.e ? { failure: v } : { verdict: v, cacheable: !v.nc };
