@@ -12,6 +12,7 @@ import { describe, test } from 'node:test';
 import { ConfigError, parseConfig, type CacheSettings } from '../src/core/config.ts';
 import type { HookClient } from '../src/core/gateway.ts';
 import type { AuthorizeResult, RequestInfo } from '../src/core/protocol.ts';
+import { decodeHookResult, encodeHookResult } from '../src/core/codec.ts';
 import { edgeStateOf } from '../src/core/snapshot.ts';
 import { CachedHooks, cacheKey, clientIp, keyMaterial, mergeCacheSettings, subtleDigest, VerdictCache, type Fresh } from '../src/core/verdict-cache.ts';
 import { requestInfo } from './helpers/protocol.ts';
@@ -366,4 +367,9 @@ test('the edge reads cache settings from the state snapshot, and leaves out an e
   });
   assert.deepEqual([...edge.cache.entries()], [['a', good]]);
   assert.equal(edgeStateOf({ version: 'v', config: { routes: [], actions: {} } }).cache.size, 0, 'an older runner sends none');
+});
+
+test('nc travels in a result frame when set, and a decoded verdict has no nc key otherwise', () => {
+  assert.equal(decodeHookResult('on_request', encodeHookResult('on_request', { ...allow(), nc: true })).nc, true);
+  assert.ok(!('nc' in decodeHookResult('on_request', encodeHookResult('on_request', allow()))));
 });
