@@ -22,6 +22,7 @@ import { parseConfig, type Config, type GatewaySettings } from '../src/core/conf
 import { createGateway, hostHeaders, type Gateway } from '../src/core/gateway.ts';
 import { isWebSocketUpgrade } from '../src/core/headers.ts';
 import type { Logger } from '../src/core/log.ts';
+import { HOOK_BIT } from '../src/core/protocol.ts';
 import { hookNames, snapshotConfig, type StateSnapshot } from '../src/core/snapshot.ts';
 import { GatewayState } from '../src/core/state.ts';
 import type { Clock } from './clock.ts';
@@ -389,18 +390,21 @@ export class Runner {
     if (this.#snapshot) return this.#snapshot;
     const hooks: StateSnapshot['hooks'] = {};
     const body: string[] = [];
+    const cache: NonNullable<StateSnapshot['cache']> = {};
     const targets: StateSnapshot['targets'] = {};
     const speed: StateSnapshot['speed'] = {};
     for (const r of config.routes) {
       const mask = this.#manager.hooksOf(r.id);
       if (mask) hooks[r.id] = hookNames(mask);
       if (this.#manager.wantsBody(r.id)) body.push(r.id);
+      const c = mask & HOOK_BIT.on_request ? this.#manager.routeCache(r.id) : null;
+      if (c) cache[r.id] = c;
       const t = this.#manager.pushes.targets(r.id);
       if (t) targets[r.id] = t;
       const sp = this.#manager.pushes.speed(r.id);
       if (sp) speed[r.id] = sp;
     }
-    const content = { config: snapshotConfig(config), hooks, body, targets, speed };
+    const content = { config: snapshotConfig(config), hooks, body, ...(Object.keys(cache).length ? { cache } : {}), targets, speed };
     const version = createHash('sha256').update(JSON.stringify(content)).digest('hex').slice(0, 16);
     return (this.#snapshot = { version, ...content });
   }

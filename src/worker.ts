@@ -4,7 +4,10 @@
  * cannot run plugins, so hooks are called on runners (RUNNER_URL) over
  * HTTP or, with HOOK_TRANSPORT=ws, through the RunnerLink Durable Object's
  * WebSocket. The routing state comes from the runners' `/v1/state`, cached
- * per isolate and in the Cache API.
+ * per isolate and in the Cache API. Routes whose bindings all cache their
+ * verdicts (the runner says so in the state) get a per-isolate verdict
+ * cache in front of the runner calls (`core/verdict-cache.ts`), so a hit
+ * costs no network hop.
  *
  * Settings (wrangler vars and secrets):
  * - RUNNER_URL: one or more runner base URLs, comma-separated
@@ -25,6 +28,7 @@ import { consoleLogger } from './edge/log.ts';
 import { RunnerPool, type LinkNamespace } from './edge/runners.ts';
 import { EdgeStateCache, type StateStore } from './edge/state-cache.ts';
 import { proxyWebSocket } from './edge/websocket.ts';
+import { CachedHooks } from './core/verdict-cache.ts';
 
 export { RunnerLink } from './edge/link.ts';
 
@@ -44,6 +48,9 @@ interface Edge {
   log: Logger;
   cache: EdgeStateCache;
   hooks: EdgeHooks;
+  verdicts: CachedHooks;
+  /** the state version whose routes `verdicts` was last pruned to */
+  pruned: string;
   gateway: Gateway<never>;
 }
 
@@ -115,9 +122,18 @@ function edgeOf(env: Env): Edge {
       : null;
   const cache = new EdgeStateCache(runners, num(env.STATE_TTL_MS, 2000, 'STATE_TTL_MS'), log, store);
   const hooks = new EdgeHooks(cache, runners, log);
+  const verdicts = new CachedHooks(
+    hooks,
+    (routeId) => {
+      const current = cache.current;
+      const settings = current?.cache.get(routeId);
+      return settings ? { settings, generation: settings.generation, withBody: current!.body.has(routeId) } : null;
+    },
+    Date.now,
+  );
   const gateway = createGateway<never>({
     state: () => cache.current!.state,
-    hooks,
+    hooks: verdicts,
     upstream,
     logger: log,
     client: (c) => clientOf(c.req.raw),
@@ -125,7 +141,7 @@ function edgeOf(env: Env): Edge {
     // request gets an empty 403 and Connection: close.
     drop: () => new Response(null, { status: 403, headers: { connection: 'close' } }),
   });
-  return (edge = { key, log, cache, hooks, gateway });
+  return (edge = { key, log, cache, hooks, verdicts, pruned: '', gateway });
 }
 
 function unavailable(): Response {
@@ -145,6 +161,10 @@ export default {
     if (!state) {
       e.log.error('no routing state: no runner answered and none is cached');
       return unavailable();
+    }
+    if (e.pruned !== state.version) {
+      e.pruned = state.version;
+      e.verdicts.retain(new Set(state.cache.keys()));
     }
     let res: Response;
     // Only WebSocket upgrades on GET are tunnelled; any other Upgrade is a

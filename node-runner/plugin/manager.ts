@@ -24,6 +24,18 @@
  *   `deny` (503, and the verdict's `e` says why) or `allow` (the plugin is
  *   skipped).
  *
+ * Verdict cache: a binding with `cache` settings (`src/core/verdict-cache.ts`)
+ * has an LRU of its own, keyed on what that plugin is sent (earlier
+ * plugins' header changes included). A fresh verdict stands in for the
+ * call; a failed call gets the binding's expired verdict within
+ * `stale_if_error` before its `on_error`. The cache lives as long as the
+ * binding's generation (the plugin's config and code fingerprint, the
+ * binding's settings and the route): a reload (or a `watch` restart) that
+ * changes any of them starts it empty, and a plugin that restarts after a
+ * crash keeps it. A merged verdict
+ * that a stale verdict or an `on_error: allow` skip went into is marked
+ * `nc`, so an edge does not cache it.
+ *
  * Attached plugins (`attach` in the config: run by something else, reached
  * at their socket) take a process's place: `attached.ts` health-checks the
  * socket, and the manager keeps a pool only while it is reachable, so calls
@@ -38,6 +50,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
+import type { RouteCacheSettings } from '../../src/core/snapshot.ts';
 import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/headers.ts';
@@ -63,6 +76,7 @@ import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type Pl
 import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
 import type { Reaper } from './reaper.ts';
 import { readSnapshot, removeSnapshot, writeSnapshot, type Snapshot } from './snapshot.ts';
+import { cacheKey, mergeCacheSettings, VerdictCache } from '../../src/core/verdict-cache.ts';
 
 /** Every hook bit: what a plugin that has not declared its hooks yet is assumed to have (fail closed). */
 const ALL_HOOKS = HOOK_BIT.on_request | HOOK_BIT.on_response | HOOK_BIT.on_connect | HOOK_BIT.on_disconnect;
@@ -106,6 +120,19 @@ interface BindingEntry {
   plugin: PluginEntry;
   on_error: 'deny' | 'allow';
   with_body: boolean;
+  /** this binding's verdicts, when it caches */
+  cache: VerdictCache<unknown> | null;
+}
+
+/** A binding's cache and the generation it was made for (see the module doc). */
+interface HeldCache {
+  generation: string;
+  cache: VerdictCache<unknown>;
+}
+
+/** The cache key's digest on Node: SHA-256, synchronous. */
+function digest(material: Uint8Array): string {
+  return createHash('sha256').update(material).digest('base64');
 }
 
 interface RouteEntry {
@@ -153,6 +180,8 @@ export class PluginManager {
   #pushSeq = 0;
   #recovered = false;
   #snapshotQueued = false;
+  /** binding caches by `route id \n binding index`, kept across applies while their generation holds */
+  #caches = new Map<string, HeldCache>();
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -244,11 +273,24 @@ export class PluginManager {
     }
 
     const routes = new Map<string, RouteEntry>();
+    const caches = new Map<string, HeldCache>();
     for (const route of config.routes) {
-      const bindings = route.plugins.map((b) => ({ plugin: this.#plugins.get(b.plugin)!, on_error: b.on_error, with_body: b.with_body }));
+      const bindings = route.plugins.map((b, i) => {
+        const plugin = this.#plugins.get(b.plugin)!;
+        let cache: VerdictCache<unknown> | null = null;
+        if (b.cache) {
+          const id = `${route.id}\n${i}`;
+          const generation = JSON.stringify([plugin.config, plugin.code, b, route]);
+          const held = this.#caches.get(id);
+          cache = held?.generation === generation ? held.cache : new VerdictCache(b.cache, () => this.#clock.now());
+          caches.set(id, { generation, cache });
+        }
+        return { plugin, on_error: b.on_error, with_body: b.with_body, cache };
+      });
       routes.set(route.id, { route, bindings, mask: 0 });
     }
     this.#routes = routes;
+    this.#caches = caches;
     this.#recomputeMasks();
     this.pushes.retain(new Set(routes.keys()));
     if (recovery) this.#adopt(recovery, adopting);
@@ -421,21 +463,55 @@ export class PluginManager {
     let withBody: Uint8Array | null = null;
     let noBody: Uint8Array | null = null;
     let merged: AuthorizeResult | null = null;
+    /** a stale verdict or an on_error allow went into the verdict: an edge must not cache it */
+    let degraded = false;
     for (const b of entry.bindings) {
       const p = b.plugin;
       if (!(p.hooks & HOOK_BIT.on_request)) continue;
-      let res: AuthorizeResult;
-      try {
+      const call = () => {
         const frame = b.with_body || !data.bd
           ? (withBody ??= encodeHookFrame('on_request', data))
           : (noBody ??= encodeHookFrame('on_request', { ...data, bd: null }));
-        res = await this.#call(p, frame, entry.route.plugin_timeout, decodeAuthorize);
-      } catch (err) {
-        this.#hookFailed(p, routeId, 'on_request', err);
-        if (b.on_error === 'allow') continue;
-        return denyOnError(`plugin "${p.name}": ${(err as Error).message}`);
+        return this.#call(p, frame, entry.route.plugin_timeout, decodeAuthorize);
+      };
+      let res: AuthorizeResult;
+      if (b.cache) {
+        const input = data;
+        const got = await b.cache.get(cacheKey(input, b.cache.settings.key, b.with_body, digest) as string, () =>
+          call().then(
+            (verdict) => ({ verdict, cacheable: true }),
+            (failure: unknown) => ({ failure }),
+          ),
+        );
+        if (got.verdict === undefined) {
+          this.#hookFailed(p, routeId, 'on_request', got.failure);
+          if (b.on_error === 'allow') {
+            degraded = true;
+            continue;
+          }
+          return denyOnError(`plugin "${p.name}": ${(got.failure as Error).message}`);
+        }
+        if (got.result === 'stale') {
+          degraded = true;
+          const held = this.#logThrottle.admit(`${p.name} ${routeId} stale`);
+          if (held >= 0) this.#log.warn({ plugin: p.name, route: routeId, suppressed: held }, 'hook call failed; serving a cached verdict past its ttl (stale_if_error)');
+        }
+        res = got.verdict;
+        // Cached verdicts are shared (with the cache and other waiters): what leaves here is a copy.
+        if (!res.ok || res.dr || res.fb) return { ...res, h: { ...res.h }, rm: [...res.rm], ...(degraded ? { nc: true } : {}) };
+      } else {
+        try {
+          res = await call();
+        } catch (err) {
+          this.#hookFailed(p, routeId, 'on_request', err);
+          if (b.on_error === 'allow') {
+            degraded = true;
+            continue;
+          }
+          return denyOnError(`plugin "${p.name}": ${(err as Error).message}`);
+        }
+        if (!res.ok || res.dr || res.fb) return degraded ? { ...res, nc: true } : res;
       }
-      if (!res.ok || res.dr || res.fb) return res;
       merged ??= allowResult();
       if (res.rm.length || !isEmpty(res.h)) {
         mergeRequestChanges(merged, res);
@@ -446,7 +522,35 @@ export class PluginManager {
       if (res.cq) merged.cq = true;
       if (res.sp) merged.sp = res.sp;
     }
-    return merged ?? allowResult();
+    merged ??= allowResult();
+    if (degraded) merged.nc = true;
+    return merged;
+  }
+
+  /**
+   * How an edge may cache the route's merged on_request verdict: null
+   * unless every binding whose plugin answers on_request caches (see
+   * `mergeCacheSettings`); the generation changes with any config change
+   * that empties a binding's cache.
+   */
+  routeCache(routeId: string): RouteCacheSettings | null {
+    const entry = this.#routes.get(routeId);
+    if (!entry) return null;
+    const bindings = entry.bindings.filter((b) => b.plugin.hooks & HOOK_BIT.on_request);
+    const merged = mergeCacheSettings(bindings.map((b) => b.cache?.settings));
+    if (!merged) return null;
+    const generation = createHash('sha256')
+      .update(JSON.stringify(entry.bindings.map((_, i) => this.#caches.get(`${routeId}\n${i}`)?.generation ?? null)))
+      .digest('hex')
+      .slice(0, 16);
+    return { ...merged, generation };
+  }
+
+  /** Verdicts held by each caching binding, for tests and metrics. */
+  cacheEntries(): Array<{ route: string; plugin: string; entries: number }> {
+    const out: Array<{ route: string; plugin: string; entries: number }> = [];
+    for (const r of this.#routes.values()) for (const b of r.bindings) if (b.cache) out.push({ route: r.route.id, plugin: b.plugin.name, entries: b.cache.size });
+    return out;
   }
 
   /** Runs on_response for a route: one merged modification. Never throws. */
@@ -855,6 +959,7 @@ const SAFE_PATH = /^\/[^\x00-\x20\x7f?#]*$/;
 function decodeAuthorize(payload: Uint8Array): AuthorizeResult {
   const res = decodeHookResult('on_request', payload);
   res.e = '';
+  delete res.nc;
   checkAuthorize(res);
   return res;
 }

@@ -403,6 +403,7 @@ function authorizeWire(v: Partial<AuthorizeResult>): Wire {
   putBool(o, 'cq', v.cq ?? false);
   putStr(o, 'rp', v.rp ?? '');
   putStr(o, 'e', v.e ?? '');
+  putBool(o, 'nc', v.nc ?? false);
   return o;
 }
 
@@ -660,6 +661,8 @@ export function hookResultOf<K extends HookName>(hook: K, v: unknown): HookResul
         cq: getBool(o, 'cq', path),
         rp: getStr(o, 'rp', path),
         e: getStr(o, 'e', path),
+        // optional: present only when set, so verdicts compare as before
+        ...(getBool(o, 'nc', path) ? { nc: true } : {}),
       } satisfies AuthorizeResult as HookResult[K];
     case 'on_response':
       return {

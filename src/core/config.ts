@@ -114,6 +114,39 @@ const HeaderName = v.pipe(v.string(), v.regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 
 
 const OnError = v.picklist(['deny', 'allow'], 'expected "deny" or "allow"');
 
+/** The request facts a cache key may name besides headers (see `verdict-cache.ts`). */
+export const CACHE_KEY_FACTS: readonly string[] = ['method', 'domain', 'host', 'path', 'query', 'client_ip', 'body'];
+
+/**
+ * One part of a verdict cache key: what a plugin's verdict depends on.
+ * `header:Name` (any case), or one of the request's facts.
+ */
+const CacheKeyPart = v.pipe(
+  v.string(),
+  v.check(
+    (p) => CACHE_KEY_FACTS.includes(p) || /^header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p),
+    `expected "header:<Name>" or one of ${CACHE_KEY_FACTS.map((f) => `"${f}"`).join(', ')}`,
+  ),
+);
+
+/**
+ * A binding's verdict cache, as written on a plugin (its defaults) or on a
+ * route's binding (overrides, field by field). Nothing is cached unless
+ * `ttl` or `negative_ttl` ends up above 0.
+ */
+const CacheSchema = v.strictObject({
+  /** how long an allow verdict is reused */
+  ttl: v.optional(Duration),
+  /** how long a deny, drop or fallback verdict is reused (0: never) */
+  negative_ttl: v.optional(Duration),
+  /** how long past its expiry a verdict still stands in for a failed call */
+  stale_if_error: v.optional(Duration),
+  /** what the verdict depends on; default: everything the plugin is sent */
+  key: v.optional(v.pipe(v.array(CacheKeyPart), v.minLength(1, 'expected at least one key part (leave "key" out to key on everything the plugin is sent)'))),
+  /** entries kept per binding (least recently used go first) */
+  max_entries: v.optional(v.pipe(v.number('expected a number of entries'), v.integer('expected a whole number of entries'), v.minValue(1, 'expected at least 1'), v.maxValue(10_000_000, 'expected at most 10000000'))),
+});
+
 const HookNames = v.array(v.picklist(['on_request', 'on_response', 'on_connect', 'on_disconnect'], 'expected on_request, on_response, on_connect or on_disconnect'));
 
 /** A plugin run by something else (systemd, a sidecar), reached at its socket. */
@@ -161,6 +194,8 @@ const PluginSchema = v.pipe(
     watch: v.optional(
       v.union([v.boolean(), v.array(v.pipe(v.string(), v.minLength(1, 'expected a non-empty path')))], 'expected true, false or a list of paths to watch'),
     ),
+    /** verdict cache defaults for every binding of this plugin */
+    cache: v.optional(CacheSchema),
   }),
   v.check(
     (p) => [p.path, p.command, p.attach].filter((x) => x !== undefined).length === 1,
@@ -176,9 +211,11 @@ const BindingSchema = v.union(
       plugin: v.pipe(v.string(), v.minLength(1)),
       on_error: v.optional(OnError),
       with_body: v.optional(v.boolean()),
+      /** overrides the plugin's `cache`, field by field */
+      cache: v.optional(CacheSchema),
     }),
   ],
-  'expected a plugin name or { plugin, on_error?, with_body? }',
+  'expected a plugin name or { plugin, on_error?, with_body?, cache? }',
 );
 
 const ProxyAction = v.strictObject({
@@ -306,11 +343,48 @@ export type BalancerConfig = v.InferOutput<typeof BalancerSchema>;
 /** The self-hosted gateway's listener settings (`gateway`), defaults filled in. */
 export type GatewaySettings = Parsed['gateway'];
 
+/** A cache block as written (plugin defaults or a binding's overrides), durations in ms. */
+export type CacheConfig = v.InferOutput<typeof CacheSchema>;
+
+/** A binding's verdict cache after merging the plugin's defaults with the route's overrides. */
+export interface CacheSettings {
+  /** ms an allow verdict is reused (0: allows are not cached) */
+  ttl: number;
+  /** ms a deny, drop or fallback verdict is reused (0: not cached) */
+  negative_ttl: number;
+  /** ms past expiry a verdict may stand in for a failed call */
+  stale_if_error: number;
+  /** the key parts, or null for everything the plugin is sent */
+  key: string[] | null;
+  max_entries: number;
+}
+
+/** Entries a binding's cache keeps when its config does not say. */
+export const DEFAULT_CACHE_ENTRIES = 10_000;
+
+/**
+ * Merges a plugin's cache defaults with a binding's overrides, field by
+ * field: null when nothing would be cached (no ttl and no negative_ttl).
+ *
+ * @example
+ * resolveCache({ ttl: 30_000, stale_if_error: 300_000 }, { ttl: 5_000 }) // { ttl: 5000, negative_ttl: 0, stale_if_error: 300000, key: null, max_entries: 10000 }
+ */
+export function resolveCache(plugin: CacheConfig | undefined, binding: CacheConfig | undefined): CacheSettings | null {
+  if (!plugin && !binding) return null;
+  const pick = <K extends keyof CacheConfig>(k: K): CacheConfig[K] => (binding?.[k] !== undefined ? binding[k] : plugin?.[k]);
+  const ttl = pick('ttl') ?? 0;
+  const negative_ttl = pick('negative_ttl') ?? 0;
+  if (ttl <= 0 && negative_ttl <= 0) return null;
+  return { ttl, negative_ttl, stale_if_error: pick('stale_if_error') ?? 0, key: pick('key') ?? null, max_entries: pick('max_entries') ?? DEFAULT_CACHE_ENTRIES };
+}
+
 /** A route's binding of one plugin, defaults filled in from the plugin. */
 export interface Binding {
   plugin: string;
   on_error: 'deny' | 'allow';
   with_body: boolean;
+  /** the verdict cache of this binding; absent when it caches nothing */
+  cache?: CacheSettings;
 }
 
 /** A route after validation: id filled in, bindings normalized. */
@@ -428,8 +502,11 @@ export function parseConfig(input: unknown): Config {
     const plugins: Binding[] = r.plugins.map((b) => {
       const name = typeof b === 'string' ? b : b.plugin;
       const p = raw.plugins[name];
-      const over: { on_error?: 'deny' | 'allow'; with_body?: boolean } = typeof b === 'string' ? {} : b;
-      return { plugin: name, on_error: over.on_error ?? p.on_error, with_body: over.with_body ?? p.with_body };
+      const over: { on_error?: 'deny' | 'allow'; with_body?: boolean; cache?: CacheConfig } = typeof b === 'string' ? {} : b;
+      const binding: Binding = { plugin: name, on_error: over.on_error ?? p.on_error, with_body: over.with_body ?? p.with_body };
+      const cache = resolveCache(p.cache, over.cache);
+      if (cache) binding.cache = cache;
+      return binding;
     });
     const actionName = typeof r.action === 'string' ? r.action : '';
     return { ...r, id: r.id ?? String(index), index, plugins, actionName };
@@ -462,6 +539,14 @@ function referenceProblems(input: Record<string, unknown>): string[] {
       r.plugins.forEach((b, j) => {
         const name = typeof b === 'string' ? b : obj(b).plugin;
         if (typeof name === 'string' && plugins[name] === undefined) problems.push(`routes[${index}].plugins[${j}]: no plugin named "${name}" in plugins`);
+        // "body" in the effective cache key needs the body: binding fields over the plugin's.
+        const p = obj(typeof name === 'string' ? plugins[name] : undefined);
+        const over = typeof b === 'string' ? {} : obj(b);
+        const key = obj(over.cache).key ?? obj(p.cache).key;
+        const withBody = over.with_body ?? p.with_body ?? false;
+        if (Array.isArray(key) && key.includes('body') && withBody !== true) {
+          problems.push(`routes[${index}].plugins[${j}]: the cache key names "body", but this binding sends plugin "${name}" no body (set with_body: true, or take "body" out of the key)`);
+        }
       });
     }
     let action: Record<string, unknown> | undefined;

@@ -106,6 +106,13 @@ export interface AuthorizeResult {
    * binding's `on_error` verdict rather than a plugin's answer; says why.
    */
   e: string;
+  /**
+   * hookgate addition, runner → edge only (a plugin's is ignored): this
+   * merged verdict must not be cached, because a binding's call failed and
+   * its `on_error: allow` skipped it, or a cached verdict past its expiry
+   * stood in for a failed call (`stale_if_error`).
+   */
+  nc?: boolean;
 }
 
 /** on_response data. */

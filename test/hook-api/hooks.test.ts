@@ -105,6 +105,7 @@ test("a plugin that does not answer within the route's plugin_timeout gets the b
 
   assert.equal(lenient.ok, true, 'on_error allow skips the plugin');
   assert.equal(lenient.e, '');
+  assert.equal(lenient.nc, true, 'a verdict with a skipped failure is marked not cacheable (nc) for the edge');
 
   assert.equal(fine.ok, true, 'the other frames of the batch are unaffected');
   assert.deepEqual(fine.h, { 'X-Fixture': 'fx' });
