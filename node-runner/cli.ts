@@ -11,7 +11,7 @@
  * help is).
  */
 
-import { readFileSync } from 'node:fs';
+import { packageVersion } from './version.ts';
 import type { Command } from './commands/kit.ts';
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default: Command }> }> = {
@@ -36,23 +36,11 @@ ${Object.entries(COMMANDS)
 Docs: README.md; the plugin protocol is docs/protocol.md.
 `;
 
-/** This package's version (package.json, one or two folders up: checkout or compiled lib/). */
-function version(): string {
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'hookgate') return pkg.version ?? 'unknown';
-    } catch {
-      // not this one
-    }
-  }
-  return 'unknown';
-}
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
-    process.stdout.write(`hookgate ${version()}\n`);
+    process.stdout.write(`hookgate ${packageVersion()}\n`);
     return 0;
   }
   if (cmd === undefined) {

@@ -39,13 +39,18 @@ export class KeyRing {
     this.#entries = entries.map((e) => ({ id: e.id, expiresAt: e.expiresAt, digest: digest(e.secret) }));
   }
 
-  /** Builds the ring; a key whose `secret_env` is unset is left out, with an error logged. */
+  /** Builds the ring of `runner.keys`; a key whose `secret_env` is unset is left out, with an error logged. */
   static fromConfig(config: Config, env: NodeJS.ProcessEnv, log: Logger): KeyRing {
+    return KeyRing.fromKeys(config.runner.keys, env, log, 'runner');
+  }
+
+  /** The ring of a key list (`runner.keys`, `admin.keys`); `what` names the list in log lines. */
+  static fromKeys(keys: Config['runner']['keys'], env: NodeJS.ProcessEnv, log: Logger, what: string): KeyRing {
     const entries: Array<{ id: string; secret: string; expiresAt: number | null }> = [];
-    for (const k of config.runner.keys) {
+    for (const k of keys) {
       const secret = k.secret ?? (k.secret_env ? env[k.secret_env] : undefined);
       if (!secret) {
-        log.error({ key: k.id, secret_env: k.secret_env }, 'runner key has no secret: its environment variable is unset; the key is disabled');
+        log.error({ key: k.id, secret_env: k.secret_env }, `${what} key has no secret: its environment variable is unset; the key is disabled`);
         continue;
       }
       entries.push({ id: k.id, secret, expiresAt: k.expires_at ?? null });

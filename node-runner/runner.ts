@@ -29,6 +29,9 @@ import type { Clock } from './clock.ts';
 import { loadConfigFile } from './config-file.ts';
 import { createHookApi, type HookApi } from './hook-api.ts';
 import { KeyRing } from './keys.ts';
+import { createAdminApp, routeTargets } from './admin.ts';
+import { RunnerMetrics } from './metrics.ts';
+import { packageVersion } from './version.ts';
 import { PluginManager, type ApplyChanges } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
 import { KeeperClient } from './plugin/keeper-client.ts';
@@ -58,7 +61,10 @@ export interface RunnerOptions {
   stateDir?: string;
   /** the wall clock runner keys expire by (default `systemClock`; tests drive it) */
   wallClock?: Clock;
+  /** where configs come from, for the admin API and metrics: "file", "stream" or "etcd" (default: "file" with configFile, else "stream") */
+  source?: string;
 }
+
 
 /** Tells @hono/node-server that the response was already written. */
 const ALREADY_SENT_HEADERS = { 'x-hono-already-sent': '1' };
@@ -107,6 +113,8 @@ export interface Listeners {
   admin: string;
   /** the hook API for edge workers, when served */
   runner?: string;
+  /** `admin.keys`: bearer keys for the admin API and /metrics (local, fixed at start) */
+  adminKeys?: Config['admin']['keys'];
   /** the gateway's client limits (`gateway.*` but `listen`; default: the schema's defaults) */
   gatewayLimits?: Omit<GatewaySettings, 'listen'>;
 }
@@ -114,7 +122,7 @@ export interface Listeners {
 /** The listeners a (file) config names. */
 export function listenersOf(config: Config): Listeners {
   const { listen, ...gatewayLimits } = config.gateway;
-  return { gateway: listen, admin: config.admin.listen, runner: config.runner.listen, gatewayLimits };
+  return { gateway: listen, admin: config.admin.listen, adminKeys: config.admin.keys, runner: config.runner.listen, gatewayLimits };
 }
 
 /**
@@ -178,9 +186,22 @@ export class Runner {
   readonly urls: { gateway?: string; admin?: string; runner?: string } = {};
   #listen_: Listeners | null = null;
 
+  #draining = false;
+  #startedAt = Date.now();
+  #metrics: RunnerMetrics;
+
   constructor(opts: RunnerOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
+    this.#metrics = new RunnerMetrics({
+      plugins: () => this.#manager.status(),
+      targets: () => (this.#config ? [...routeTargets(this.#config, this.snapshot())].map(([route, t]) => ({ route, count: t.length })) : []),
+      config: () => {
+        const v = this.snapshot()?.version;
+        return v ? { version: v, source: opts.source ?? (opts.configFile ? 'file' : 'stream') } : null;
+      },
+      version: packageVersion(),
+    });
     this.#manager = opts.stateDir
       ? new PluginManager({
           logger: opts.logger,
@@ -201,7 +222,12 @@ export class Runner {
 
   /** Ready: a config is loaded and every plugin with hooks has said ready. */
   get ready(): boolean {
-    return this.#config !== null && this.#manager.status().every((p) => p.ready);
+    return !this.#draining && this.#config !== null && this.#manager.status().every((p) => p.ready);
+  }
+
+  /** The Prometheus metrics of this runner (admin `/metrics`). */
+  get metrics(): RunnerMetrics {
+    return this.#metrics;
   }
 
   /**
@@ -301,6 +327,7 @@ export class Runner {
     } catch (err) {
       const problems = (err as { problems?: string[] }).problems ?? [(err as Error).message];
       this.#log.error({ problems }, 'config reload refused: the file is invalid; keeping the previous config');
+      this.#metrics.reloads.inc({ result: 'refused' });
       return false;
     }
     const listen = listenersOf(next);
@@ -312,6 +339,7 @@ export class Runner {
     }
     const same = JSON.stringify(next) === JSON.stringify(this.#config);
     const changes = await this.apply(next);
+    this.#metrics.reloads.inc({ result: 'applied' });
     logChanges(this.#log, 'config reloaded', !same, changes, { routes: next.routes.length, plugins: Object.keys(next.plugins).length });
     return true;
   }
@@ -448,13 +476,31 @@ export class Runner {
   }
 
   #admin(): Hono {
-    const app = new Hono();
-    app.get('/healthz', (c) => c.text('ok\n'));
-    app.get('/readyz', (c) => {
-      const plugins = this.#manager.status().map((p) => ({ name: p.name, ready: p.ready, state: p.state, hooks: p.hooks, error: p.lastError || undefined }));
-      return c.json({ ready: this.ready, config: this.#config !== null, plugins }, this.ready ? 200 : 503);
+    const keys = KeyRing.fromKeys(this.#listen_?.adminKeys ?? [], process.env, this.#log, 'admin');
+    return createAdminApp({
+      ready: () => this.ready,
+      readiness: () => {
+        const plugins = this.#manager.status().map((p) => ({ name: p.name, ready: p.ready, state: p.state, hooks: p.hooks, error: p.lastError || undefined }));
+        return { ready: this.ready, config: this.#config !== null, ...(this.#draining ? { draining: true } : {}), plugins };
+      },
+      plugins: () => this.#manager.status(),
+      config: () => this.#config,
+      snapshot: () => this.snapshot(),
+      source: this.#opts.source ?? (this.#opts.configFile ? 'file' : 'stream'),
+      version: packageVersion(),
+      startedAt: this.#startedAt,
+      keys,
+      metrics: this.#metrics,
+      restartPlugin: async (name) => {
+        if (!this.#config || !this.#manager.status().some((p) => p.name === name && p.state !== 'attached' && p.state !== 'down')) return false;
+        const changes = await this.#manager.apply(this.#config, { restart: new Set([name]) });
+        this.#log.info({ plugin: name }, 'plugin restarted through the admin API');
+        return changes.restarted.some((r) => r.plugin === name);
+      },
+      drain: () => {
+        if (!this.#draining) this.#log.info('draining: /readyz answers 503 from now on; traffic is still served');
+        this.#draining = true;
+      },
     });
-    app.notFound((c) => c.text('not found\n', 404));
-    return app;
   }
 }

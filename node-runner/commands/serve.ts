@@ -303,7 +303,7 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
     }
   }
 
-  const runner = new Runner({ logger: log, stateDir: opts.stateDir });
+  const runner = new Runner({ logger: log, stateDir: opts.stateDir, source: 'etcd' in opts.source ? 'etcd' : 'stream' });
   const onConfig = async (config: Config) => void (await runner.apply(config));
   const backoffSet = Object.fromEntries(Object.entries(backoff).filter(([, v]) => v !== undefined));
   const src = opts.source;

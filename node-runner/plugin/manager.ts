@@ -152,6 +152,8 @@ export interface PluginStatus {
   socket: string | null;
   failures: number;
   lastError: string;
+  /** processes started for this name since the runner started, minus the first (restarts and replacements) */
+  restarts: number;
 }
 
 const DENY_BODY = 'service unavailable\n';
@@ -174,6 +176,8 @@ export class PluginManager {
   #plugins = new Map<string, PluginEntry>();
   #routes = new Map<string, RouteEntry>();
   #applying: Promise<unknown> = Promise.resolve();
+  /** processes spawned per plugin name (for `restarts`) */
+  #starts = new Map<string, number>();
   #stopped = false;
   #hookListeners = new Set<() => void>();
   #logThrottle = new LogThrottle();
@@ -228,7 +232,7 @@ export class PluginManager {
     const stopping: Promise<void>[] = [];
     for (const [name, entry] of this.#plugins) {
       const next = config.plugins[name];
-      const why = !wanted.has(name) || !next ? null : definitionKey(next) !== entry.key
+      const why = !wanted.has(name) || !next ? null : opts.restart?.has(name) ? 'restart asked' : definitionKey(next) !== entry.key
             ? 'definition changed'
             : (!opts.code || opts.code.has(name)) && codeOf(next) !== entry.code
               ? 'code changed'
@@ -448,6 +452,7 @@ export class PluginManager {
       socket: e.pool?.path ?? null,
       failures: e.proc.failures,
       lastError: e.proc.lastError,
+      restarts: Math.max(0, (this.#starts.get(e.name) ?? 0) - 1),
     }));
   }
 
@@ -687,7 +692,10 @@ export class PluginManager {
       clock: this.#clock,
       spawn: this.#opts.keeper ? this.#opts.keeper.client.spawner(name, specHash(entry.key, entry.code)) : this.#opts.spawn,
       reaper: this.#opts.keeper ? undefined : this.#opts.reaper,
-      onSpawn: () => this.#scheduleSnapshot(),
+      onSpawn: () => {
+        this.#starts.set(name, (this.#starts.get(name) ?? 0) + 1);
+        this.#scheduleSnapshot();
+      },
       onReady: (socket, hooks) => {
         if (entry.pool && entry.pool.path !== socket) {
           entry.pool.close();
@@ -888,6 +896,8 @@ function codeOf(p: PluginConfig): string {
 export interface ApplyOptions {
   /** compare the code of only these plugins (those a watch saw change); default: every plugin's */
   code?: ReadonlySet<string>;
+  /** restart these plugins whatever changed (the admin API's restart) */
+  restart?: ReadonlySet<string>;
 }
 
 /** What an `apply` did to the plugins, for the runner's reload log. */

@@ -79,6 +79,12 @@ const Listen = v.pipe(
   }, 'expected a port from 0 to 65535'),
 );
 
+/** Whether a `host:port` listen address is on loopback (127.0.0.0/8, [::1], localhost). */
+export function isLoopbackListen(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return host === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::1' || host === '0:0:0:0:0:0:0:1';
+}
+
 const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
 
 /**
@@ -323,7 +329,20 @@ export const ConfigSchema = v.strictObject({
     }),
     {},
   ),
-  admin: v.optional(v.strictObject({ listen: v.optional(Listen, '127.0.0.1:9090') }), {}),
+  admin: v.optional(
+    v.pipe(
+      v.strictObject({
+        listen: v.optional(Listen, '127.0.0.1:9090'),
+        /** bearer keys for /api/* and /metrics (same shape as runner.keys); required off loopback */
+        keys: v.optional(v.array(KeySchema), []),
+      }),
+      v.check(
+        (a) => isLoopbackListen(a.listen) || a.keys.length > 0,
+        'admin.listen is not a loopback address, so anyone who reaches it could read the config and restart plugins: set admin.keys (bearer keys, like runner.keys), or listen on 127.0.0.1',
+      ),
+    ),
+    {},
+  ),
   routes: v.optional(v.array(RouteSchema), []),
   actions: v.optional(v.record(v.string(), ActionSchema), {}),
   plugins: v.optional(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]+$/, 'expected a plugin name of letters, digits, ".", "_" or "-"')), PluginSchema), {}),

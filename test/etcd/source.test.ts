@@ -156,6 +156,22 @@ describe('etcd as the config source', { concurrency: true, timeout: 180_000 }, (
   });
 });
 
+describe('what a runner accepts from etcd', { concurrency: true, timeout: 120_000 }, () => {
+  test('a plugin not in the runner\'s allow-list is refused, naming the item, and the previous config keeps serving', async (t) => {
+    const s = scope(t);
+    const etcd = await startEtcdCluster(s, 1);
+    const dir = tempDir(s);
+    await push(dir, etcd.endpoints, config('v1'));
+    const r = await runner(s, etcd.endpoints);
+    await serves(r, '/a', 'v1\n');
+    const mark = r.logs.length;
+    await push(dir, etcd.endpoints, { ...config('v2'), plugins: { evil: { command: ['/bin/sh', '-c', 'touch /tmp/pwned'], autostart: true } } });
+    const refused = await r.waitForLog('config from etcd refused', { from: mark });
+    assert.ok((refused.problems as string[]).some((p) => p.startsWith('plugins/evil') && p.includes('runner.plugins_allowed')), JSON.stringify(refused.problems));
+    assert.equal(await body(r, '/a'), 'v1\n', 'the previous config keeps serving');
+  });
+});
+
 describe('a config server fed from etcd', { concurrency: true, timeout: 180_000 }, () => {
   test('streams the same versions to SSE followers: one item changed is a patch, a transaction of several is one put', async (t) => {
     const s = scope(t);

@@ -1,0 +1,166 @@
+/**
+ * The admin API and /metrics (issue 11, first part): a real `hookgate
+ * serve` with a real plugin. /metrics speaks Prometheus text with the
+ * process metrics and hookgate's own (plugins up, restarts, targets,
+ * config version and reloads); the JSON API lists the overview, routes
+ * with their targets, plugins, and the config with its secrets redacted;
+ * POST restarts a plugin and drains; `admin.keys` guards /api and /metrics
+ * (probes stay open); an admin listener off loopback without keys is a
+ * config error.
+ */
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseConfig } from '../../src/core/config.ts';
+import { request, waitFor } from '../helpers/http.ts';
+import { VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, isAlive, startGateway, writeConfig } from '../helpers/processes.ts';
+import { scope } from '../helpers/scope.ts';
+
+const json = async (url: string, opts: { method?: string; headers?: Record<string, string> } = {}) => {
+  const res = await request(url, opts);
+  return { status: res.status, body: res.status === 404 && !res.text.startsWith('{') ? null : (JSON.parse(res.text) as Record<string, any>), headers: res.headers };
+};
+
+/** The value of one sample line of a Prometheus text exposition (null when absent). */
+function sample(text: string, name: string, labels: Record<string, string> = {}): number | null {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (.+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
+    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
+  }
+  return null;
+}
+
+const SECRET = 'a-runner-key-secret-0123456789';
+
+function config(extra: Record<string, unknown> = {}) {
+  return baseConfig({
+    runner: { keys: [{ id: 'edge', secret: SECRET }, { id: 'ref', secret_env: 'SOME_VAR' }] },
+    routes: [
+      { id: 'api', match: { path: '/api/*' }, plugins: ['fx'], action: { type: 'static', body: 'api\n' } },
+      { id: 'lb', match: { path: '/lb/*' }, balancer: { type: 'roundrobin', targets: ['127.0.0.1:1', '127.0.0.1:2'] }, action: { type: 'proxy', upstream: 'http://{target}' } },
+    ],
+    plugins: { fx: { path: VERDICT_PLUGIN, env: { FIXTURE_HOOKS: 'on_request', FIXTURE_NAME: 'fx', API_TOKEN: 'plugin-secret-value' } } },
+    ...extra,
+  });
+}
+
+describe('admin API and metrics', { concurrency: true, timeout: 90_000 }, () => {
+  test('/metrics: process metrics and hookgate_* (build, plugin up and restarts, targets, config version, reloads)', async (t) => {
+    const s = scope(t);
+    const gw = await startGateway(s, config());
+    await waitFor(async () => (await request(`${gw.admin}/readyz`)).status === 200, { timeoutMs: 30_000, what: 'ready' });
+    const scrape = async () => {
+      const res = await request(`${gw.admin}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(String(res.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+      return res.text;
+    };
+    let text = await scrape();
+    assert.equal(sample(text, 'hookgate_plugin_up', { plugin: 'fx' }), 1);
+    assert.equal(sample(text, 'hookgate_plugin_restarts_total', { plugin: 'fx' }), 0);
+    assert.equal(sample(text, 'hookgate_balancer_targets', { route: 'lb' }), 2);
+    assert.equal(sample(text, 'hookgate_config_info', { source: 'file' }), 1);
+    assert.ok(sample(text, 'hookgate_build_info') === 1, 'build info');
+    assert.ok(sample(text, 'process_cpu_user_seconds_total') !== null, 'prom-client process metrics');
+    assert.ok(sample(text, 'nodejs_eventloop_lag_seconds') !== null, 'event-loop lag');
+    assert.ok(!text.includes('/api/'), 'no raw paths in labels');
+
+    // the plugin killed: it comes back, counted as a restart
+    const pid = Number((await json(`${gw.admin}/api/plugins`)).body!.plugins[0].pid);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => sample(await scrape(), 'hookgate_plugin_restarts_total', { plugin: 'fx' }) === 1 && sample(await scrape(), 'hookgate_plugin_up', { plugin: 'fx' }) === 1, {
+      timeoutMs: 30_000,
+      what: 'the restart counted and the plugin up again',
+    });
+
+    // a reload is counted; the config version label follows the state
+    const before = sample(text, 'hookgate_config_info', { source: 'file' });
+    assert.equal(before, 1);
+    const mark = gw.logs.length;
+    writeConfig(gw.dir, config({ routes: [{ id: 'api', match: { path: '/api/*' }, plugins: ['fx'], action: { type: 'static', body: 'api2\n' } }] }));
+    await gw.waitForLog('config reloaded', { from: mark });
+    text = await scrape();
+    assert.equal(sample(text, 'hookgate_config_reloads_total', { result: 'applied' }), 1);
+  });
+
+  test('/api: overview, routes with targets, plugins, config with secrets redacted; POST restart and drain; GET on a mutation is 405', async (t) => {
+    const s = scope(t);
+    const gw = await startGateway(s, config());
+    await waitFor(async () => (await request(`${gw.admin}/readyz`)).status === 200, { timeoutMs: 30_000, what: 'ready' });
+
+    const overview = (await json(`${gw.admin}/api/overview`)).body!;
+    assert.equal(overview.ready, true);
+    assert.equal(overview.routes, 2);
+    assert.deepEqual(overview.plugins, { total: 1, ready: 1 });
+    assert.equal(overview.targets, 2);
+    assert.equal(overview.config.source, 'file');
+    assert.match(overview.config.version, /^[0-9a-f]{16}$/);
+    assert.match(overview.version, /^\d+\.\d+\.\d+/);
+
+    const routes = (await json(`${gw.admin}/api/routes`)).body!.routes;
+    assert.deepEqual(routes.map((r: { id: string }) => r.id), ['api', 'lb']);
+    assert.deepEqual(routes[0].plugins, [{ plugin: 'fx', on_error: 'deny', with_body: false }]);
+    assert.deepEqual(routes[1].balancer, { type: 'roundrobin', targets: ['127.0.0.1:1', '127.0.0.1:2'] });
+
+    const plugins = (await json(`${gw.admin}/api/plugins`)).body!.plugins;
+    assert.equal(plugins.length, 1);
+    assert.equal(plugins[0].name, 'fx');
+    assert.equal(plugins[0].ready, true);
+    assert.deepEqual(plugins[0].hooks, ['on_request']);
+    assert.ok(isAlive(plugins[0].pid));
+
+    const cfg = await request(`${gw.admin}/api/config`);
+    assert.ok(!cfg.text.includes(SECRET), 'the runner key secret is redacted');
+    assert.ok(!cfg.text.includes('plugin-secret-value'), 'plugin env values are redacted');
+    const body = JSON.parse(cfg.text).config;
+    assert.equal(body.runner.keys[0].secret, '<redacted>');
+    assert.equal(body.runner.keys[1].secret_env, 'SOME_VAR', 'references stay');
+    assert.equal(body.plugins.fx.env.API_TOKEN, '<redacted>');
+
+    assert.equal((await request(`${gw.admin}/api/plugins/fx/restart`)).status, 405);
+    assert.equal((await json(`${gw.admin}/api/plugins/ghost/restart`, { method: 'POST' })).status, 404);
+    const restarted = await json(`${gw.admin}/api/plugins/fx/restart`, { method: 'POST' });
+    assert.equal(restarted.status, 200);
+    const after = await waitFor(async () => {
+      const p = (await json(`${gw.admin}/api/plugins`)).body!.plugins[0];
+      return p.ready && p.pid !== plugins[0].pid ? p : null;
+    }, { timeoutMs: 30_000, what: 'fx in a new process' });
+    assert.equal(after.restarts, 1);
+    await waitFor(() => !isAlive(plugins[0].pid), { timeoutMs: 10_000, what: 'the old process gone' });
+
+    assert.equal((await json(`${gw.admin}/api/drain`, { method: 'POST' })).status, 200);
+    const ready = await json(`${gw.admin}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.equal(ready.body!.draining, true);
+    assert.equal((await request(`${gw.url}/api/x`)).text, 'api\n', 'traffic is still served while draining');
+  });
+
+  test('admin.keys guard /api and /metrics with a bearer key; the probes stay open', async (t) => {
+    const s = scope(t);
+    const key = 'admin-key-0123456789abcdef';
+    const gw = await startGateway(s, config({ admin: { listen: '127.0.0.1:0', keys: [{ id: 'ops', secret_env: 'HG_ADMIN_KEY' }] } }), { env: { HG_ADMIN_KEY: key } });
+    for (const path of ['/api/overview', '/api/config', '/metrics']) {
+      const res = await request(`${gw.admin}${path}`);
+      assert.equal(res.status, 401, path);
+      assert.equal(res.headers['www-authenticate'], 'Bearer');
+      assert.equal((await request(`${gw.admin}${path}`, { headers: { authorization: 'Bearer wrong-key-0123456789' } })).status, 401, path);
+      assert.equal((await request(`${gw.admin}${path}`, { headers: { authorization: `Bearer ${key}` } })).status, 200, path);
+    }
+    assert.equal((await request(`${gw.admin}/api/drain`, { method: 'POST' })).status, 401, 'mutations need the key too');
+    assert.equal((await request(`${gw.admin}/healthz`)).status, 200);
+    assert.notEqual((await request(`${gw.admin}/readyz`)).status, 401);
+  });
+
+  test('an admin listener off loopback without admin.keys is a config error; with keys it is fine', () => {
+    assert.throws(
+      () => parseConfig({ admin: { listen: '0.0.0.0:9090' } }),
+      (err: Error & { problems?: string[] }) => (err.problems ?? []).some((p) => p.includes('admin.listen is not a loopback address') && p.includes('admin.keys')),
+    );
+    assert.doesNotThrow(() => parseConfig({ admin: { listen: '0.0.0.0:9090', keys: [{ id: 'ops', secret_env: 'K' }] } }));
+    assert.doesNotThrow(() => parseConfig({ admin: { listen: '[::1]:9090' } }));
+  });
+});
