@@ -13,13 +13,13 @@
  */
 
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
-import { getRequestListener, type HttpBindings } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { parseConfig, type Config, type GatewaySettings } from '../src/core/config.ts';
-import { createGateway, hostHeaders, type Gateway } from '../src/core/gateway.ts';
+import { createGateway, type Gateway } from '../src/core/gateway.ts';
+import { Pipeline } from '../src/core/pipeline.ts';
 import { isWebSocketUpgrade } from '../src/core/headers.ts';
 import type { Logger } from '../src/core/log.ts';
 import { HOOK_BIT } from '../src/core/protocol.ts';
@@ -37,8 +37,9 @@ import type { PluginProcessOptions } from './plugin/process.ts';
 import { KeeperClient } from './plugin/keeper-client.ts';
 import { Reaper } from './plugin/reaper.ts';
 import { applyClientLimits, headServerOptions, type ClientLimits } from './client-limits.ts';
-import { createUpstream, nodeBodies } from './upstream.ts';
-import { clientOf, upgradeHandler } from './ws-proxy.ts';
+import { createHttpPlane } from './http-plane.ts';
+import { createUpstream } from './upstream.ts';
+import { upgradeHandler } from './ws-proxy.ts';
 
 export interface RunnerOptions {
   logger: Logger;
@@ -63,48 +64,6 @@ export interface RunnerOptions {
   wallClock?: Clock;
   /** where configs come from, for the admin API and metrics: "file", "stream" or "etcd" (default: "file" with configFile, else "stream") */
   source?: string;
-}
-
-
-/** Tells @hono/node-server that the response was already written. */
-const ALREADY_SENT_HEADERS = { 'x-hono-already-sent': '1' };
-
-/**
- * Writes a response body ourselves when @hono/node-server would not write
- * it as it is: a proxied body the core passed through untouched is piped
- * from the upstream's Node stream (headers and the first chunk go out
- * together), and a streamed body without a Content-Type is written without
- * the default one node-server would invent. Anything else goes to node-server.
- */
-async function respondNatively(pending: Response | Promise<Response>, env: HttpBindings): Promise<Response> {
-  const res = await pending;
-  // Already answered by the data plane (a stalled body's 408): nothing more to write.
-  if (env.outgoing.headersSent) {
-    await res.body?.cancel().catch(() => {});
-    return new Response(null, { headers: ALREADY_SENT_HEADERS });
-  }
-  if (!res.body || res.body.locked) return res;
-  let node: Readable | undefined = nodeBodies.get(res.body);
-  if (!node && !res.headers.has('content-type')) node = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  if (!node) return res;
-  const headers: OutgoingHttpHeaders = {};
-  res.headers.forEach((value, name) => {
-    if (name === 'set-cookie') return;
-    headers[name] = value;
-  });
-  const cookies = res.headers.getSetCookie();
-  if (cookies.length) headers['set-cookie'] = cookies;
-  const out = env.outgoing;
-  out.writeHead(res.status, headers);
-  // pipe rather than pipeline: pipeline aborts an AbortController (building a
-  // DOMException with its stack) at the end of every response.
-  const body = node;
-  body.on('error', () => out.destroy());
-  out.on('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
-  body.pipe(out);
-  return new Response(null, { headers: ALREADY_SENT_HEADERS });
 }
 
 /** Where a runner listens; fixed for the life of the process. */
@@ -169,7 +128,7 @@ export class Runner {
   #config: Config | null = null;
   #state: GatewayState | null = null;
   #upstream = createUpstream();
-  #gateway: Gateway<{ Bindings: HttpBindings }> | null = null;
+  #gateway: Gateway<never> | null = null;
   #servers: Server[] = [];
   #inflight = 0;
   #drained: (() => void) | null = null;
@@ -253,24 +212,21 @@ export class Runner {
     this.#unsubscribe.push(pushes, this.#manager.subscribeHooks(() => this.#invalidate()));
     try {
       if (config) await this.#applyNow(config);
-      this.#gateway = createGateway<{ Bindings: HttpBindings }>({
+      // One pipeline for both: plain requests on node:http and undici, WebSocket upgrades planned by the Web gateway.
+      const pipeline = new Pipeline({ state: () => this.#state!, hooks: this.#manager, logger: this.#log });
+      this.#gateway = createGateway<never>({
         state: () => this.#state!,
         hooks: this.#manager,
         upstream: this.#upstream.fetch,
         logger: this.#log,
-        client: (c) => clientOf(c.env.incoming.socket, `HTTP/${c.env.incoming.httpVersion}`),
-        drop: (c) => {
-          c.env.incoming.socket.destroy();
-          return new Response(null, { status: 499 });
+        pipeline,
+        // Only `upgrade` is used, which is given the client and the raw request.
+        client: () => {
+          throw new Error('the runner serves HTTP through http-plane.ts');
         },
-        raw: (c) => ({ target: c.env.incoming.url ?? '/', hosts: hostHeaders(c.env.incoming.rawHeaders) }),
+        drop: () => new Response(null, { status: 499 }),
       });
-      const app = this.#gateway.app;
-      // Real Responses (no global override): the direct pipe checks `res.body`,
-      // which would make node-server's lightweight Response build one anyway.
-      const listener = getRequestListener((req, env) => respondNatively(app.fetch(req, env), env as HttpBindings), {
-        overrideGlobalObjects: false,
-      });
+      const listener = createHttpPlane({ pipeline, upstream: this.#upstream, logger: this.#log });
       const limits = listen.gatewayLimits ?? parseConfig({}).gateway;
       const gatewayServer = createServer(
         {
@@ -291,7 +247,7 @@ export class Runner {
       );
       const handle = (req: IncomingMessage, res: ServerResponse) => this.#track(req, res, listener);
       const clientLimits = (this.#clientLimits = applyClientLimits(gatewayServer, limits, this.#log));
-      const upgrade = upgradeHandler({ gateway: this.#gateway as unknown as Gateway<never>, hooks: this.#manager, logger: this.#log });
+      const upgrade = upgradeHandler({ gateway: this.#gateway, hooks: this.#manager, logger: this.#log });
       gatewayServer.on('upgrade', upgrade);
       this.#closeSessions = upgrade.closeAll;
       this.urls.gateway = await this.#listen(gatewayServer, listen.gateway, 'gateway');
