@@ -1,7 +1,10 @@
 /**
  * @module upstream
- * The self-hosted gateway's upstream client: undici's `request` over a
- * keep-alive connection pool per origin. Unlike `fetch` it neither follows
+ * The self-hosted gateway's upstream client over one undici Agent (a
+ * keep-alive connection pool per origin): `exchange`, the data plane's,
+ * on undici's dispatch layer (raw header arrays, body chunks handed on with
+ * undici's backpressure), and `fetch`, a Web Response over undici's
+ * `request` for the Web gateway. Unlike Web `fetch` neither follows
  * redirects nor decodes bodies, so responses pass through byte for byte
  * (Content-Encoding included) and request bodies stream. How many requests
  * of an action may be in flight to an origin, and how long others wait, is
@@ -313,16 +316,8 @@ class Exchange implements Dispatcher.DispatchHandler, UpstreamExchange {
 }
 
 /**
- * The Node stream behind each upstream body handed to the core, so the
- * Node data plane can pipe it straight to the client when the core passed
- * the body through untouched (see `runner.ts`), skipping web streams.
- */
-export const nodeBodies = new WeakMap<ReadableStream<Uint8Array>, Readable>();
-
-/**
  * A web ReadableStream over a Node Readable that does nothing until it is
- * first read: when nobody reads it (the body is piped natively), it costs
- * one object.
+ * first read.
  */
 function lazyWebStream(node: Readable): ReadableStream<Uint8Array> {
   // Destroying an unread body (a cancelled response) emits an AbortError;
@@ -340,7 +335,6 @@ function lazyWebStream(node: Readable): ReadableStream<Uint8Array> {
       node.destroy();
     },
   }, { highWaterMark: 0 }); // pull only when read: a default stream would pull (and swallow) the first chunk at once
-  nodeBodies.set(web, node);
   return web;
 }
 
