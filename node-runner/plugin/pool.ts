@@ -47,6 +47,12 @@ interface Waiter extends Pending {
   frame: Uint8Array;
 }
 
+/**
+ * Where every pool's connections read their replies (see `#dial`). Shared:
+ * a read is consumed synchronously in its callback, and what is kept is copied.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(65_536);
+
 class Conn {
   readonly socket: Socket;
   readonly decoder = new FrameDecoder();
@@ -260,11 +266,19 @@ export class SocketPool {
 
   #dial(frame: Uint8Array, pending: Pending): void {
     this.#open++;
-    const socket = connect(this.path);
+    // Replies are read straight into one shared buffer (`onread`): no
+    // Buffer per read, no stream machinery, no 'data' event.
+    const onread = {
+      buffer: READ_BUFFER,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        this.#onData(conn, buf.subarray(0, n));
+        return true;
+      },
+    };
+    const socket = connect({ path: this.path, onread });
     socket.setNoDelay?.(true);
     const conn = new Conn(socket);
     this.#busy.add(conn);
-    socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.#fail(conn, new HookgateError('PLUGIN_UNAVAILABLE', `plugin socket ${this.path}: ${err.code ?? err.message}`, { cause: err }));
     });
@@ -281,7 +295,7 @@ export class SocketPool {
     conn.socket.write(frame);
   }
 
-  #onData(conn: Conn, chunk: Buffer): void {
+  #onData(conn: Conn, chunk: Uint8Array): void {
     if (conn.dead) return;
     let frames: Uint8Array[];
     try {
@@ -298,10 +312,13 @@ export class SocketPool {
         new HookgateError('BAD_PAYLOAD', `plugin socket ${this.path}: reply without a call in flight; connection closed`),
       );
     }
-    let value: unknown = frames[0];
+    // A reply that came in one read is a view of READ_BUFFER, which the next
+    // read overwrites: copy it (a few bytes) before anything can keep a view.
+    const payload = frames[0].buffer === READ_BUFFER.buffer ? new Uint8Array(frames[0]) : frames[0];
+    let value: unknown = payload;
     if (pending.decode) {
       try {
-        value = pending.decode(frames[0]);
+        value = pending.decode(payload);
       } catch (err) {
         return this.#fail(conn, err as Error);
       }
