@@ -135,6 +135,12 @@ interface RouteEntry {
   mask: number;
 }
 
+/** The plugins and bindings a gateway worker calls hooks by (see `PluginManager.hookTable`); plain data, sent over IPC. */
+export interface HookTable {
+  plugins: Record<string, { hooks: number; socket: string | null; size: number; queueLimit: number; perWorker: boolean }>;
+  routes: Record<string, { timeout: number; bindings: Array<{ plugin: string; on_error: 'deny' | 'allow'; with_body: boolean }> }>;
+}
+
 /** Status of one plugin, for health endpoints and tools. */
 export interface PluginStatus {
   name: string;
@@ -412,6 +418,24 @@ export class PluginManager {
     return this.#dispatch.wantsBody(routeId);
   }
 
+  /**
+   * What a gateway worker needs to make the hook calls itself, over its own
+   * pools to the same sockets: each plugin's declared hooks, socket and
+   * pool settings, and each route's bindings. Changes are announced through
+   * `subscribeHooks`.
+   */
+  hookTable(): HookTable {
+    const plugins: HookTable['plugins'] = {};
+    for (const e of this.#plugins.values()) {
+      plugins[e.name] = { hooks: e.hooks, socket: e.pool?.path ?? null, size: e.config.pool_size, queueLimit: e.config.queue_limit, perWorker: e.config.pool_per_worker === true };
+    }
+    const routes: HookTable['routes'] = {};
+    for (const [id, r] of this.#routes) {
+      routes[id] = { timeout: r.route.plugin_timeout, bindings: r.bindings.map((b) => ({ plugin: b.plugin.name, on_error: b.on_error, with_body: b.with_body })) };
+    }
+    return { plugins, routes };
+  }
+
   /** The route as configured, or undefined. */
   route(routeId: string): Route | undefined {
     return this.#routes.get(routeId)?.route;
@@ -567,6 +591,7 @@ export class PluginManager {
           entry.pool = new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
         }
         this.#setHooks(entry, hooks);
+        this.#poolsChanged();
         this.#scheduleSnapshot();
       },
       onNoReady: () => {
@@ -582,6 +607,7 @@ export class PluginManager {
       onExit: () => {
         entry.pool?.close();
         entry.pool = null;
+        this.#poolsChanged();
         this.#scheduleSnapshot();
       },
       onPush: (method, params) => {
@@ -600,10 +626,12 @@ export class PluginManager {
         entry.pool?.close();
         entry.pool = hooks === 0 ? null : new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
         for (const w of entry.readyWaiters.splice(0)) w();
+        this.#poolsChanged();
       },
       onDown: () => {
         entry.pool?.close();
         entry.pool = null;
+        this.#poolsChanged();
       },
     });
     // The hooks are known from the config, so no fail-closed window: until the
@@ -653,9 +681,15 @@ export class PluginManager {
     if (changed) for (const fn of this.#hookListeners) fn();
   }
 
+  /** A plugin's pool came or went (ready, exit, attached socket up or down): what `hookTable` says changed. */
+  #poolsChanged(): void {
+    for (const fn of this.#hookListeners) fn();
+  }
+
   /**
    * Calls `fn` whenever the hooks of some route change (a plugin declared
-   * its hooks, a config changed the bindings). Returns an unsubscribe function.
+   * its hooks, a config changed the bindings) or a plugin's pool came or
+   * went. Returns an unsubscribe function.
    */
   subscribeHooks(fn: () => void): () => void {
     this.#hookListeners.add(fn);
