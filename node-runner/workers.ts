@@ -15,8 +15,7 @@
 
 import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import type { GatewaySettings } from '../src/core/config.ts';
 import type { Logger } from '../src/core/log.ts';
 import type { FromWorker, ToWorker } from './gateway-worker.ts';
@@ -114,27 +113,26 @@ export class WorkerSet {
 
   async start(): Promise<string> {
     const { host, port } = this.#opts;
-    // Port 0 means "any": one placeholder finds the port every worker then
-    // shares; it answers 503 to whoever connects before the workers listen.
-    let holder: Server | null = null;
-    if (port === 0) {
-      holder = createServer((_req, res) => {
-        res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1', connection: 'close' });
-        res.end('not ready: gateway workers are starting\n');
+    // SO_REUSEPORT lets any process of this user join a port its sockets
+    // share. So first a plain bind, which fails when anyone holds the port
+    // (another runner's workers included) and picks a free one for port 0;
+    // the workers then share that port among themselves only.
+    this.#port = await new Promise<number>((resolve, reject) => {
+      const probe = createNetServer();
+      probe.once('error', (err: NodeJS.ErrnoException) => {
+        reject(new Error(`gateway.listen ${this.#opts.listen}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`));
       });
-      this.#port = await new Promise<number>((resolve, reject) => {
-        holder!.once('error', (err) => reject(new Error(`gateway.listen ${this.#opts.listen}: ${err.message}`)));
-        holder!.listen({ host, port: 0, reusePort: true }, () => resolve((holder!.address() as AddressInfo).port));
+      probe.listen({ host, port }, () => {
+        const p = (probe.address() as AddressInfo).port;
+        probe.close(() => resolve(p));
       });
-    } else this.#port = port;
+    });
     try {
       for (let i = 0; i < this.#opts.count; i++) this.#slots.push({ index: i, child: null, pid: undefined, ready: false, failures: 0, startedAt: 0, timer: null });
       await Promise.all(this.#slots.map((s) => this.#spawn(s)));
     } catch (err) {
       await this.stop(0);
       throw err;
-    } finally {
-      holder?.close();
     }
     const h = host.includes(':') ? `[${host}]` : host;
     const url = `http://${h}:${this.#port}`;
