@@ -299,6 +299,8 @@ const KeySchema = v.pipe(
   v.check((k) => (k.secret === undefined) !== (k.secret_env === undefined), 'expected exactly one of "secret" or "secret_env"'),
 );
 
+const WORKERS = 'expected a whole number of workers from 1 to 256, or "auto"';
+
 export const ConfigSchema = v.strictObject({
   gateway: v.optional(
     v.strictObject({
@@ -320,8 +322,8 @@ export const ConfigSchema = v.strictObject({
        */
       workers: v.optional(
         v.union(
-          [v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(256)), v.literal('auto')],
-          'expected a whole number of workers from 1 to 256, or "auto"',
+          [v.pipe(v.number(), v.integer(WORKERS), v.minValue(1, WORKERS), v.maxValue(256, WORKERS)), v.literal('auto')],
+          WORKERS,
         ),
         1,
       ),
