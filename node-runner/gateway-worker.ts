@@ -8,7 +8,8 @@
  * plugin serves which hooks on which socket, and each route's bindings) and
  * the pushed targets and speed limits, over IPC, whenever they change.
  *
- * Messages in: `start` (once), `config`, `hooks`, `pushes`, `drain`.
+ * Messages in: `start` (once), `state` (a config, with the hook table and
+ * the pushes), `hooks`, `pushes`, `drain`.
  * Messages out: `ready` (listening, with a config and a hook table).
  * The worker exits 0 after a drain, and at once when the runner goes away
  * (the IPC channel closes), so no worker outlives its runner.
@@ -30,7 +31,8 @@ import { poolShare } from './workers.ts';
 /** What the runner sends a worker. */
 export type ToWorker =
   | { t: 'start'; index: number; workers: number; listen: string; host: string; port: number; limits: Omit<GatewaySettings, 'listen'> }
-  | { t: 'config'; config: Config }
+  /** a new config: applied with its hook table and the pushes at once, so no request sees one without the other */
+  | { t: 'state'; config: Config; table: HookTable; targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> }
   | { t: 'hooks'; table: HookTable }
   | { t: 'pushes'; targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> }
   | { t: 'drain'; ms: number };
@@ -84,7 +86,11 @@ class Worker {
     switch (m.t) {
       case 'start':
         return this.#start(m);
-      case 'config':
+      case 'state':
+        this.#applyHooks(m.table);
+        this.#hooksKnown = true;
+        this.#targets = m.targets;
+        this.#speed = m.speed;
         this.#state = new GatewayState(m.config, { targets: (r) => this.#targets[r], speed: (r) => this.#speed[r] });
         return this.#maybeReady();
       case 'hooks':

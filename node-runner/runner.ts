@@ -132,6 +132,7 @@ export class Runner {
   /** the gateway worker processes (gateway.workers > 1) */
   #workers: WorkerSet | null = null;
   #feedQueued = false;
+  #feedKinds = new Set<'state' | 'hooks' | 'pushes'>();
   #servers: Server[] = [];
   #stopping: Promise<void> | null = null;
   #unsubscribe: Array<() => void> = [];
@@ -206,9 +207,14 @@ export class Runner {
           } else state.setSpeed(r, this.#manager.pushes.speed(r));
         }
       }
+      this.#feedWorkers('pushes');
       this.#invalidate();
     });
-    this.#unsubscribe.push(pushes, this.#manager.subscribeHooks(() => this.#invalidate()));
+    const hooks = this.#manager.subscribeHooks(() => {
+      this.#feedWorkers('hooks');
+      this.#invalidate();
+    });
+    this.#unsubscribe.push(pushes, hooks);
     try {
       if (config) await this.#applyNow(config);
       const limits = listen.gatewayLimits ?? parseConfig({}).gateway;
@@ -301,6 +307,7 @@ export class Runner {
     const changes = await this.#manager.apply(config);
     this.#state = new GatewayState(config, this.#manager.pushes);
     this.#config = config;
+    this.#feedWorkers('state');
     this.#keys = KeyRing.fromConfig(config, process.env, this.#log);
     if (this.#listen_?.runner && this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
     this.#invalidate();
@@ -326,9 +333,13 @@ export class Runner {
   }
 
   /** What a gateway worker is sent to be in step: the config, the hook table, the pushes. */
-  #feed(): Array<Extract<ToWorker, { t: 'config' | 'hooks' | 'pushes' }>> {
+  #feed(): Extract<ToWorker, { t: 'state' }> | null {
     const config = this.#config;
-    if (!config) return [];
+    if (!config) return null;
+    return { t: 'state', config, table: this.#manager.hookTable(), ...this.#pushed(config) };
+  }
+
+  #pushed(config: Config): { targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> } {
     const targets: Record<string, TargetSet> = {};
     const speed: Record<string, SpeedSet> = {};
     for (const r of config.routes) {
@@ -337,20 +348,28 @@ export class Runner {
       const sp = this.#manager.pushes.speed(r.id);
       if (sp) speed[r.id] = sp;
     }
-    return [
-      { t: 'pushes', targets, speed },
-      { t: 'config', config },
-      { t: 'hooks', table: this.#manager.hookTable() },
-    ];
+    return { targets, speed };
   }
 
-  /** Sends the feed to every worker, once per turn however many changes came. */
-  #feedWorkers(): void {
-    if (!this.#workers || this.#feedQueued) return;
+  /**
+   * Tells every worker what changed, once per turn however many changes
+   * came: a new config as a whole (`state`), else the hook table and the
+   * pushes (which keep each worker's balancers and their counts).
+   */
+  #feedWorkers(kind: 'state' | 'hooks' | 'pushes'): void {
+    if (!this.#workers) return;
+    this.#feedKinds.add(kind);
+    if (this.#feedQueued) return;
     this.#feedQueued = true;
     queueMicrotask(() => {
       this.#feedQueued = false;
-      for (const m of this.#feed()) this.#workers?.send(m);
+      const kinds = this.#feedKinds;
+      this.#feedKinds = new Set();
+      const config = this.#config;
+      if (!config || !this.#workers) return;
+      if (kinds.has('state')) return void this.#workers.send(this.#feed()!);
+      if (kinds.has('hooks')) this.#workers.send({ t: 'hooks', table: this.#manager.hookTable() });
+      if (kinds.has('pushes')) this.#workers.send({ t: 'pushes', ...this.#pushed(config) });
     });
   }
 
@@ -386,7 +405,6 @@ export class Runner {
 
   #invalidate(): void {
     this.#snapshot = null;
-    this.#feedWorkers();
     if (!this.#hookApi || this.#notifyQueued) return;
     this.#notifyQueued = true;
     queueMicrotask(() => {

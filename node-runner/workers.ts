@@ -48,8 +48,8 @@ export function poolShare(size: number, workers: number, perWorker: boolean): nu
 
 /** The state every worker is sent, as the runner has it now. */
 export interface WorkerFeed {
-  /** the current messages: config, hook table, pushes (null before the first config) */
-  current(): Array<Extract<ToWorker, { t: 'config' | 'hooks' | 'pushes' }>>;
+  /** the whole current state (null before the first config) */
+  current(): Extract<ToWorker, { t: 'state' }> | null;
 }
 
 export interface WorkerSetOptions {
@@ -191,7 +191,8 @@ export class WorkerSet {
       });
       const o = this.#opts;
       child.send({ t: 'start', index: slot.index, workers: o.count, listen: o.listen, host: o.host, port: this.#port, limits: o.limits } satisfies ToWorker);
-      for (const m of o.feed.current()) child.send(m);
+      const state = o.feed.current();
+      if (state) child.send(state);
     });
   }
 
