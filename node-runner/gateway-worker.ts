@@ -20,6 +20,7 @@ import type { Config, GatewaySettings } from '../src/core/config.ts';
 import { HookgateError } from '../src/core/errors.ts';
 import { LogThrottle, type Logger } from '../src/core/log.ts';
 import { GatewayState, type SpeedSet } from '../src/core/state.ts';
+import { VerdictCache } from '../src/core/verdict-cache.ts';
 import { GatewayServer } from './gateway-server.ts';
 import { createLogger } from './log.ts';
 import { HookDispatcher, type HookRoute } from './plugin/dispatch.ts';
@@ -59,6 +60,7 @@ class Worker {
   #speed: Record<string, SpeedSet> = {};
   #plugins = new Map<string, WorkerPlugin>();
   #routes = new Map<string, HookRoute<WorkerPlugin>>();
+  #caches = new Map<string, { generation: string; cache: VerdictCache<unknown> }>();
   #hooksKnown = false;
   #listening = false;
   #readySent = false;
@@ -155,15 +157,26 @@ class Worker {
       }
     }
     const routes = new Map<string, HookRoute<WorkerPlugin>>();
+    const caches = new Map<string, { generation: string; cache: VerdictCache<unknown> }>();
     for (const [id, r] of Object.entries(table.routes)) {
-      const bindings = r.bindings.flatMap((b) => {
+      const bindings = r.bindings.flatMap((b, i) => {
         const plugin = this.#plugins.get(b.plugin);
-        return plugin ? [{ plugin, on_error: b.on_error, with_body: b.with_body }] : [];
+        if (!plugin) return [];
+        // Each worker keeps its own verdicts, emptied when the runner's cache of the binding would be.
+        let cache: VerdictCache<unknown> | null = null;
+        if (b.cache && b.generation) {
+          const key = `${id}\n${i}`;
+          const held = this.#caches.get(key);
+          cache = held?.generation === b.generation ? held.cache : new VerdictCache(b.cache, () => performance.now());
+          caches.set(key, { generation: b.generation, cache });
+        }
+        return [{ plugin, on_error: b.on_error, with_body: b.with_body, cache }];
       });
       let mask = 0;
       for (const b of bindings) mask |= b.plugin.hooks;
       routes.set(id, { route: { id, plugin_timeout: r.timeout }, bindings, mask });
     }
+    this.#caches = caches;
     this.#routes = routes;
   }
 

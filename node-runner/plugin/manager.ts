@@ -50,7 +50,7 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
+import type { CacheSettings, Config, PluginConfig, Route } from '../../src/core/config.ts';
 import type { RouteCacheSettings } from '../../src/core/snapshot.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 import { LogThrottle, silentLogger, type Logger } from '../../src/core/log.ts';
@@ -138,7 +138,8 @@ interface RouteEntry {
 /** The plugins and bindings a gateway worker calls hooks by (see `PluginManager.hookTable`); plain data, sent over IPC. */
 export interface HookTable {
   plugins: Record<string, { hooks: number; socket: string | null; size: number; queueLimit: number; perWorker: boolean }>;
-  routes: Record<string, { timeout: number; bindings: Array<{ plugin: string; on_error: 'deny' | 'allow'; with_body: boolean }> }>;
+  /** each binding with its cache settings (null: it does not cache) and the generation its cache is for */
+  routes: Record<string, { timeout: number; bindings: Array<{ plugin: string; on_error: 'deny' | 'allow'; with_body: boolean; cache: CacheSettings | null; generation: string | null }> }>;
 }
 
 /** Status of one plugin, for health endpoints and tools. */
@@ -431,7 +432,16 @@ export class PluginManager {
     }
     const routes: HookTable['routes'] = {};
     for (const [id, r] of this.#routes) {
-      routes[id] = { timeout: r.route.plugin_timeout, bindings: r.bindings.map((b) => ({ plugin: b.plugin.name, on_error: b.on_error, with_body: b.with_body })) };
+      routes[id] = {
+        timeout: r.route.plugin_timeout,
+        bindings: r.bindings.map((b, i) => ({
+          plugin: b.plugin.name,
+          on_error: b.on_error,
+          with_body: b.with_body,
+          cache: b.cache?.settings ?? null,
+          generation: this.#caches.get(`${id}\n${i}`)?.generation ?? null,
+        })),
+      };
     }
     return { plugins, routes };
   }

@@ -12,9 +12,10 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { request, waitFor } from '../helpers/http.ts';
-import { PUSH_TARGETS_SH, VERDICT_PLUGIN } from '../helpers/paths.ts';
-import { baseConfig, isAlive, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
-import { scope } from '../helpers/scope.ts';
+import { join } from 'node:path';
+import { CONFIGURABLE, PUSH_TARGETS_SH, VERDICT_PLUGIN } from '../helpers/paths.ts';
+import { baseConfig, isAlive, readJsonLines, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
+import { scope, tempDir } from '../helpers/scope.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 
 /** Requests on fresh connections: enough that both workers take some. */
@@ -66,6 +67,33 @@ describe('gateway workers', { concurrency: true, timeout: 90_000 }, () => {
     // The fixture marks what it allowed: the hook ran for every request.
     const seen = await Promise.all(Array.from({ length: 4 }, async () => (await request(`${gw.url}/x`)).json().headers['x-plugin-pid']));
     assert.ok(seen.every((p) => p), 'every request went through the plugin');
+  });
+
+  test('a caching binding caches in each worker: many requests with one token reach the plugin once per worker at most', async (t) => {
+    const s = scope(t);
+    const dir = tempDir(s);
+    const record = join(dir, 'record.jsonl');
+    const up = await startUpstream(s);
+    const gw = await startGateway(
+      s,
+      workers({
+        routes: [{ id: 'api', plugins: ['auth'], action: { type: 'proxy', upstream: up.url } }],
+        plugins: {
+          auth: {
+            path: CONFIGURABLE,
+            env: { FIXTURE_NAME: 'auth', FIXTURE_DIR: dir, FIXTURE_RECORD: record, FIXTURE_HEADER: 'X-User=alice' },
+            cache: { ttl: '1h', key: ['header:Authorization'] },
+          },
+        },
+      }),
+    );
+    await whenReady(gw);
+    const users = await Promise.all(
+      Array.from({ length: SPREAD }, async () => (await request(`${gw.url}/x`, { headers: { authorization: 'Bearer t-alice' } })).json().headers['x-user']),
+    );
+    assert.deepEqual(new Set(users), new Set(['alice']));
+    const calls = readJsonLines<{ ev: string; hook?: string }>(record).filter((r) => r.ev === 'call' && r.hook === 'on_request').length;
+    assert.ok(calls >= 1 && calls <= 2, `${calls} plugin calls for ${SPREAD} requests with one token over 2 workers`);
   });
 
   test('a config reload reaches both workers', async (t) => {
