@@ -3,8 +3,9 @@
  * One hookgate runner process: the config (from a file via `reload`, or
  * from any source via `apply`, such as the config stream), the plugin host,
  * the routing state kept in step with plugin pushes, and the listeners: the
- * self-hosted gateway (the core app on Node, hooks called in process,
- * within the slow-client limits of `client-limits.ts`) and
+ * self-hosted gateway (`gateway-server.ts`: the core pipeline on Node,
+ * hooks called in process; with `gateway.workers` > 1, in worker processes
+ * that this runner supervises and keeps in step, `workers.ts`) and
  * the admin endpoints (/healthz, /readyz), and the hook API for edge
  * workers (when `runner.listen` is set) with the versioned state snapshot
  * they route by. Reload keeps what did not change; stop drains.
@@ -13,18 +14,16 @@
  */
 
 import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
-import { getRequestListener, type HttpBindings } from '@hono/node-server';
+import { getRequestListener } from '@hono/node-server';
 import { Hono } from 'hono';
 import { parseConfig, type Config, type GatewaySettings } from '../src/core/config.ts';
-import { createGateway, hostHeaders, type Gateway } from '../src/core/gateway.ts';
-import { isWebSocketUpgrade } from '../src/core/headers.ts';
+import type { TargetSet } from '../src/core/balancer.ts';
 import type { Logger } from '../src/core/log.ts';
 import { HOOK_BIT } from '../src/core/protocol.ts';
 import { hookNames, snapshotConfig, type StateSnapshot } from '../src/core/snapshot.ts';
-import { GatewayState } from '../src/core/state.ts';
+import { GatewayState, type SpeedSet } from '../src/core/state.ts';
 import type { Clock } from './clock.ts';
 import { loadConfigFile } from './config-file.ts';
 import { createHookApi, type HookApi } from './hook-api.ts';
@@ -36,9 +35,10 @@ import { PluginManager, type ApplyChanges } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
 import { KeeperClient } from './plugin/keeper-client.ts';
 import { Reaper } from './plugin/reaper.ts';
-import { applyClientLimits, headServerOptions, type ClientLimits } from './client-limits.ts';
-import { createUpstream, nodeBodies } from './upstream.ts';
-import { clientOf, upgradeHandler } from './ws-proxy.ts';
+import { GatewayServer } from './gateway-server.ts';
+import type { ToWorker } from './gateway-worker.ts';
+import { createUpstream } from './upstream.ts';
+import { workerCount, WorkerSet } from './workers.ts';
 
 export interface RunnerOptions {
   logger: Logger;
@@ -63,48 +63,6 @@ export interface RunnerOptions {
   wallClock?: Clock;
   /** where configs come from, for the admin API and metrics: "file", "stream" or "etcd" (default: "file" with configFile, else "stream") */
   source?: string;
-}
-
-
-/** Tells @hono/node-server that the response was already written. */
-const ALREADY_SENT_HEADERS = { 'x-hono-already-sent': '1' };
-
-/**
- * Writes a response body ourselves when @hono/node-server would not write
- * it as it is: a proxied body the core passed through untouched is piped
- * from the upstream's Node stream (headers and the first chunk go out
- * together), and a streamed body without a Content-Type is written without
- * the default one node-server would invent. Anything else goes to node-server.
- */
-async function respondNatively(pending: Response | Promise<Response>, env: HttpBindings): Promise<Response> {
-  const res = await pending;
-  // Already answered by the data plane (a stalled body's 408): nothing more to write.
-  if (env.outgoing.headersSent) {
-    await res.body?.cancel().catch(() => {});
-    return new Response(null, { headers: ALREADY_SENT_HEADERS });
-  }
-  if (!res.body || res.body.locked) return res;
-  let node: Readable | undefined = nodeBodies.get(res.body);
-  if (!node && !res.headers.has('content-type')) node = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  if (!node) return res;
-  const headers: OutgoingHttpHeaders = {};
-  res.headers.forEach((value, name) => {
-    if (name === 'set-cookie') return;
-    headers[name] = value;
-  });
-  const cookies = res.headers.getSetCookie();
-  if (cookies.length) headers['set-cookie'] = cookies;
-  const out = env.outgoing;
-  out.writeHead(res.status, headers);
-  // pipe rather than pipeline: pipeline aborts an AbortController (building a
-  // DOMException with its stack) at the end of every response.
-  const body = node;
-  body.on('error', () => out.destroy());
-  out.on('close', () => {
-    if (!body.readableEnded) body.destroy();
-  });
-  body.pipe(out);
-  return new Response(null, { headers: ALREADY_SENT_HEADERS });
 }
 
 /** Where a runner listens; fixed for the life of the process. */
@@ -169,13 +127,14 @@ export class Runner {
   #config: Config | null = null;
   #state: GatewayState | null = null;
   #upstream = createUpstream();
-  #gateway: Gateway<{ Bindings: HttpBindings }> | null = null;
+  /** the gateway in this process (gateway.workers 1), or */
+  #gateway: GatewayServer | null = null;
+  /** the gateway worker processes (gateway.workers > 1) */
+  #workers: WorkerSet | null = null;
+  #feedQueued = false;
+  #feedKinds = new Set<'state' | 'hooks' | 'pushes'>();
   #servers: Server[] = [];
-  #inflight = 0;
-  #drained: (() => void) | null = null;
   #stopping: Promise<void> | null = null;
-  #closeSessions: () => Promise<void> = async () => {};
-  #clientLimits: ClientLimits | null = null;
   #unsubscribe: Array<() => void> = [];
   #keys = new KeyRing([]);
   #snapshot: StateSnapshot | null = null;
@@ -222,7 +181,7 @@ export class Runner {
 
   /** Ready: a config is loaded and every plugin with hooks has said ready. */
   get ready(): boolean {
-    return !this.#draining && this.#config !== null && this.#manager.status().every((p) => p.ready);
+    return !this.#draining && this.#config !== null && this.#manager.status().every((p) => p.ready) && (this.#workers?.ready ?? true);
   }
 
   /** The Prometheus metrics of this runner (admin `/metrics`). */
@@ -248,53 +207,28 @@ export class Runner {
           } else state.setSpeed(r, this.#manager.pushes.speed(r));
         }
       }
+      this.#feedWorkers('pushes');
       this.#invalidate();
     });
-    this.#unsubscribe.push(pushes, this.#manager.subscribeHooks(() => this.#invalidate()));
+    const hooks = this.#manager.subscribeHooks(() => {
+      this.#feedWorkers('hooks');
+      this.#invalidate();
+    });
+    this.#unsubscribe.push(pushes, hooks);
     try {
       if (config) await this.#applyNow(config);
-      this.#gateway = createGateway<{ Bindings: HttpBindings }>({
-        state: () => this.#state!,
-        hooks: this.#manager,
-        upstream: this.#upstream.fetch,
-        logger: this.#log,
-        client: (c) => clientOf(c.env.incoming.socket, `HTTP/${c.env.incoming.httpVersion}`),
-        drop: (c) => {
-          c.env.incoming.socket.destroy();
-          return new Response(null, { status: 499 });
-        },
-        raw: (c) => ({ target: c.env.incoming.url ?? '/', hosts: hostHeaders(c.env.incoming.rawHeaders) }),
-      });
-      const app = this.#gateway.app;
-      // Real Responses (no global override): the direct pipe checks `res.body`,
-      // which would make node-server's lightweight Response build one anyway.
-      const listener = getRequestListener((req, env) => respondNatively(app.fetch(req, env), env as HttpBindings), {
-        overrideGlobalObjects: false,
-      });
       const limits = listen.gatewayLimits ?? parseConfig({}).gateway;
-      const gatewayServer = createServer(
-        {
-          keepAliveTimeout: 65_000,
-          ...headServerOptions(limits),
-          // Only WebSocket upgrades on GET are tunnelled; any other Upgrade
-          // (h2c, made-up tokens) is a plain request through the pipeline,
-          // where Upgrade and Connection are dropped as hop-by-hop.
-          shouldUpgradeCallback: (req) => isWebSocketUpgrade(req.method ?? '', req.headers.upgrade),
-        },
-        (req, res) => {
-        if (!this.#state) {
-          res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
-          return void res.end('not ready: no config yet\n');
-        }
-          clientLimits.serve(req, res, handle);
-        },
-      );
-      const handle = (req: IncomingMessage, res: ServerResponse) => this.#track(req, res, listener);
-      const clientLimits = (this.#clientLimits = applyClientLimits(gatewayServer, limits, this.#log));
-      const upgrade = upgradeHandler({ gateway: this.#gateway as unknown as Gateway<never>, hooks: this.#manager, logger: this.#log });
-      gatewayServer.on('upgrade', upgrade);
-      this.#closeSessions = upgrade.closeAll;
-      this.urls.gateway = await this.#listen(gatewayServer, listen.gateway, 'gateway');
+      const { host, port } = splitListen(listen.gateway);
+      const count = workerCount(limits.workers);
+      if (count > 1) {
+        this.#workers = new WorkerSet({ count, listen: listen.gateway, host, port, limits, logger: this.#log, feed: { current: () => this.#feed() } });
+        this.urls.gateway = await this.#workers.start();
+      } else {
+        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits }));
+        const a = await gw.listen('gateway', listen.gateway, host, port);
+        this.urls.gateway = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+        this.#log.info({ url: this.urls.gateway }, 'gateway listening');
+      }
       this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), listen.admin, 'admin');
       if (listen.runner) {
         if (this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
@@ -373,6 +307,7 @@ export class Runner {
     const changes = await this.#manager.apply(config);
     this.#state = new GatewayState(config, this.#manager.pushes);
     this.#config = config;
+    this.#feedWorkers('state');
     this.#keys = KeyRing.fromConfig(config, process.env, this.#log);
     if (this.#listen_?.runner && this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
     this.#invalidate();
@@ -387,24 +322,55 @@ export class Runner {
     const drainMs = this.#opts.drainMs ?? 10_000;
     const closed = this.#servers.map((s) => new Promise<void>((r) => s.close(() => r())));
     for (const s of this.#servers) s.closeIdleConnections();
-    if (this.#inflight > 0) {
-      this.#log.info({ inflight: this.#inflight, drain_ms: drainMs }, 'draining requests in flight');
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        new Promise<void>((r) => (this.#drained = r)),
-        new Promise<void>((r) => (timer = setTimeout(r, drainMs))),
-      ]);
-      clearTimeout(timer);
-    }
-    // Sessions end before the plugins stop, so their on_disconnect still reaches them.
-    await this.#closeSessions();
+    // The gateway drains (its WebSocket sessions end, reporting on_disconnect) before the plugins stop.
+    await Promise.all([this.#gateway?.stop(drainMs), this.#workers?.stop(drainMs)]);
     this.#hookApi?.closeAll();
     for (const s of this.#servers) s.closeAllConnections();
-    this.#clientLimits?.close();
     await Promise.all(closed);
     for (const u of this.#unsubscribe) u();
     await this.#manager.stop();
     await this.#upstream.close();
+  }
+
+  /** What a gateway worker is sent to be in step: the config, the hook table, the pushes. */
+  #feed(): Extract<ToWorker, { t: 'state' }> | null {
+    const config = this.#config;
+    if (!config) return null;
+    return { t: 'state', config, table: this.#manager.hookTable(), ...this.#pushed(config) };
+  }
+
+  #pushed(config: Config): { targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> } {
+    const targets: Record<string, TargetSet> = {};
+    const speed: Record<string, SpeedSet> = {};
+    for (const r of config.routes) {
+      const t = this.#manager.pushes.targets(r.id);
+      if (t) targets[r.id] = t;
+      const sp = this.#manager.pushes.speed(r.id);
+      if (sp) speed[r.id] = sp;
+    }
+    return { targets, speed };
+  }
+
+  /**
+   * Tells every worker what changed, once per turn however many changes
+   * came: a new config as a whole (`state`), else the hook table and the
+   * pushes (which keep each worker's balancers and their counts).
+   */
+  #feedWorkers(kind: 'state' | 'hooks' | 'pushes'): void {
+    if (!this.#workers) return;
+    this.#feedKinds.add(kind);
+    if (this.#feedQueued) return;
+    this.#feedQueued = true;
+    queueMicrotask(() => {
+      this.#feedQueued = false;
+      const kinds = this.#feedKinds;
+      this.#feedKinds = new Set();
+      const config = this.#config;
+      if (!config || !this.#workers) return;
+      if (kinds.has('state')) return void this.#workers.send(this.#feed()!);
+      if (kinds.has('hooks')) this.#workers.send({ t: 'hooks', table: this.#manager.hookTable() });
+      if (kinds.has('pushes')) this.#workers.send({ t: 'pushes', ...this.#pushed(config) });
+    });
   }
 
   /**
@@ -451,15 +417,6 @@ export class Runner {
     });
   }
 
-  #track(req: IncomingMessage, res: ServerResponse, listener: (req: IncomingMessage, res: ServerResponse) => unknown): void {
-    this.#inflight++;
-    res.on('close', () => {
-      if (--this.#inflight === 0 && this.#drained) this.#drained();
-    });
-    if (this.#stopping) res.setHeader('connection', 'close');
-    void listener(req, res);
-  }
-
   #listen(server: Server, listen: string, name: string): Promise<string> {
     const { host, port } = splitListen(listen);
     return new Promise((resolve, reject) => {
@@ -481,7 +438,8 @@ export class Runner {
       ready: () => this.ready,
       readiness: () => {
         const plugins = this.#manager.status().map((p) => ({ name: p.name, ready: p.ready, state: p.state, hooks: p.hooks, error: p.lastError || undefined }));
-        return { ready: this.ready, config: this.#config !== null, ...(this.#draining ? { draining: true } : {}), plugins };
+        const workers = this.#workers?.status();
+        return { ready: this.ready, config: this.#config !== null, ...(this.#draining ? { draining: true } : {}), plugins, ...(workers ? { workers } : {}) };
       },
       plugins: () => this.#manager.status(),
       config: () => this.#config,

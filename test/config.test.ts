@@ -148,7 +148,7 @@ describe('client and upstream connection limits', () => {
       gateway: { header_timeout: '500ms', body_timeout: '2s', max_connections_per_client: 0 },
       actions: { a: { type: 'proxy', upstream: 'http://x', max_connections: 8, queue_timeout: 0 } },
     });
-    assert.deepEqual(cfg.gateway, { listen: '127.0.0.1:8080', header_timeout: 500, body_timeout: 2000, max_connections_per_client: 0, strip_request_headers: [], underscores_in_headers: 'drop' });
+    assert.deepEqual(cfg.gateway, { listen: '127.0.0.1:8080', header_timeout: 500, body_timeout: 2000, max_connections_per_client: 0, strip_request_headers: [], underscores_in_headers: 'drop', workers: 1 });
     assert.deepEqual(cfg.actions.a, { type: 'proxy', upstream: 'http://x', timeout: 30_000, max_connections: 8, queue_timeout: 0 });
   });
 
@@ -162,7 +162,7 @@ describe('client and upstream connection limits', () => {
 describe('an empty config', () => {
   test('gets default listen addresses and no routes, actions, plugins or keys', () => {
     assert.deepEqual(parseConfig({}), {
-      gateway: { listen: '127.0.0.1:8080', header_timeout: 10_000, body_timeout: 30_000, max_connections_per_client: 512, strip_request_headers: [], underscores_in_headers: 'drop' },
+      gateway: { listen: '127.0.0.1:8080', header_timeout: 10_000, body_timeout: 30_000, max_connections_per_client: 512, strip_request_headers: [], underscores_in_headers: 'drop', workers: 1 },
       runner: { keys: [] },
       admin: { listen: '127.0.0.1:9090', keys: [] },
       routes: [],
@@ -421,4 +421,17 @@ describe('parseDuration', () => {
       assert.ok(Number.isNaN(parseDuration(input)));
     });
   }
+});
+
+describe('gateway.workers', () => {
+  test('is 1 by default, a whole number from 1 to 256, or "auto"; anything else names the field', () => {
+    assert.equal(parseConfig({}).gateway.workers, 1);
+    assert.equal(parseConfig({ gateway: { workers: 4 } }).gateway.workers, 4);
+    assert.equal(parseConfig({ gateway: { workers: 'auto' } }).gateway.workers, 'auto');
+    for (const bad of [0, 1.5, 'many', 1000]) {
+      const problems = problemsOf({ gateway: { workers: bad } });
+      assert.equal(problems.length, 1, String(bad));
+      assert.match(problems[0], /^gateway\.workers: expected a whole number of workers from 1 to 256, or "auto"/);
+    }
+  });
 });

@@ -6,7 +6,8 @@
  * per route and phase fanned out to the route's plugins in order, and the
  * `set_targets` / `set_speed` pushes addressed to routes.
  *
- * Verdict rules, for every data plane (self-hosted and edge):
+ * Verdict rules, for every data plane (self-hosted and edge), carried out
+ * by `dispatch.ts` over this manager's plugins and pools:
  * - on_request: plugins run in binding order; the first verdict that is not
  *   an allow (deny, drop or fallback) short-circuits and is returned as the
  *   plugin gave it. Allowed headers merge by canonical name (a later plugin
@@ -49,14 +50,11 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { Config, PluginConfig, Route } from '../../src/core/config.ts';
+import type { CacheSettings, Config, PluginConfig, Route } from '../../src/core/config.ts';
 import type { RouteCacheSettings } from '../../src/core/snapshot.ts';
-import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
-import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/headers.ts';
 import { LogThrottle, silentLogger, type Logger } from '../../src/core/log.ts';
 import {
-  HOOK,
   HOOK_BIT,
   type AuthorizeResult,
   type ConnInfo,
@@ -71,12 +69,13 @@ import { realClock, type Clock } from '../clock.ts';
 import { AttachedPlugin, type AttachedState } from './attached.ts';
 import type { KeeperClient, KeptPlugin } from './keeper-client.ts';
 import { codeFiles, codeFingerprint } from './code.ts';
+import { HookDispatcher } from './dispatch.ts';
 import { SocketPool } from './pool.ts';
 import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type PluginState, type Spawner } from './process.ts';
 import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
 import type { Reaper } from './reaper.ts';
 import { readSnapshot, removeSnapshot, writeSnapshot, type Snapshot } from './snapshot.ts';
-import { cacheKey, mergeCacheSettings, VerdictCache } from '../../src/core/verdict-cache.ts';
+import { mergeCacheSettings, VerdictCache } from '../../src/core/verdict-cache.ts';
 
 /** Every hook bit: what a plugin that has not declared its hooks yet is assumed to have (fail closed). */
 const ALL_HOOKS = HOOK_BIT.on_request | HOOK_BIT.on_response | HOOK_BIT.on_connect | HOOK_BIT.on_disconnect;
@@ -130,15 +129,17 @@ interface HeldCache {
   cache: VerdictCache<unknown>;
 }
 
-/** The cache key's digest on Node: SHA-256, synchronous. */
-function digest(material: Uint8Array): string {
-  return createHash('sha256').update(material).digest('base64');
-}
-
 interface RouteEntry {
   route: Route;
   bindings: BindingEntry[];
   mask: number;
+}
+
+/** The plugins and bindings a gateway worker calls hooks by (see `PluginManager.hookTable`); plain data, sent over IPC. */
+export interface HookTable {
+  plugins: Record<string, { hooks: number; socket: string | null; size: number; queueLimit: number; perWorker: boolean }>;
+  /** each binding with its cache settings (null: it does not cache) and the generation its cache is for */
+  routes: Record<string, { timeout: number; bindings: Array<{ plugin: string; on_error: 'deny' | 'allow'; with_body: boolean; cache: CacheSettings | null; generation: string | null }> }>;
 }
 
 /** Status of one plugin, for health endpoints and tools. */
@@ -156,7 +157,6 @@ export interface PluginStatus {
   restarts: number;
 }
 
-const DENY_BODY = 'service unavailable\n';
 
 /**
  * The plugin host of one runner.
@@ -186,10 +186,17 @@ export class PluginManager {
   #snapshotQueued = false;
   /** binding caches by `route id \n binding index`, kept across applies while their generation holds */
   #caches = new Map<string, HeldCache>();
+  #dispatch: HookDispatcher<PluginEntry>;
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
+    this.#dispatch = new HookDispatcher<PluginEntry>({
+      route: (id) => this.#routes.get(id),
+      unavailable: (p) => this.#unavailable(p),
+      failed: (p, routeId, hook, err) => this.#hookFailed(p, routeId, hook, err),
+      logger: opts.logger,
+    });
     this.#clock = opts.clock ?? realClock;
   }
 
@@ -404,12 +411,39 @@ export class PluginManager {
    * if (manager.hooksOf('api') & HOOK_BIT.on_request) verdict = await manager.onRequest('api', info);
    */
   hooksOf(routeId: string): number {
-    return this.#routes.get(routeId)?.mask ?? 0;
+    return this.#dispatch.hooksOf(routeId);
   }
 
   /** Whether the route binds a plugin that wants the request body. */
   wantsBody(routeId: string): boolean {
-    return this.#routes.get(routeId)?.bindings.some((b) => b.with_body) ?? false;
+    return this.#dispatch.wantsBody(routeId);
+  }
+
+  /**
+   * What a gateway worker needs to make the hook calls itself, over its own
+   * pools to the same sockets: each plugin's declared hooks, socket and
+   * pool settings, and each route's bindings. Changes are announced through
+   * `subscribeHooks`.
+   */
+  hookTable(): HookTable {
+    const plugins: HookTable['plugins'] = {};
+    for (const e of this.#plugins.values()) {
+      plugins[e.name] = { hooks: e.hooks, socket: e.pool?.path ?? null, size: e.config.pool_size, queueLimit: e.config.queue_limit, perWorker: e.config.pool_per_worker === true };
+    }
+    const routes: HookTable['routes'] = {};
+    for (const [id, r] of this.#routes) {
+      routes[id] = {
+        timeout: r.route.plugin_timeout,
+        bindings: r.bindings.map((b, i) => ({
+          plugin: b.plugin.name,
+          on_error: b.on_error,
+          with_body: b.with_body,
+          cache: b.cache?.settings ?? null,
+          generation: this.#caches.get(`${id}\n${i}`)?.generation ?? null,
+        })),
+      };
+    }
+    return { plugins, routes };
   }
 
   /** The route as configured, or undefined. */
@@ -456,80 +490,9 @@ export class PluginManager {
     }));
   }
 
-  /**
-   * Runs on_request for a route: one merged verdict (see the module doc).
-   * Never throws. An unknown route is denied (503): the caller's routing
-   * state is out of date.
-   */
-  async onRequest(routeId: string, info: RequestInfo): Promise<AuthorizeResult> {
-    const entry = this.#routes.get(routeId);
-    if (!entry) return denyOnError(`unknown route "${routeId}"`);
-    let data = canonicalRequest(info);
-    let withBody: Uint8Array | null = null;
-    let noBody: Uint8Array | null = null;
-    let merged: AuthorizeResult | null = null;
-    /** a stale verdict or an on_error allow went into the verdict: an edge must not cache it */
-    let degraded = false;
-    for (const b of entry.bindings) {
-      const p = b.plugin;
-      if (!(p.hooks & HOOK_BIT.on_request)) continue;
-      const call = () => {
-        const frame = b.with_body || !data.bd
-          ? (withBody ??= encodeHookFrame('on_request', data))
-          : (noBody ??= encodeHookFrame('on_request', { ...data, bd: null }));
-        return this.#call(p, frame, entry.route.plugin_timeout, decodeAuthorize);
-      };
-      let res: AuthorizeResult;
-      if (b.cache) {
-        const input = data;
-        const got = await b.cache.get(cacheKey(input, b.cache.settings.key, b.with_body, digest) as string, () =>
-          call().then(
-            (verdict) => ({ verdict, cacheable: true }),
-            (failure: unknown) => ({ failure }),
-          ),
-        );
-        if (got.verdict === undefined) {
-          this.#hookFailed(p, routeId, 'on_request', got.failure);
-          if (b.on_error === 'allow') {
-            degraded = true;
-            continue;
-          }
-          return denyOnError(`plugin "${p.name}": ${(got.failure as Error).message}`);
-        }
-        if (got.result === 'stale') {
-          degraded = true;
-          const held = this.#logThrottle.admit(`${p.name} ${routeId} stale`);
-          if (held >= 0) this.#log.warn({ plugin: p.name, route: routeId, suppressed: held }, 'hook call failed; serving a cached verdict past its ttl (stale_if_error)');
-        }
-        res = got.verdict;
-        // Cached verdicts are shared (with the cache and other waiters): what leaves here is a copy.
-        if (!res.ok || res.dr || res.fb) return { ...res, h: { ...res.h }, rm: [...res.rm], ...(degraded ? { nc: true } : {}) };
-      } else {
-        try {
-          res = await call();
-        } catch (err) {
-          this.#hookFailed(p, routeId, 'on_request', err);
-          if (b.on_error === 'allow') {
-            degraded = true;
-            continue;
-          }
-          return denyOnError(`plugin "${p.name}": ${(err as Error).message}`);
-        }
-        if (!res.ok || res.dr || res.fb) return degraded ? { ...res, nc: true } : res;
-      }
-      merged ??= allowResult();
-      if (res.rm.length || !isEmpty(res.h)) {
-        mergeRequestChanges(merged, res);
-        data = { ...data, h: withHeaderChanges(data.h, res.h, res.rm) };
-        withBody = noBody = null;
-      }
-      if (res.rp) merged.rp = res.rp;
-      if (res.cq) merged.cq = true;
-      if (res.sp) merged.sp = res.sp;
-    }
-    merged ??= allowResult();
-    if (degraded) merged.nc = true;
-    return merged;
+  /** Runs on_request for a route: one merged verdict (see the module doc). Never throws. */
+  onRequest(routeId: string, info: RequestInfo): Promise<AuthorizeResult> {
+    return this.#dispatch.onRequest(routeId, info);
   }
 
   /**
@@ -559,81 +522,18 @@ export class PluginManager {
   }
 
   /** Runs on_response for a route: one merged modification. Never throws. */
-  async onResponse(routeId: string, pair: ResponsePair): Promise<ResponseModResult> {
-    const entry = this.#routes.get(routeId);
-    if (!entry) return { s: 503, h: {}, rm: [], e: `unknown route "${routeId}"`, b: DENY_BODY };
-    const merged: ResponseModResult = { s: 0, h: {}, rm: [], e: '', b: '' };
-    let cur = canonicalPair(pair);
-    // Encoded once per variant (with or without the body copy) until a plugin changes the response.
-    let withBody: Uint8Array | null = null;
-    let noBody: Uint8Array | null = null;
-    for (const b of entry.bindings) {
-      const p = b.plugin;
-      if (!(p.hooks & HOOK_BIT.on_response)) continue;
-      let res: ResponseModResult;
-      try {
-        const frame = b.with_body || !cur.req.bd
-          ? (withBody ??= encodeHookFrame('on_response', cur))
-          : (noBody ??= encodeHookFrame('on_response', { req: { ...cur.req, bd: null }, resp: cur.resp }));
-        res = await this.#call(p, frame, entry.route.plugin_timeout, decodeResponseMod);
-      } catch (err) {
-        this.#hookFailed(p, routeId, 'on_response', err);
-        if (b.on_error === 'allow') continue;
-        return { s: 503, h: {}, rm: [], e: `plugin "${p.name}": ${(err as Error).message}`, b: DENY_BODY };
-      }
-      if (res.s === 0 && res.rm.length === 0 && isEmpty(res.h)) continue;
-      for (const raw of res.rm) {
-        const name = canonicalHeaderName(raw);
-        delete merged.h[name];
-        if (!merged.rm.includes(name)) merged.rm.push(name);
-      }
-      for (const raw in res.h) {
-        const name = canonicalHeaderName(raw);
-        merged.h[name] = res.h[raw];
-        const i = merged.rm.indexOf(name);
-        if (i >= 0) merged.rm.splice(i, 1);
-      }
-      if (res.s) merged.s = res.s;
-      cur = { req: cur.req, resp: { s: res.s || cur.resp.s, h: withHeaderChanges(cur.resp.h, res.h, res.rm) } };
-      withBody = noBody = null;
-    }
-    return merged;
+  onResponse(routeId: string, pair: ResponsePair): Promise<ResponseModResult> {
+    return this.#dispatch.onResponse(routeId, pair);
   }
 
   /** Runs on_connect for a route: refused by the first plugin that refuses. Never throws. */
-  async onConnect(routeId: string, info: ConnInfo): Promise<ConnResult> {
-    const entry = this.#routes.get(routeId);
-    if (!entry) return { ok: false, e: `unknown route "${routeId}"`, s: 503, b: DENY_BODY };
-    let bytes: Uint8Array | null = null;
-    for (const b of entry.bindings) {
-      const p = b.plugin;
-      if (!(p.hooks & HOOK_BIT.on_connect)) continue;
-      try {
-        bytes ??= encodeHookFrame('on_connect', info);
-        const res = await this.#call(p, bytes, entry.route.plugin_timeout, decodeConnect);
-        if (!res.ok) return { ok: false, e: '', s: 0, b: '' };
-      } catch (err) {
-        this.#hookFailed(p, routeId, 'on_connect', err);
-        if (b.on_error === 'allow') continue;
-        return { ok: false, e: `plugin "${p.name}": ${(err as Error).message}`, s: 503, b: DENY_BODY };
-      }
-    }
-    return { ok: true, e: '', s: 0, b: '' };
+  onConnect(routeId: string, info: ConnInfo): Promise<ConnResult> {
+    return this.#dispatch.onConnect(routeId, info);
   }
 
   /** Sends on_disconnect to the route's plugins that declared it; fire-and-forget, never throws. */
   onDisconnect(routeId: string, info: DisconnectInfo): void {
-    const entry = this.#routes.get(routeId);
-    if (!entry) return;
-    let bytes: Uint8Array | null = null;
-    for (const b of entry.bindings) {
-      const p = b.plugin;
-      if (!(p.hooks & HOOK_BIT.on_disconnect) || !p.pool) continue;
-      bytes ??= encodeHookData('on_disconnect', info);
-      if (!p.pool.notify(HOOK.on_disconnect, bytes)) {
-        this.#log.warn({ plugin: p.name, route: routeId }, 'on_disconnect dropped: the plugin is not keeping up');
-      }
-    }
+    this.#dispatch.onDisconnect(routeId, info);
   }
 
   /** Stops every plugin and closes every pool. Idempotent. */
@@ -651,15 +551,11 @@ export class PluginManager {
     }
   }
 
-  #call<T>(p: PluginEntry, frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T> {
-    if (!p.pool) {
-      if (p.proc instanceof AttachedPlugin) {
-        return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `attached plugin is down${p.proc.lastError ? `: ${p.proc.lastError}` : ''}`));
-      }
-      const state = p.proc.state === 'backoff' ? 'restarting' : p.proc.state === 'ready' ? 'without a socket' : 'not ready';
-      return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`));
-    }
-    return p.pool.callFrame(frame, timeoutMs, decode);
+  /** Why a plugin without a pool cannot take a call. */
+  #unavailable(p: PluginEntry): HookgateError {
+    if (p.proc instanceof AttachedPlugin) return new HookgateError('PLUGIN_UNAVAILABLE', `attached plugin is down${p.proc.lastError ? `: ${p.proc.lastError}` : ''}`);
+    const state = p.proc.state === 'backoff' ? 'restarting' : p.proc.state === 'ready' ? 'without a socket' : 'not ready';
+    return new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`);
   }
 
   #hookFailed(p: PluginEntry, routeId: string, hook: HookName, err: unknown): void {
@@ -705,6 +601,7 @@ export class PluginManager {
           entry.pool = new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
         }
         this.#setHooks(entry, hooks);
+        this.#poolsChanged();
         this.#scheduleSnapshot();
       },
       onNoReady: () => {
@@ -720,6 +617,7 @@ export class PluginManager {
       onExit: () => {
         entry.pool?.close();
         entry.pool = null;
+        this.#poolsChanged();
         this.#scheduleSnapshot();
       },
       onPush: (method, params) => {
@@ -738,10 +636,12 @@ export class PluginManager {
         entry.pool?.close();
         entry.pool = hooks === 0 ? null : new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
         for (const w of entry.readyWaiters.splice(0)) w();
+        this.#poolsChanged();
       },
       onDown: () => {
         entry.pool?.close();
         entry.pool = null;
+        this.#poolsChanged();
       },
     });
     // The hooks are known from the config, so no fail-closed window: until the
@@ -791,9 +691,15 @@ export class PluginManager {
     if (changed) for (const fn of this.#hookListeners) fn();
   }
 
+  /** A plugin's pool came or went (ready, exit, attached socket up or down): what `hookTable` says changed. */
+  #poolsChanged(): void {
+    for (const fn of this.#hookListeners) fn();
+  }
+
   /**
    * Calls `fn` whenever the hooks of some route change (a plugin declared
-   * its hooks, a config changed the bindings). Returns an unsubscribe function.
+   * its hooks, a config changed the bindings) or a plugin's pool came or
+   * went. Returns an unsubscribe function.
    */
   subscribeHooks(fn: () => void): () => void {
     this.#hookListeners.add(fn);
@@ -920,93 +826,4 @@ interface Recovery {
   extra: KeptPlugin[];
   /** the snapshot, when written for the keeper we are connected to */
   snapshot: Snapshot | null;
-}
-
-function allowResult(): AuthorizeResult {
-  return { ok: true, dr: false, fb: false, s: 0, b: '', h: {}, rm: [], sp: null, cq: false, rp: '', e: '' };
-}
-
-function denyOnError(why: string): AuthorizeResult {
-  return { ok: false, dr: false, fb: false, s: 503, b: DENY_BODY, h: {}, rm: [], sp: null, cq: false, rp: '', e: why };
-}
-
-function isEmpty(o: object): boolean {
-  for (const _ in o) return false;
-  return true;
-}
-
-/**
- * Adds one allow's header changes to the merged verdict, names canonical:
- * a removal drops what earlier plugins set and is applied to the client's
- * request; a later `h` sets the header again (removals apply before `h`).
- */
-function mergeRequestChanges(merged: AuthorizeResult, res: AuthorizeResult): void {
-  for (const raw of res.rm) {
-    const name = canonicalHeaderName(raw);
-    delete merged.h[name];
-    if (!merged.rm.includes(name)) merged.rm.push(name);
-  }
-  for (const raw in res.h) merged.h[canonicalHeaderName(raw)] = res.h[raw];
-}
-
-/** The request info with canonical header names (a hook API caller or `plugin-call` may send any). */
-function canonicalRequest(info: RequestInfo): RequestInfo {
-  const h = canonicalHeaderMap(info.h);
-  return h === info.h ? info : { ...info, h };
-}
-
-function canonicalPair(pair: ResponsePair): ResponsePair {
-  const req = canonicalRequest(pair.req);
-  const h = canonicalHeaderMap(pair.resp.h);
-  return req === pair.req && h === pair.resp.h ? pair : { req, resp: { s: pair.resp.s, h } };
-}
-
-/** A rewritten path must be an origin-form path: "/" first, no controls, spaces, "?" or "#". */
-const SAFE_PATH = /^\/[^\x00-\x20\x7f?#]*$/;
-
-// A plugin's reply never carries hookgate's failure fields (`e` and what
-// goes with it): those are the runner's to set.
-function decodeAuthorize(payload: Uint8Array): AuthorizeResult {
-  const res = decodeHookResult('on_request', payload);
-  res.e = '';
-  delete res.nc;
-  checkAuthorize(res);
-  return res;
-}
-
-function decodeResponseMod(payload: Uint8Array): ResponseModResult {
-  const res = decodeHookResult('on_response', payload);
-  res.e = res.b = '';
-  checkResponseMod(res);
-  return res;
-}
-
-function decodeConnect(payload: Uint8Array): ConnResult {
-  const res = decodeHookResult('on_connect', payload);
-  res.e = res.b = '';
-  res.s = 0;
-  return res;
-}
-
-function checkAuthorize(res: AuthorizeResult): void {
-  const p = headerMapProblem(res.h);
-  if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
-  // A plugin may remove what it may set: not hop-by-hop headers, Host or Content-Length.
-  for (const name of res.rm) {
-    if (headerProblem(name, '')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove request header ${JSON.stringify(name.slice(0, 100))}`);
-  }
-  if (res.rp && (!SAFE_PATH.test(res.rp) || res.rp.startsWith('//'))) {
-    throw new HookgateError('BAD_VERDICT', `forbidden verdict: rewrite path ${JSON.stringify(res.rp.slice(0, 100))} is not a plain absolute path`);
-  }
-  if (res.s !== 0 && (res.s < 100 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
-}
-
-function checkResponseMod(res: ResponseModResult): void {
-  const p = headerMapProblem(res.h);
-  if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
-  for (const name of res.rm) {
-    if (headerProblem(name, '').startsWith('header name')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove ${JSON.stringify(name)}`);
-  }
-  // 1xx is not a final status: the response it would replace cannot be sent with it.
-  if (res.s !== 0 && (res.s < 200 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
 }

@@ -35,15 +35,23 @@ export interface PoolOptions {
 interface Pending {
   resolve: (value: unknown) => void;
   reject: (err: Error) => void;
-  timer: TimerHandle | null;
+  /** when the call fails with HOOK_TIMEOUT (the pool's clock) */
+  deadline: number;
+  /** the call's whole time allowed, for the error message */
+  timeoutMs: number;
   /** checks the reply before the connection is reused; a throw destroys the connection */
   decode: ((payload: Uint8Array) => unknown) | null;
 }
 
 interface Waiter extends Pending {
   frame: Uint8Array;
-  deadline: number;
 }
+
+/**
+ * Where every pool's connections read their replies (see `#dial`). Shared:
+ * a read is consumed synchronously in its callback, and what is kept is copied.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(65_536);
 
 class Conn {
   readonly socket: Socket;
@@ -75,6 +83,14 @@ export class SocketPool {
   #closed = false;
   #notify: Socket | null = null;
   #notifyHighWater: number;
+  /**
+   * The deadline wheel: one timer for the pool, armed for the earliest
+   * deadline of the calls in flight or waiting, instead of a timer per
+   * call. Calls of one route share a timeout, so a new call's deadline is
+   * later than the armed one and arming costs a comparison.
+   */
+  #wheel: TimerHandle | null = null;
+  #wheelAt = Infinity;
 
   constructor(path: string, opts: PoolOptions = {}) {
     this.path = path;
@@ -126,22 +142,17 @@ export class SocketPool {
   callFrame(frame: Uint8Array, timeoutMs: number, decode: ((payload: Uint8Array) => unknown) | null = null): Promise<unknown> {
     if (this.#closed) return Promise.reject(stopped(this.path));
     return new Promise((resolve, reject) => {
-      const pending: Pending = { resolve, reject, timer: null, decode };
+      const deadline = this.#clock.now() + timeoutMs;
       const conn = this.#idle.pop();
-      if (conn) return this.#send(conn, frame, pending, timeoutMs);
-      if (this.#open < this.size) return this.#dial(frame, pending, timeoutMs);
+      if (conn) return this.#send(conn, frame, { resolve, reject, deadline, timeoutMs, decode });
+      if (this.#open < this.size) return this.#dial(frame, { resolve, reject, deadline, timeoutMs, decode });
       if (this.#waiters.length >= this.queueLimit) {
         return reject(
           new HookgateError('POOL_SATURATED', `plugin socket ${this.path}: all ${this.size} connections busy and ${this.queueLimit} calls already waiting`),
         );
       }
-      const waiter: Waiter = { ...pending, frame, deadline: this.#clock.now() + timeoutMs };
-      waiter.timer = this.#clock.setTimeout(() => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        reject(timeout(this.path, timeoutMs, 'waiting for a free connection'));
-      }, timeoutMs);
-      this.#waiters.push(waiter);
+      this.#waiters.push({ resolve, reject, deadline, timeoutMs, decode, frame });
+      this.#arm(deadline);
     });
   }
 
@@ -178,10 +189,10 @@ export class SocketPool {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const w of this.#waiters.splice(0)) {
-      this.#clock.clearTimeout(w.timer);
-      w.reject(stopped(this.path));
-    }
+    this.#clock.clearTimeout(this.#wheel);
+    this.#wheel = null;
+    this.#wheelAt = Infinity;
+    for (const w of this.#waiters.splice(0)) w.reject(stopped(this.path));
     for (const c of this.#idle.splice(0)) c.socket.destroy();
     this.#flushed = this.#endNotify();
     // Busy connections are destroyed through their sockets' close handlers.
@@ -217,32 +228,74 @@ export class SocketPool {
     });
   }
 
-  #dial(frame: Uint8Array, pending: Pending, timeoutMs: number): void {
+  /** Makes sure the wheel fires by `deadline`. */
+  #arm(deadline: number): void {
+    if (deadline >= this.#wheelAt || this.#closed) return;
+    this.#clock.clearTimeout(this.#wheel);
+    this.#wheelAt = deadline;
+    // Unref: a call in flight holds its socket, which keeps the process alive; an idle wheel must not.
+    this.#wheel = this.#clock.setTimeout(this.#sweep, Math.max(0, deadline - this.#clock.now()), true);
+  }
+
+  /** Fails every call whose deadline has passed, and arms the wheel for the next one. */
+  #sweep = (): void => {
+    this.#wheel = null;
+    this.#wheelAt = Infinity;
+    const now = this.#clock.now();
+    let next = Infinity;
+    for (let i = 0; i < this.#waiters.length; ) {
+      const w = this.#waiters[i];
+      if (w.deadline <= now) {
+        this.#waiters.splice(i, 1);
+        w.reject(timeout(this.path, w.timeoutMs, 'waiting for a free connection'));
+      } else {
+        next = Math.min(next, w.deadline);
+        i++;
+      }
+    }
+    for (const conn of [...this.#busy]) {
+      const p = conn.pending;
+      if (!p) continue;
+      if (p.deadline <= now) this.#fail(conn, timeout(this.path, p.timeoutMs, 'waiting for the reply'));
+    }
+    // Failing a connection may have handed its slot to a waiter: read the deadlines after.
+    for (const conn of this.#busy) if (conn.pending) next = Math.min(next, conn.pending.deadline);
+    for (const w of this.#waiters) next = Math.min(next, w.deadline);
+    if (next < Infinity) this.#arm(next);
+  };
+
+  #dial(frame: Uint8Array, pending: Pending): void {
     this.#open++;
-    const socket = connect(this.path);
+    // Replies are read straight into one shared buffer (`onread`): no
+    // Buffer per read, no stream machinery, no 'data' event.
+    const onread = {
+      buffer: READ_BUFFER,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        this.#onData(conn, buf.subarray(0, n));
+        return true;
+      },
+    };
+    const socket = connect({ path: this.path, onread });
     socket.setNoDelay?.(true);
     const conn = new Conn(socket);
     this.#busy.add(conn);
-    socket.on('data', (chunk: Buffer) => this.#onData(conn, chunk));
     socket.on('error', (err: NodeJS.ErrnoException) => {
       this.#fail(conn, new HookgateError('PLUGIN_UNAVAILABLE', `plugin socket ${this.path}: ${err.code ?? err.message}`, { cause: err }));
     });
     socket.on('close', () => {
       this.#fail(conn, new HookgateError('PLUGIN_UNAVAILABLE', `plugin socket ${this.path}: connection closed by the plugin`));
     });
-    this.#send(conn, frame, pending, timeoutMs);
+    this.#send(conn, frame, pending);
   }
 
-  #send(conn: Conn, frame: Uint8Array, pending: Pending, timeoutMs: number): void {
+  #send(conn: Conn, frame: Uint8Array, pending: Pending): void {
     this.#busy.add(conn);
     conn.pending = pending;
-    pending.timer = this.#clock.setTimeout(() => {
-      this.#fail(conn, timeout(this.path, timeoutMs, 'waiting for the reply'));
-    }, timeoutMs);
+    this.#arm(pending.deadline);
     conn.socket.write(frame);
   }
 
-  #onData(conn: Conn, chunk: Buffer): void {
+  #onData(conn: Conn, chunk: Uint8Array): void {
     if (conn.dead) return;
     let frames: Uint8Array[];
     try {
@@ -259,16 +312,18 @@ export class SocketPool {
         new HookgateError('BAD_PAYLOAD', `plugin socket ${this.path}: reply without a call in flight; connection closed`),
       );
     }
-    let value: unknown = frames[0];
+    // A reply that came in one read is a view of READ_BUFFER, which the next
+    // read overwrites: copy it (a few bytes) before anything can keep a view.
+    const payload = frames[0].buffer === READ_BUFFER.buffer ? new Uint8Array(frames[0]) : frames[0];
+    let value: unknown = payload;
     if (pending.decode) {
       try {
-        value = pending.decode(frames[0]);
+        value = pending.decode(payload);
       } catch (err) {
         return this.#fail(conn, err as Error);
       }
     }
     conn.pending = null;
-    this.#clock.clearTimeout(pending.timer);
     this.#release(conn);
     pending.resolve(value);
   }
@@ -276,13 +331,11 @@ export class SocketPool {
   #release(conn: Conn): void {
     const w = this.#waiters.shift();
     if (w) {
-      this.#clock.clearTimeout(w.timer);
-      const left = w.deadline - this.#clock.now();
-      if (left <= 0) {
+      if (w.deadline - this.#clock.now() <= 0) {
         w.reject(timeout(this.path, 0, 'waiting for a free connection'));
         return this.#release(conn);
       }
-      return this.#send(conn, w.frame, w, left);
+      return this.#send(conn, w.frame, w);
     }
     this.#busy.delete(conn);
     if (this.#closed) {
@@ -304,17 +357,12 @@ export class SocketPool {
     conn.socket.destroy();
     const pending = conn.pending;
     conn.pending = null;
-    if (pending) {
-      this.#clock.clearTimeout(pending.timer);
-      pending.reject(err);
-    }
+    if (pending) pending.reject(err);
     // A slot freed up: a waiting call gets a fresh connection.
     const w = this.#closed ? undefined : this.#waiters.shift();
     if (w) {
-      this.#clock.clearTimeout(w.timer);
-      const left = w.deadline - this.#clock.now();
-      if (left <= 0) w.reject(timeout(this.path, 0, 'waiting for a free connection'));
-      else this.#dial(w.frame, w, left);
+      if (w.deadline - this.#clock.now() <= 0) w.reject(timeout(this.path, 0, 'waiting for a free connection'));
+      else this.#dial(w.frame, w);
     }
   }
 }

@@ -188,6 +188,8 @@ const PluginSchema = v.pipe(
     ready_timeout: v.optional(Duration, 10_000),
     /** Unix-socket connections per plugin */
     pool_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), 16),
+    /** with `gateway.workers`: each worker opens `pool_size` connections (default: they share `pool_size`, at least 1 each) */
+    pool_per_worker: v.optional(v.boolean()),
     /** calls allowed to wait for a free connection when all are busy */
     queue_limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 1024),
     /** a plugin the runner does not start: reached at its socket */
@@ -297,6 +299,8 @@ const KeySchema = v.pipe(
   v.check((k) => (k.secret === undefined) !== (k.secret_env === undefined), 'expected exactly one of "secret" or "secret_env"'),
 );
 
+const WORKERS = 'expected a whole number of workers from 1 to 256, or "auto"';
+
 export const ConfigSchema = v.strictObject({
   gateway: v.optional(
     v.strictObject({
@@ -311,6 +315,18 @@ export const ConfigSchema = v.strictObject({
       strip_request_headers: v.optional(v.array(HeaderName), []),
       /** request headers whose name holds "_": `drop` (the default, as nginx) or `allow` */
       underscores_in_headers: v.optional(v.picklist(['drop', 'allow'], 'expected "drop" or "allow"'), 'drop'),
+      /**
+       * gateway processes sharing the listen port (Linux, SO_REUSEPORT): a
+       * number, or "auto" for one per available core. 1 (the default)
+       * serves from the runner's own process.
+       */
+      workers: v.optional(
+        v.union(
+          [v.pipe(v.number(), v.integer(WORKERS), v.minValue(1, WORKERS), v.maxValue(256, WORKERS)), v.literal('auto')],
+          WORKERS,
+        ),
+        1,
+      ),
     }),
     {},
   ),

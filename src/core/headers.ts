@@ -208,3 +208,56 @@ export function strippedByPolicy(name: string, policy: StripPolicy): boolean {
   if (policy.dropUnderscores && name.indexOf('_') >= 0) return true;
   return policy.names.size > 0 && policy.names.has(name.toLowerCase());
 }
+
+/**
+ * The value of a header in a header list (`[name, value, ...]`, names in
+ * any case), several values joined with ", " as `Headers.get` joins them;
+ * null when it is absent. `lower` is the name in lower case.
+ *
+ * @example
+ * listGet(['Accept', 'a', 'accept', 'b'], 'accept') // 'a, b'
+ */
+export function listGet(list: readonly string[], lower: string): string | null {
+  let out: string | null = null;
+  for (let i = 0; i < list.length; i += 2) {
+    const n = list[i];
+    if (n.length === lower.length && n.toLowerCase() === lower) out = out === null ? list[i + 1] : `${out}, ${list[i + 1]}`;
+  }
+  return out;
+}
+
+/**
+ * `toHeaderMap` of a header list (`[name, value, ...]`, Node's `rawHeaders` form).
+ *
+ * @example
+ * headerMapOfList(['authorization', 'Bearer t']) // { Authorization: 'Bearer t' }
+ */
+export function headerMapOfList(list: readonly string[]): HeaderMap {
+  const out: HeaderMap = {};
+  for (let i = 0; i < list.length; i += 2) {
+    const key = canonicalHeaderName(list[i]);
+    const prev = out[key];
+    if (prev === undefined) out[key] = list[i + 1];
+    else if (key !== 'Set-Cookie') out[key] = prev + ', ' + list[i + 1];
+  }
+  return out;
+}
+
+/**
+ * A header list without the headers the policy strips: the same array
+ * when none is stripped (the usual case), so nothing is copied.
+ *
+ * @example
+ * stripList(['X_User', 'a', 'Accept', '*'], { names: new Set(), dropUnderscores: true }) // ['Accept', '*']
+ */
+export function stripList(list: string[], policy: StripPolicy): string[] {
+  let out: string[] | null = null;
+  for (let i = 0; i < list.length; i += 2) {
+    if (!strippedByPolicy(list[i], policy)) {
+      out?.push(list[i], list[i + 1]);
+      continue;
+    }
+    out ??= list.slice(0, i);
+  }
+  return out ?? list;
+}

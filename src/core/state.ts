@@ -10,7 +10,7 @@
  */
 
 import type { Action, Config, Route } from './config.ts';
-import type { UpstreamLimits } from './gateway.ts';
+import type { UpstreamLimits } from './pipeline.ts';
 import { Balancer, type TargetSet } from './balancer.ts';
 import { canonicalHeaderName, stripPolicy, type StripPolicy } from './headers.ts';
 import type { HeaderMap } from './protocol.ts';

@@ -1,0 +1,357 @@
+/**
+ * @module plugin/dispatch
+ * The hook calls of routes to their plugins, with the verdict rules of
+ * `manager.ts`'s module doc: one call per route and phase fanned out to the
+ * route's bindings in order, merged, `on_error` applied, and a caching
+ * binding's verdict cache consulted (`src/core/verdict-cache.ts`). The
+ * plugins, their pools and the bindings' caches are the host's (the
+ * PluginManager of the runner, or a gateway worker with its own pools to
+ * the same sockets); this module only calls.
+ */
+
+import { createHash } from 'node:crypto';
+import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
+import { HookgateError } from '../../src/core/errors.ts';
+import type { HookClient } from '../../src/core/pipeline.ts';
+import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/headers.ts';
+import { LogThrottle, type Logger } from '../../src/core/log.ts';
+import {
+  HOOK,
+  HOOK_BIT,
+  type AuthorizeResult,
+  type ConnInfo,
+  type ConnResult,
+  type DisconnectInfo,
+  type HookName,
+  type RequestInfo,
+  type ResponseModResult,
+  type ResponsePair,
+} from '../../src/core/protocol.ts';
+import { cacheKey, type VerdictCache } from '../../src/core/verdict-cache.ts';
+import type { SocketPool } from './pool.ts';
+
+/** A plugin as the dispatcher sees it: its declared hooks and its pool (null while it cannot take calls). */
+export interface HookPlugin {
+  readonly name: string;
+  /** HOOK_BIT mask */
+  readonly hooks: number;
+  readonly pool: SocketPool | null;
+}
+
+export interface HookBinding<P extends HookPlugin = HookPlugin> {
+  plugin: P;
+  on_error: 'deny' | 'allow';
+  with_body: boolean;
+  /** this binding's verdicts, when it caches */
+  cache: VerdictCache<unknown> | null;
+}
+
+/** A route's bindings, in order, and the mask of every hook they declared. */
+export interface HookRoute<P extends HookPlugin = HookPlugin> {
+  route: { id: string; plugin_timeout: number };
+  bindings: Array<HookBinding<P>>;
+  mask: number;
+}
+
+/** What the dispatcher asks its owner. */
+export interface HookHost<P extends HookPlugin = HookPlugin> {
+  route(routeId: string): HookRoute<P> | undefined;
+  /** why a plugin without a pool cannot take the call (a `PLUGIN_UNAVAILABLE` error) */
+  unavailable(p: P): HookgateError;
+  /** a call failed (its binding's on_error applies): log it, check an attached socket, ... */
+  failed(p: P, routeId: string, hook: HookName, err: unknown): void;
+  logger: Logger;
+}
+
+const DENY_BODY = 'service unavailable\n';
+
+/** The cache key's digest on Node: SHA-256, synchronous. */
+function digest(material: Uint8Array): string {
+  return createHash('sha256').update(material).digest('base64');
+}
+
+/**
+ * Runs hooks for routes over the host's plugins.
+ *
+ * Contract: the hook methods are safe to call concurrently, never throw,
+ * and settle by the route's `plugin_timeout` per plugin. An unknown route
+ * gets a failure verdict (the caller's routing state is out of date).
+ *
+ * @example
+ * const hooks = new HookDispatcher({ route: (id) => routes.get(id), unavailable, failed, logger });
+ * const verdict = await hooks.onRequest('api', info);
+ */
+export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookClient {
+  #host: HookHost<P>;
+  #logThrottle = new LogThrottle();
+
+  constructor(host: HookHost<P>) {
+    this.#host = host;
+  }
+
+  /**
+   * The hooks a route's plugins declared, as a HOOK_BIT mask; 0 for a route
+   * without plugins or an unknown route. A plugin that has not declared its
+   * hooks yet counts as having all of them, so its routes fail closed.
+   *
+   * @example
+   * if (manager.hooksOf('api') & HOOK_BIT.on_request) verdict = await manager.onRequest('api', info);
+   */
+  hooksOf(routeId: string): number {
+    return this.#host.route(routeId)?.mask ?? 0;
+  }
+
+  /** Whether the route binds a plugin that wants the request body. */
+  wantsBody(routeId: string): boolean {
+    return this.#host.route(routeId)?.bindings.some((b) => b.with_body) ?? false;
+  }
+
+  /**
+   * Runs on_request for a route: one merged verdict (see the module doc).
+   * Never throws. An unknown route is denied (503): the caller's routing
+   * state is out of date.
+   */
+  async onRequest(routeId: string, info: RequestInfo): Promise<AuthorizeResult> {
+    const entry = this.#host.route(routeId);
+    if (!entry) return denyOnError(`unknown route "${routeId}"`);
+    let data = canonicalRequest(info);
+    let withBody: Uint8Array | null = null;
+    let noBody: Uint8Array | null = null;
+    let merged: AuthorizeResult | null = null;
+    /** a stale verdict or an on_error allow went into the verdict: an edge must not cache it */
+    let degraded = false;
+    for (const b of entry.bindings) {
+      const p = b.plugin;
+      if (!(p.hooks & HOOK_BIT.on_request)) continue;
+      const call = () => {
+        const frame = b.with_body || !data.bd
+          ? (withBody ??= encodeHookFrame('on_request', data))
+          : (noBody ??= encodeHookFrame('on_request', { ...data, bd: null }));
+        return this.#call(p, frame, entry.route.plugin_timeout, decodeAuthorize);
+      };
+      let res: AuthorizeResult;
+      if (b.cache) {
+        const input = data;
+        const got = await b.cache.get(cacheKey(input, b.cache.settings.key, b.with_body, digest) as string, () =>
+          call().then(
+            (verdict) => ({ verdict, cacheable: true }),
+            (failure: unknown) => ({ failure }),
+          ),
+        );
+        if (got.verdict === undefined) {
+          this.#host.failed(p, routeId, 'on_request', got.failure);
+          if (b.on_error === 'allow') {
+            degraded = true;
+            continue;
+          }
+          return denyOnError(`plugin "${p.name}": ${(got.failure as Error).message}`);
+        }
+        if (got.result === 'stale') {
+          degraded = true;
+          const held = this.#logThrottle.admit(`${p.name} ${routeId} stale`);
+          if (held >= 0) this.#host.logger.warn({ plugin: p.name, route: routeId, suppressed: held }, 'hook call failed; serving a cached verdict past its ttl (stale_if_error)');
+        }
+        res = got.verdict;
+        // Cached verdicts are shared (with the cache and other waiters): what leaves here is a copy.
+        if (!res.ok || res.dr || res.fb) return { ...res, h: { ...res.h }, rm: [...res.rm], ...(degraded ? { nc: true } : {}) };
+      } else {
+        try {
+          res = await call();
+        } catch (err) {
+          this.#host.failed(p, routeId, 'on_request', err);
+          if (b.on_error === 'allow') {
+            degraded = true;
+            continue;
+          }
+          return denyOnError(`plugin "${p.name}": ${(err as Error).message}`);
+        }
+        if (!res.ok || res.dr || res.fb) return degraded ? { ...res, nc: true } : res;
+      }
+      merged ??= allowResult();
+      if (res.rm.length || !isEmpty(res.h)) {
+        mergeRequestChanges(merged, res);
+        data = { ...data, h: withHeaderChanges(data.h, res.h, res.rm) };
+        withBody = noBody = null;
+      }
+      if (res.rp) merged.rp = res.rp;
+      if (res.cq) merged.cq = true;
+      if (res.sp) merged.sp = res.sp;
+    }
+    merged ??= allowResult();
+    if (degraded) merged.nc = true;
+    return merged;
+  }
+
+  /** Runs on_response for a route: one merged modification. Never throws. */
+  async onResponse(routeId: string, pair: ResponsePair): Promise<ResponseModResult> {
+    const entry = this.#host.route(routeId);
+    if (!entry) return { s: 503, h: {}, rm: [], e: `unknown route "${routeId}"`, b: DENY_BODY };
+    const merged: ResponseModResult = { s: 0, h: {}, rm: [], e: '', b: '' };
+    let cur = canonicalPair(pair);
+    // Encoded once per variant (with or without the body copy) until a plugin changes the response.
+    let withBody: Uint8Array | null = null;
+    let noBody: Uint8Array | null = null;
+    for (const b of entry.bindings) {
+      const p = b.plugin;
+      if (!(p.hooks & HOOK_BIT.on_response)) continue;
+      let res: ResponseModResult;
+      try {
+        const frame = b.with_body || !cur.req.bd
+          ? (withBody ??= encodeHookFrame('on_response', cur))
+          : (noBody ??= encodeHookFrame('on_response', { req: { ...cur.req, bd: null }, resp: cur.resp }));
+        res = await this.#call(p, frame, entry.route.plugin_timeout, decodeResponseMod);
+      } catch (err) {
+        this.#host.failed(p, routeId, 'on_response', err);
+        if (b.on_error === 'allow') continue;
+        return { s: 503, h: {}, rm: [], e: `plugin "${p.name}": ${(err as Error).message}`, b: DENY_BODY };
+      }
+      if (res.s === 0 && res.rm.length === 0 && isEmpty(res.h)) continue;
+      for (const raw of res.rm) {
+        const name = canonicalHeaderName(raw);
+        delete merged.h[name];
+        if (!merged.rm.includes(name)) merged.rm.push(name);
+      }
+      for (const raw in res.h) {
+        const name = canonicalHeaderName(raw);
+        merged.h[name] = res.h[raw];
+        const i = merged.rm.indexOf(name);
+        if (i >= 0) merged.rm.splice(i, 1);
+      }
+      if (res.s) merged.s = res.s;
+      cur = { req: cur.req, resp: { s: res.s || cur.resp.s, h: withHeaderChanges(cur.resp.h, res.h, res.rm) } };
+      withBody = noBody = null;
+    }
+    return merged;
+  }
+
+  /** Runs on_connect for a route: refused by the first plugin that refuses. Never throws. */
+  async onConnect(routeId: string, info: ConnInfo): Promise<ConnResult> {
+    const entry = this.#host.route(routeId);
+    if (!entry) return { ok: false, e: `unknown route "${routeId}"`, s: 503, b: DENY_BODY };
+    let bytes: Uint8Array | null = null;
+    for (const b of entry.bindings) {
+      const p = b.plugin;
+      if (!(p.hooks & HOOK_BIT.on_connect)) continue;
+      try {
+        bytes ??= encodeHookFrame('on_connect', info);
+        const res = await this.#call(p, bytes, entry.route.plugin_timeout, decodeConnect);
+        if (!res.ok) return { ok: false, e: '', s: 0, b: '' };
+      } catch (err) {
+        this.#host.failed(p, routeId, 'on_connect', err);
+        if (b.on_error === 'allow') continue;
+        return { ok: false, e: `plugin "${p.name}": ${(err as Error).message}`, s: 503, b: DENY_BODY };
+      }
+    }
+    return { ok: true, e: '', s: 0, b: '' };
+  }
+
+  /** Sends on_disconnect to the route's plugins that declared it; fire-and-forget, never throws. */
+  onDisconnect(routeId: string, info: DisconnectInfo): void {
+    const entry = this.#host.route(routeId);
+    if (!entry) return;
+    let bytes: Uint8Array | null = null;
+    for (const b of entry.bindings) {
+      const p = b.plugin;
+      if (!(p.hooks & HOOK_BIT.on_disconnect) || !p.pool) continue;
+      bytes ??= encodeHookData('on_disconnect', info);
+      if (!p.pool.notify(HOOK.on_disconnect, bytes)) {
+        this.#host.logger.warn({ plugin: p.name, route: routeId }, 'on_disconnect dropped: the plugin is not keeping up');
+      }
+    }
+  }
+
+  #call<T>(p: P, frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T> {
+    if (!p.pool) return Promise.reject(this.#host.unavailable(p));
+    return p.pool.callFrame(frame, timeoutMs, decode);
+  }
+
+}
+
+function allowResult(): AuthorizeResult {
+  return { ok: true, dr: false, fb: false, s: 0, b: '', h: {}, rm: [], sp: null, cq: false, rp: '', e: '' };
+}
+
+function denyOnError(why: string): AuthorizeResult {
+  return { ok: false, dr: false, fb: false, s: 503, b: DENY_BODY, h: {}, rm: [], sp: null, cq: false, rp: '', e: why };
+}
+
+function isEmpty(o: object): boolean {
+  for (const _ in o) return false;
+  return true;
+}
+
+/**
+ * Adds one allow's header changes to the merged verdict, names canonical:
+ * a removal drops what earlier plugins set and is applied to the client's
+ * request; a later `h` sets the header again (removals apply before `h`).
+ */
+function mergeRequestChanges(merged: AuthorizeResult, res: AuthorizeResult): void {
+  for (const raw of res.rm) {
+    const name = canonicalHeaderName(raw);
+    delete merged.h[name];
+    if (!merged.rm.includes(name)) merged.rm.push(name);
+  }
+  for (const raw in res.h) merged.h[canonicalHeaderName(raw)] = res.h[raw];
+}
+
+/** The request info with canonical header names (a hook API caller or `plugin-call` may send any). */
+function canonicalRequest(info: RequestInfo): RequestInfo {
+  const h = canonicalHeaderMap(info.h);
+  return h === info.h ? info : { ...info, h };
+}
+
+function canonicalPair(pair: ResponsePair): ResponsePair {
+  const req = canonicalRequest(pair.req);
+  const h = canonicalHeaderMap(pair.resp.h);
+  return req === pair.req && h === pair.resp.h ? pair : { req, resp: { s: pair.resp.s, h } };
+}
+
+/** A rewritten path must be an origin-form path: "/" first, no controls, spaces, "?" or "#". */
+const SAFE_PATH = /^\/[^\x00-\x20\x7f?#]*$/;
+
+// A plugin's reply never carries hookgate's failure fields (`e` and what
+// goes with it): those are the runner's to set.
+function decodeAuthorize(payload: Uint8Array): AuthorizeResult {
+  const res = decodeHookResult('on_request', payload);
+  res.e = '';
+  delete res.nc;
+  checkAuthorize(res);
+  return res;
+}
+
+function decodeResponseMod(payload: Uint8Array): ResponseModResult {
+  const res = decodeHookResult('on_response', payload);
+  res.e = res.b = '';
+  checkResponseMod(res);
+  return res;
+}
+
+function decodeConnect(payload: Uint8Array): ConnResult {
+  const res = decodeHookResult('on_connect', payload);
+  res.e = res.b = '';
+  res.s = 0;
+  return res;
+}
+
+function checkAuthorize(res: AuthorizeResult): void {
+  const p = headerMapProblem(res.h);
+  if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
+  // A plugin may remove what it may set: not hop-by-hop headers, Host or Content-Length.
+  for (const name of res.rm) {
+    if (headerProblem(name, '')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove request header ${JSON.stringify(name.slice(0, 100))}`);
+  }
+  if (res.rp && (!SAFE_PATH.test(res.rp) || res.rp.startsWith('//'))) {
+    throw new HookgateError('BAD_VERDICT', `forbidden verdict: rewrite path ${JSON.stringify(res.rp.slice(0, 100))} is not a plain absolute path`);
+  }
+  if (res.s !== 0 && (res.s < 100 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
+}
+
+function checkResponseMod(res: ResponseModResult): void {
+  const p = headerMapProblem(res.h);
+  if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
+  for (const name of res.rm) {
+    if (headerProblem(name, '').startsWith('header name')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove ${JSON.stringify(name)}`);
+  }
+  // 1xx is not a final status: the response it would replace cannot be sent with it.
+  if (res.s !== 0 && (res.s < 200 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
+}
