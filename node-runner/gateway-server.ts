@@ -20,6 +20,7 @@ import { Pipeline, type HookClient } from '../src/core/pipeline.ts';
 import type { GatewayState } from '../src/core/state.ts';
 import { applyClientLimits, headServerOptions, type ClientLimits } from './client-limits.ts';
 import { createHttpPlane } from './http-plane.ts';
+import type { TrafficRecorder } from './traffic-metrics.ts';
 import type { Upstream } from './upstream.ts';
 import { upgradeHandler } from './ws-proxy.ts';
 
@@ -31,6 +32,8 @@ export interface GatewayServerOptions {
   logger: Logger;
   /** `gateway.*` but `listen` */
   limits: Omit<GatewaySettings, 'listen'>;
+  /** where request metrics go (default: nowhere) */
+  traffic?: TrafficRecorder;
 }
 
 /**
@@ -67,8 +70,16 @@ export class GatewayServer {
       },
       drop: () => new Response(null, { status: 499 }),
     });
-    const plane = createHttpPlane({ pipeline, upstream: opts.upstream, logger: opts.logger });
-    const handle = (req: IncomingMessage, res: ServerResponse) => this.#track(req, res, plane);
+    const routes = new WeakMap<ServerResponse, string>();
+    const plane = createHttpPlane({ pipeline, upstream: opts.upstream, logger: opts.logger, onRoute: opts.traffic ? (res, id) => routes.set(res, id) : undefined });
+    const traffic = opts.traffic;
+    const handle = (req: IncomingMessage, res: ServerResponse) => {
+      if (traffic) {
+        const t0 = performance.now();
+        res.once('close', () => traffic.request(routes.get(res) ?? '', req.method ?? '', res.headersSent ? res.statusCode : 0, (performance.now() - t0) / 1000));
+      }
+      this.#track(req, res, plane);
+    };
     this.server = createServer(
       {
         keepAliveTimeout: 65_000,

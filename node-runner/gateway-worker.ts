@@ -22,7 +22,9 @@ import { LogThrottle, type Logger } from '../src/core/log.ts';
 import { GatewayState, type SpeedSet } from '../src/core/state.ts';
 import { VerdictCache } from '../src/core/verdict-cache.ts';
 import { GatewayServer } from './gateway-server.ts';
+import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLogger } from './log.ts';
+import { trafficMetrics } from './traffic-metrics.ts';
 import { HookDispatcher, type HookRoute } from './plugin/dispatch.ts';
 import type { HookTable } from './plugin/manager.ts';
 import { SocketPool } from './plugin/pool.ts';
@@ -36,10 +38,12 @@ export type ToWorker =
   | { t: 'state'; config: Config; table: HookTable; targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> }
   | { t: 'hooks'; table: HookTable }
   | { t: 'pushes'; targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> }
-  | { t: 'drain'; ms: number };
+  | { t: 'drain'; ms: number }
+  /** the runner scrapes: answer with `metrics` and the same id */
+  | { t: 'metrics'; id: number };
 
 /** What a worker sends the runner. */
-export type FromWorker = { t: 'ready'; pid: number } | { t: 'failed'; error: string };
+export type FromWorker = { t: 'ready'; pid: number } | { t: 'failed'; error: string } | { t: 'metrics'; id: number; metrics: unknown[] };
 
 interface WorkerPlugin {
   name: string;
@@ -68,11 +72,16 @@ class Worker {
   #server: GatewayServer | null = null;
   #logThrottle = new LogThrottle();
   #dispatch: HookDispatcher<WorkerPlugin>;
+  /** this worker's metrics (its traffic and its process), aggregated by the runner on scrape */
+  #registry = new Registry();
+  #traffic = trafficMetrics(this.#registry);
 
   constructor(log: Logger, send: (m: FromWorker) => void) {
     this.#log = log;
     this.#send = send;
+    collectDefaultMetrics({ register: this.#registry });
     this.#dispatch = new HookDispatcher<WorkerPlugin>({
+      traffic: this.#traffic,
       route: (id) => this.#routes.get(id),
       unavailable: (p) => new HookgateError('PLUGIN_UNAVAILABLE', `plugin "${p.name}" is not ready`),
       failed: (p, routeId, hook, err) => {
@@ -113,12 +122,14 @@ class Worker {
       }
       case 'drain':
         return this.drain(m.ms);
+      case 'metrics':
+        return void this.#send({ t: 'metrics', id: m.id, metrics: await this.#registry.getMetricsAsJSON() });
     }
   }
 
   async #start(m: Extract<ToWorker, { t: 'start' }>): Promise<void> {
     this.#workers = m.workers;
-    this.#server = new GatewayServer({ state: () => this.#state, hooks: this.#dispatch, upstream: this.#upstream, logger: this.#log, limits: m.limits });
+    this.#server = new GatewayServer({ state: () => this.#state, hooks: this.#dispatch, upstream: this.#upstream, logger: this.#log, limits: m.limits, traffic: this.#traffic });
     try {
       await this.#server.listen('gateway', m.listen, m.host, m.port, true);
     } catch (err) {

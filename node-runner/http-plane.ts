@@ -28,6 +28,8 @@ export interface HttpPlaneDeps {
   pipeline: Pipeline;
   upstream: Upstream;
   logger: Logger;
+  /** told which route a request matched, as soon as it is known (for metrics) */
+  onRoute?: (res: ServerResponse, routeId: string) => void;
 }
 
 /** A request handler for a node:http server. Never throws; every request gets an answer or a closed connection. */
@@ -256,6 +258,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
       const client = clientOf(req.socket, req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`);
       const f = p.route(req.method ?? 'GET', { target: req.url ?? '/', hosts: hostHeaders(raw) }, raw, client);
       if (f.kind === 'answer') return sendAnswer(res, f);
+      deps.onRoute?.(res, f.plan.route.id);
       if (p.callsOnRequest(f)) return void authorized(req, res, f).catch((err) => internalError(res, err, req.url));
       // GET and HEAD carry no body to the upstream.
       run(req, res, f, f.plan.action, null, null, f.method === 'GET' || f.method === 'HEAD' ? null : req, false);

@@ -9,8 +9,9 @@
  * request path for them.
  */
 
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PluginStatus } from './plugin/manager.ts';
+import { trafficMetrics, type TrafficRecorder } from './traffic-metrics.ts';
 
 export interface MetricsSources {
   plugins(): PluginStatus[];
@@ -26,6 +27,10 @@ export class RunnerMetrics {
   readonly registry = new Registry();
   /** config reloads and applies, by result (applied, refused) */
   readonly reloads: Counter<'result'>;
+  /** what this process's data plane and hook calls record */
+  readonly traffic: TrafficRecorder;
+  /** other processes' metrics to add in (gateway workers), set by the runner */
+  workers: (() => Promise<unknown[][]>) | null = null;
 
   constructor(src: MetricsSources) {
     const registry = this.registry;
@@ -80,11 +85,16 @@ export class RunnerMetrics {
         if (c) this.set({ version: c.version, source: c.source }, 1);
       },
     });
+    this.traffic = trafficMetrics(registry);
     this.reloads = new Counter({ name: 'hookgate_config_reloads_total', help: 'Configs offered to the runner after the first, by result', labelNames: ['result'], registers: [registry] });
   }
 
   /** The text exposition and its content type. */
   async render(): Promise<{ body: string; contentType: string }> {
-    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+    if (!this.workers) return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+    // With gateway workers, one view: their registries and ours, summed by prom-client's aggregator.
+    const [own, others] = await Promise.all([this.registry.getMetricsAsJSON(), this.workers()]);
+    const merged = AggregatorRegistry.aggregate([own, ...others]);
+    return { body: await merged.metrics(), contentType: this.registry.contentType };
   }
 }

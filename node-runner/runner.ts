@@ -161,13 +161,15 @@ export class Runner {
       },
       version: packageVersion(),
     });
+    const traffic = this.#metrics.traffic;
     this.#manager = opts.stateDir
       ? new PluginManager({
           logger: opts.logger,
           keeper: { client: new KeeperClient({ dir: opts.stateDir, logger: opts.logger }), stateDir: opts.stateDir },
           process: opts.process,
+          traffic,
         })
-      : new PluginManager({ logger: opts.logger, reaper: Reaper.shared(), process: opts.process });
+      : new PluginManager({ logger: opts.logger, reaper: Reaper.shared(), process: opts.process, traffic });
   }
 
   get manager(): PluginManager {
@@ -222,9 +224,11 @@ export class Runner {
       const count = workerCount(limits.workers);
       if (count > 1) {
         this.#workers = new WorkerSet({ count, listen: listen.gateway, host, port, limits, logger: this.#log, feed: { current: () => this.#feed() } });
+        const workers = this.#workers;
+        this.#metrics.workers = () => workers.scrape();
         this.urls.gateway = await this.#workers.start();
       } else {
-        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits }));
+        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits, traffic: this.#metrics.traffic }));
         const a = await gw.listen('gateway', listen.gateway, host, port);
         this.urls.gateway = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
         this.#log.info({ url: this.urls.gateway }, 'gateway listening');

@@ -140,6 +140,31 @@ export class WorkerSet {
     return url;
   }
 
+  #scrapes = new Map<number, { want: number; got: unknown[][]; done: (v: unknown[][]) => void }>();
+  #scrapeId = 0;
+
+  /**
+   * Every live worker's metrics (prom-client `getMetricsAsJSON`), for the
+   * runner to aggregate; a worker that does not answer within `timeoutMs`
+   * is left out of this scrape.
+   */
+  scrape(timeoutMs = 2000): Promise<unknown[][]> {
+    const live = this.#slots.filter((s) => s.child?.connected);
+    if (!live.length) return Promise.resolve([]);
+    const id = ++this.#scrapeId;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => finish(), timeoutMs);
+      const finish = () => {
+        clearTimeout(timer);
+        const s = this.#scrapes.get(id);
+        this.#scrapes.delete(id);
+        resolve(s?.got ?? []);
+      };
+      this.#scrapes.set(id, { want: live.length, got: [], done: finish });
+      for (const s of live) s.child!.send({ t: 'metrics', id } satisfies ToWorker);
+    });
+  }
+
   /** Sends a message to every live worker. */
   send(m: ToWorker): void {
     for (const s of this.#slots) if (s.child?.connected) s.child.send(m);
@@ -162,6 +187,12 @@ export class WorkerSet {
           if (!settled) {
             settled = true;
             resolve();
+          }
+        } else if (m.t === 'metrics') {
+          const s = this.#scrapes.get(m.id);
+          if (s) {
+            s.got.push(m.metrics);
+            if (s.got.length >= s.want) s.done(s.got);
           }
         } else if (m.t === 'failed' && !settled) {
           settled = true;

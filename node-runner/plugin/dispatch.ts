@@ -11,7 +11,7 @@
 
 import { createHash } from 'node:crypto';
 import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
-import { HookgateError } from '../../src/core/errors.ts';
+import { HookgateError, isHookgateError } from '../../src/core/errors.ts';
 import type { HookClient } from '../../src/core/pipeline.ts';
 import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/headers.ts';
 import { LogThrottle, type Logger } from '../../src/core/log.ts';
@@ -28,6 +28,7 @@ import {
   type ResponsePair,
 } from '../../src/core/protocol.ts';
 import { cacheKey, type VerdictCache } from '../../src/core/verdict-cache.ts';
+import type { HookOutcome, TrafficRecorder } from '../traffic-metrics.ts';
 import type { SocketPool } from './pool.ts';
 
 /** A plugin as the dispatcher sees it: its declared hooks and its pool (null while it cannot take calls). */
@@ -61,6 +62,8 @@ export interface HookHost<P extends HookPlugin = HookPlugin> {
   /** a call failed (its binding's on_error applies): log it, check an attached socket, ... */
   failed(p: P, routeId: string, hook: HookName, err: unknown): void;
   logger: Logger;
+  /** where hook-call and cache metrics go (default: nowhere) */
+  traffic?: TrafficRecorder;
 }
 
 const DENY_BODY = 'service unavailable\n';
@@ -127,7 +130,7 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
         const frame = b.with_body || !data.bd
           ? (withBody ??= encodeHookFrame('on_request', data))
           : (noBody ??= encodeHookFrame('on_request', { ...data, bd: null }));
-        return this.#call(p, frame, entry.route.plugin_timeout, decodeAuthorize);
+        return this.#call(p, 'on_request', b.on_error, frame, entry.route.plugin_timeout, decodeAuthorize);
       };
       let res: AuthorizeResult;
       if (b.cache) {
@@ -146,6 +149,7 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
           }
           return denyOnError(`plugin "${p.name}": ${(got.failure as Error).message}`);
         }
+        this.#host.traffic?.cache(p.name, got.result);
         if (got.result === 'stale') {
           degraded = true;
           const held = this.#logThrottle.admit(`${p.name} ${routeId} stale`);
@@ -199,7 +203,7 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
         const frame = b.with_body || !cur.req.bd
           ? (withBody ??= encodeHookFrame('on_response', cur))
           : (noBody ??= encodeHookFrame('on_response', { req: { ...cur.req, bd: null }, resp: cur.resp }));
-        res = await this.#call(p, frame, entry.route.plugin_timeout, decodeResponseMod);
+        res = await this.#call(p, 'on_response', b.on_error, frame, entry.route.plugin_timeout, decodeResponseMod);
       } catch (err) {
         this.#host.failed(p, routeId, 'on_response', err);
         if (b.on_error === 'allow') continue;
@@ -234,7 +238,7 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
       if (!(p.hooks & HOOK_BIT.on_connect)) continue;
       try {
         bytes ??= encodeHookFrame('on_connect', info);
-        const res = await this.#call(p, bytes, entry.route.plugin_timeout, decodeConnect);
+        const res = await this.#call(p, 'on_connect', b.on_error, bytes, entry.route.plugin_timeout, decodeConnect);
         if (!res.ok) return { ok: false, e: '', s: 0, b: '' };
       } catch (err) {
         this.#host.failed(p, routeId, 'on_connect', err);
@@ -260,11 +264,32 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
     }
   }
 
-  #call<T>(p: P, frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T> {
-    if (!p.pool) return Promise.reject(this.#host.unavailable(p));
-    return p.pool.callFrame(frame, timeoutMs, decode);
+  #call<T>(p: P, hook: HookName, onError: 'deny' | 'allow', frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T> {
+    const traffic = this.#host.traffic;
+    if (!p.pool) {
+      traffic?.hook(p.name, hook, onError === 'allow' ? 'on_error_allowed' : 'error', 0);
+      return Promise.reject(this.#host.unavailable(p));
+    }
+    if (!traffic) return p.pool.callFrame(frame, timeoutMs, decode);
+    const t0 = performance.now();
+    return p.pool.callFrame(frame, timeoutMs, decode).then(
+      (res) => {
+        traffic.hook(p.name, hook, hook === 'on_request' ? verdictOutcome(res as AuthorizeResult) : 'ok', (performance.now() - t0) / 1000);
+        return res;
+      },
+      (err: unknown) => {
+        const outcome = onError === 'allow' ? 'on_error_allowed' : isHookgateError(err, 'HOOK_TIMEOUT') ? 'timeout' : 'error';
+        traffic.hook(p.name, hook, outcome, (performance.now() - t0) / 1000);
+        throw err;
+      },
+    );
   }
 
+}
+
+/** What an on_request verdict did, for the hook-call metrics. */
+function verdictOutcome(v: AuthorizeResult): HookOutcome {
+  return v.dr ? 'drop' : v.fb ? 'fallback' : v.ok ? 'allow' : 'deny';
 }
 
 function allowResult(): AuthorizeResult {

@@ -68,6 +68,7 @@ import {
 import { realClock, type Clock } from '../clock.ts';
 import { AttachedPlugin, type AttachedState } from './attached.ts';
 import type { KeeperClient, KeptPlugin } from './keeper-client.ts';
+import type { TrafficRecorder } from '../traffic-metrics.ts';
 import { codeFiles, codeFingerprint } from './code.ts';
 import { HookDispatcher } from './dispatch.ts';
 import { SocketPool } from './pool.ts';
@@ -82,6 +83,8 @@ const ALL_HOOKS = HOOK_BIT.on_request | HOOK_BIT.on_response | HOOK_BIT.on_conne
 
 export interface ManagerOptions {
   logger: Logger;
+  /** where hook-call and verdict-cache metrics go (default: nowhere) */
+  traffic?: TrafficRecorder;
   clock?: Clock;
   spawn?: Spawner;
   reaper?: Reaper;
@@ -196,6 +199,7 @@ export class PluginManager {
       unavailable: (p) => this.#unavailable(p),
       failed: (p, routeId, hook, err) => this.#hookFailed(p, routeId, hook, err),
       logger: opts.logger,
+      traffic: opts.traffic,
     });
     this.#clock = opts.clock ?? realClock;
   }

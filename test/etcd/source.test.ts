@@ -53,7 +53,7 @@ function runner(s: Scope, endpoints: string, opts: { stateDir?: string; bootstra
 }
 
 const body = async (gw: Gateway, path: string) => (await request(`${gw.url}${path}`)).text;
-const serves = (gw: Gateway, path: string, want: string) => waitFor(async () => (await body(gw, path)) === want, { timeoutMs: 30_000, what: `${gw.url}${path} to answer ${JSON.stringify(want)}` });
+const serves = (gw: Gateway, path: string, want: string) => waitFor(async () => (await body(gw, path)) === want, { timeoutMs: 60_000, what: `${gw.url}${path} to answer ${JSON.stringify(want)}` });
 
 describe('etcd as the config source', { concurrency: true, timeout: 180_000 }, () => {
   test('a push reaches every runner; a change of several keys in one transaction applies as one version, and no request sees half of it', async (t) => {
@@ -101,7 +101,7 @@ describe('etcd as the config source', { concurrency: true, timeout: 180_000 }, (
     const leader = await etcd.leader();
     await etcd.kill(leader);
     const rest = etcd.members.filter((m) => m !== leader).map((m) => m.client).join(',');
-    await waitFor(() => etcd.leader().then(() => true).catch(() => false), { timeoutMs: 30_000, what: 'a new etcd leader' });
+    await waitFor(() => etcd.leader().then((m) => m !== leader).catch(() => false), { timeoutMs: 90_000, what: 'a new etcd leader' });
     await push(dir, rest, config('v2'));
     await serves(r, '/a', 'v2\n');
   });

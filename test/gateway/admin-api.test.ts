@@ -87,6 +87,42 @@ describe('admin API and metrics', { concurrency: true, timeout: 90_000 }, () => 
     assert.equal(sample(text, 'hookgate_config_reloads_total', { result: 'applied' }), 1);
   });
 
+  test('/metrics counts requests by route and status, and hook calls by outcome (allow, deny, error while the plugin is down)', async (t) => {
+    const s = scope(t);
+    const gw = await startGateway(s, config());
+    await waitFor(async () => (await request(`${gw.admin}/readyz`)).status === 200, { timeoutMs: 30_000, what: 'ready' });
+    for (let i = 0; i < 3; i++) assert.equal((await request(`${gw.url}/api/x`)).status, 200);
+    for (let i = 0; i < 2; i++) assert.equal((await request(`${gw.url}/api/x`, { headers: { 'x-test-verdict': 'deny' } })).status, 403);
+    assert.equal((await request(`${gw.url}/nowhere`)).status, 404);
+    const text = async () => (await request(`${gw.admin}/metrics`)).text;
+    let m = await text();
+    assert.equal(sample(m, 'hookgate_http_requests_total', { route: 'api', method: 'GET', code: '200' }), 3);
+    assert.equal(sample(m, 'hookgate_http_requests_total', { route: 'api', method: 'GET', code: '403' }), 2);
+    assert.equal(sample(m, 'hookgate_http_requests_total', { route: 'none', method: 'GET', code: '404' }), 1);
+    assert.equal(sample(m, 'hookgate_http_request_duration_seconds_count', { route: 'api' }), 5);
+    assert.equal(sample(m, 'hookgate_hook_calls_total', { plugin: 'fx', hook: 'on_request', outcome: 'allow' }), 3);
+    assert.equal(sample(m, 'hookgate_hook_calls_total', { plugin: 'fx', hook: 'on_request', outcome: 'deny' }), 2);
+    assert.equal(sample(m, 'hookgate_hook_duration_seconds_count', { plugin: 'fx', hook: 'on_request' }), 5);
+
+    const pid = Number((await json(`${gw.admin}/api/plugins`)).body!.plugins[0].pid);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => (await request(`${gw.url}/api/x`)).status === 503, { timeoutMs: 30_000, what: 'a request failing closed while the plugin is down' });
+    m = await text();
+    assert.ok((sample(m, 'hookgate_hook_calls_total', { plugin: 'fx', hook: 'on_request', outcome: 'error' }) ?? 0) >= 1, 'the failed call is counted as an error');
+    assert.ok((sample(m, 'hookgate_http_requests_total', { route: 'api', method: 'GET', code: '503' }) ?? 0) >= 1);
+  });
+
+  test('with gateway.workers: 2, /metrics is one view: the requests both workers served are summed', async (t) => {
+    const s = scope(t);
+    const gw = await startGateway(s, config({ gateway: { listen: '127.0.0.1:0', workers: 2 } }));
+    await waitFor(async () => (await request(`${gw.admin}/readyz`)).status === 200, { timeoutMs: 60_000, what: 'ready with both workers' });
+    for (let i = 0; i < 20; i++) assert.equal((await request(`${gw.url}/api/x`)).status, 200);
+    const m = (await request(`${gw.admin}/metrics`)).text;
+    assert.equal(sample(m, 'hookgate_http_requests_total', { route: 'api', method: 'GET', code: '200' }), 20);
+    assert.equal(sample(m, 'hookgate_hook_calls_total', { plugin: 'fx', hook: 'on_request', outcome: 'allow' }), 20);
+    assert.equal(sample(m, 'hookgate_plugin_up', { plugin: 'fx' }), 1, 'the runner\'s own gauges are there too');
+  });
+
   test('/api: overview, routes with targets, plugins, config with secrets redacted; POST restart and drain; GET on a mutation is 405', async (t) => {
     const s = scope(t);
     const gw = await startGateway(s, config());

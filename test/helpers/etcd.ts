@@ -112,6 +112,10 @@ export async function startEtcdCluster(s: Scope, size = 3, opts: { maxTxnOps?: n
       '--initial-cluster-state', 'new',
       '--initial-cluster-token', token,
       '--log-level', 'error',
+      // Heartbeats and elections that a loaded machine (a test suite beside a
+      // benchmark) does not miss: slower failover, no spurious elections.
+      '--heartbeat-interval', '250',
+      '--election-timeout', '2500',
       ...(opts.maxTxnOps ? ['--max-txn-ops', String(opts.maxTxnOps)] : []),
       ...(opts.tls ? ['--cert-file', opts.tls.certFile, '--key-file', opts.tls.keyFile, '--trusted-ca-file', opts.tls.clientCaFile, '--client-cert-auth'] : []),
     ];
