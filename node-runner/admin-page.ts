@@ -65,6 +65,9 @@ export const STATUS_PAGE = `<!doctype html>
     if (key) headers.authorization = 'Bearer ' + key;
     const res = await fetch(path, { headers });
     if (res.status === 401) {
+      // A key was given since this call went out: try it before asking again.
+      const current = sessionStorage.getItem(KEY);
+      if (current && current !== key) return api(path);
       // One question for all the calls that were refused together.
       if (!asking) asking = Promise.resolve().then(() => {
         const k = prompt(key ? 'That key was refused; the admin key (one of admin.keys):' : 'This admin API needs a key (one of admin.keys):');

@@ -34,6 +34,8 @@ export interface GatewayServerOptions {
   limits: Omit<GatewaySettings, 'listen'>;
   /** where request metrics go (default: nowhere) */
   traffic?: TrafficRecorder;
+  /** whether to log one `access` line per request (read per request: a reload may turn it on or off) */
+  accessLog?: () => boolean;
 }
 
 /**
@@ -70,13 +72,28 @@ export class GatewayServer {
       },
       drop: () => new Response(null, { status: 499 }),
     });
-    const routes = new WeakMap<ServerResponse, string>();
-    const plane = createHttpPlane({ pipeline, upstream: opts.upstream, logger: opts.logger, onRoute: opts.traffic ? (res, id) => routes.set(res, id) : undefined });
+    const routed = new WeakMap<ServerResponse, { route: string; id: string }>();
     const traffic = opts.traffic;
+    const access = opts.accessLog;
+    const plane = createHttpPlane({ pipeline, upstream: opts.upstream, logger: opts.logger, onRoute: traffic || access ? (res, route, id) => routed.set(res, { route, id }) : undefined });
     const handle = (req: IncomingMessage, res: ServerResponse) => {
-      if (traffic) {
+      if (traffic || access) {
         const t0 = performance.now();
-        res.once('close', () => traffic.request(routes.get(res) ?? '', req.method ?? '', res.headersSent ? res.statusCode : 0, (performance.now() - t0) / 1000));
+        const sent0 = req.socket.bytesWritten;
+        res.once('close', () => {
+          const r = routed.get(res);
+          const code = res.headersSent ? res.statusCode : 0;
+          const seconds = (performance.now() - t0) / 1000;
+          traffic?.request(r?.route ?? '', req.method ?? '', code, seconds);
+          if (access?.()) {
+            const url = req.url ?? '/';
+            const q = url.indexOf('?');
+            this.#log.info(
+              { request_id: r?.id, route: r?.route ?? null, method: req.method, host: req.headers.host, path: q >= 0 ? url.slice(0, q) : url, status: code, bytes_out: req.socket.bytesWritten - sent0, duration_ms: +(seconds * 1000).toFixed(3), client: req.socket.remoteAddress },
+              'access',
+            );
+          }
+        });
       }
       this.#track(req, res, plane);
     };

@@ -129,7 +129,7 @@ class Worker {
 
   async #start(m: Extract<ToWorker, { t: 'start' }>): Promise<void> {
     this.#workers = m.workers;
-    this.#server = new GatewayServer({ state: () => this.#state, hooks: this.#dispatch, upstream: this.#upstream, logger: this.#log, limits: m.limits, traffic: this.#traffic });
+    this.#server = new GatewayServer({ state: () => this.#state, hooks: this.#dispatch, upstream: this.#upstream, logger: this.#log, limits: m.limits, traffic: this.#traffic, accessLog: () => this.#state?.config.log.access ?? false });
     try {
       await this.#server.listen('gateway', m.listen, m.host, m.port, true);
     } catch (err) {

@@ -28,15 +28,19 @@ export interface HttpPlaneDeps {
   pipeline: Pipeline;
   upstream: Upstream;
   logger: Logger;
-  /** told which route a request matched, as soon as it is known (for metrics) */
-  onRoute?: (res: ServerResponse, routeId: string) => void;
+  /** told which route a request matched and its request id, as soon as they are known (metrics, access log) */
+  onRoute?: (res: ServerResponse, routeId: string, requestId: string) => void;
 }
 
 /** A request handler for a node:http server. Never throws; every request gets an answer or a closed connection. */
 export type HttpPlane = (req: IncomingMessage, res: ServerResponse) => void;
 
+/** The request id of each response being answered after routing, for the answers written without the facts at hand. */
+const requestIds = new WeakMap<ServerResponse, string>();
+
 /**
- * Writes a pipeline answer, with its Content-Length (none for 204 and 304).
+ * Writes a pipeline answer, with its Content-Length (none for 204 and 304)
+ * and, once the request was routed, its X-Request-Id.
  *
  * @example
  * sendAnswer(res, textAnswer(404, 'no route matches this request\n'));
@@ -46,6 +50,8 @@ export function sendAnswer(res: ServerResponse, a: Answer): void {
   if (res.writableEnded) return;
   if (res.headersSent) return void res.destroy();
   const headers = a.headers;
+  const rid = requestIds.get(res);
+  if (rid) headers.push('x-request-id', rid);
   const body = a.body;
   if (a.status !== 204 && a.status !== 304) {
     const n = body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length;
@@ -169,6 +175,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
     res.once('close', onClose);
 
     const writeHead = (status: number, headers: HeaderList): void => {
+      headers.push('x-request-id', f.requestId);
       res.writeHead(status, headers);
       if (p.bodiless(f, status)) return;
       if (s.download) {
@@ -258,7 +265,8 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
       const client = clientOf(req.socket, req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`);
       const f = p.route(req.method ?? 'GET', { target: req.url ?? '/', hosts: hostHeaders(raw) }, raw, client);
       if (f.kind === 'answer') return sendAnswer(res, f);
-      deps.onRoute?.(res, f.plan.route.id);
+      requestIds.set(res, f.requestId);
+      deps.onRoute?.(res, f.plan.route.id, f.requestId);
       if (p.callsOnRequest(f)) return void authorized(req, res, f).catch((err) => internalError(res, err, req.url));
       // GET and HEAD carry no body to the upstream.
       run(req, res, f, f.plan.action, null, null, f.method === 'GET' || f.method === 'HEAD' ? null : req, false);

@@ -228,7 +228,7 @@ export class Runner {
         this.#metrics.workers = () => workers.scrape();
         this.urls.gateway = await this.#workers.start();
       } else {
-        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits, traffic: this.#metrics.traffic }));
+        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits, traffic: this.#metrics.traffic, accessLog: () => this.#config?.log.access ?? false }));
         const a = await gw.listen('gateway', listen.gateway, host, port);
         this.urls.gateway = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
         this.#log.info({ url: this.urls.gateway }, 'gateway listening');

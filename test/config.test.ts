@@ -165,6 +165,7 @@ describe('an empty config', () => {
       gateway: { listen: '127.0.0.1:8080', header_timeout: 10_000, body_timeout: 30_000, max_connections_per_client: 512, strip_request_headers: [], underscores_in_headers: 'drop', workers: 1 },
       runner: { keys: [] },
       admin: { listen: '127.0.0.1:9090', keys: [] },
+      log: { access: false },
       routes: [],
       actions: {},
       plugins: {},

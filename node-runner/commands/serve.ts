@@ -274,8 +274,13 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
   const local: Record<string, unknown> = {
     // The gateway block is local as a whole: its listener and its request-header policy.
     gateway: { ...bootstrap?.gateway, listen: listeners.gateway },
-    admin: { listen: listeners.admin },
+    // admin.keys stay local (in input form again: an expiry back to RFC 3339), as does logging.
+    admin: {
+      listen: listeners.admin,
+      keys: (bootstrap?.admin.keys ?? []).map(({ expires_at, ...k }) => ({ ...k, ...(expires_at !== undefined ? { expires_at: new Date(expires_at).toISOString() } : {}) })),
+    },
     runner: listeners.runner ? { listen: listeners.runner } : {},
+    log: bootstrap?.log ?? {},
   };
   // What the stream may start is this runner's decision, from its own bootstrap file and flags.
   const policy: StreamPolicy = { plugins: opts.plugins, allowed: bootstrap?.runner.plugins_allowed ?? [] };

@@ -359,6 +359,14 @@ export const ConfigSchema = v.strictObject({
     ),
     {},
   ),
+  /** local: logging of this process (the environment's HOOKGATE_LOG_LEVEL / HOOKGATE_LOG_FORMAT set the rest) */
+  log: v.optional(
+    v.strictObject({
+      /** one JSON line per request (self-hosted gateway) */
+      access: v.optional(v.boolean(), false),
+    }),
+    {},
+  ),
   routes: v.optional(v.array(RouteSchema), []),
   actions: v.optional(v.record(v.string(), ActionSchema), {}),
   plugins: v.optional(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]+$/, 'expected a plugin name of letters, digits, ".", "_" or "-"')), PluginSchema), {}),

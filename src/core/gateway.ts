@@ -326,6 +326,17 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     const req = c.req.raw;
     const f = pipeline.route(req.method, rawOf(c), listOf(req.headers), deps.client(c));
     if (f.kind === 'answer') return answerResponse(f);
+    const res = await serveRouted(c, req, f);
+    // Our own Responses are mutable; one that is not (a drop) keeps its headers.
+    try {
+      res.headers.set('x-request-id', f.requestId);
+    } catch {
+      // immutable
+    }
+    return res;
+  });
+
+  async function serveRouted(c: Context<E>, req: Request, f: Facts): Promise<Response> {
     // GET and HEAD carry no body; not touching it spares adapters from building one just to say null.
     let body: ReadableStream<Uint8Array> | null = req.method === 'GET' || req.method === 'HEAD' ? null : req.body;
     let bd: Uint8Array | null = null;
@@ -337,7 +348,7 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     }
     if (a.kind === 'answer') return answerResponse(a);
     return runAction(req, f, a.action, a.verdict, a.info, body, a.isFallback);
-  });
+  }
 
   app.onError((err, c) => {
     log.error({ err: err.message, stack: err.stack, url: c.req.url }, 'request failed');

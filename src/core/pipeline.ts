@@ -107,8 +107,10 @@ export interface Facts {
   m: RouteMatch;
   plan: RoutePlan;
   vars: Record<string, string>;
-  /** the client's headers without those the route strips */
+  /** the client's headers without those the route strips, with the request id */
   headers: HeaderList;
+  /** X-Request-Id: the client's when it sent one valid id, else a new one (`requestIdOf`) */
+  requestId: string;
 }
 
 /** What `authorize` decided. */
@@ -203,9 +205,38 @@ function connectionNames(list: HeaderList): Set<string> | null {
   return out;
 }
 
+/** What a client's X-Request-Id may be to be kept: 1 to 128 of these characters. */
+const REQUEST_ID = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
+
+/**
+ * The request id of a request and its header list carrying it: the
+ * client's X-Request-Id when it sent exactly one that is valid (1 to 128
+ * letters, digits or `._:+/=@-`), else a new random UUID replacing whatever
+ * it sent. Plugins, the upstream and the client's answer all see this id.
+ *
+ * @example
+ * requestIdOf(['Host', 'a', 'X-Request-Id', 'abc-123']).id // 'abc-123'
+ */
+export function requestIdOf(list: HeaderList): { id: string; headers: HeaderList } {
+  let at = -1;
+  let count = 0;
+  for (let i = 0; i < list.length; i += 2) {
+    if (list[i].length === 12 && list[i].toLowerCase() === 'x-request-id') {
+      at = i;
+      count++;
+    }
+  }
+  if (count === 1 && REQUEST_ID.test(list[at + 1])) return { id: list[at + 1], headers: list };
+  const id = crypto.randomUUID();
+  const out: HeaderList = [];
+  for (let i = 0; i < list.length; i += 2) if (list[i].toLowerCase() !== 'x-request-id') out.push(list[i], list[i + 1]);
+  out.push('X-Request-Id', id);
+  return { id, headers: out };
+}
+
 /**
  * The headers of an upstream's answer that go to the client: hop-by-hop
- * ones, and those its Connection header names, removed.
+ * ones, those its Connection header names, and its X-Request-Id removed.
  *
  * @example
  * clientHeaderList(['Connection', 'close, x-secret', 'X-Secret', '1', 'Content-Type', 'text/plain']) // ['Content-Type', 'text/plain']
@@ -215,7 +246,8 @@ export function clientHeaderList(list: HeaderList): HeaderList {
   const out: HeaderList = [];
   for (let i = 0; i < list.length; i += 2) {
     const l = list[i].toLowerCase();
-    if (HOP_BY_HOP.has(l) || (conn !== null && conn.has(l))) continue;
+    // The client gets the gateway's X-Request-Id (the data plane adds it), never a second one.
+    if (HOP_BY_HOP.has(l) || (conn !== null && conn.has(l)) || l === 'x-request-id') continue;
     out.push(list[i], list[i + 1]);
   }
   return out;
@@ -339,7 +371,8 @@ export class Pipeline {
       vars = { ...set, ...m.vars };
       break;
     }
-    return { kind: 'facts', method, host, hostname: hostOf(host), path, query: target.query, client, m, plan, vars, headers: stripList(headers, plan.strip) };
+    const { id, headers: withId } = requestIdOf(stripList(headers, plan.strip));
+    return { kind: 'facts', method, host, hostname: hostOf(host), path, query: target.query, client, m, plan, vars, headers: withId, requestId: id };
   }
 
   /** Whether the route's plugins declared on_request (then `authorize` makes a call). */

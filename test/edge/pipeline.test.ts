@@ -60,6 +60,19 @@ for (const transport of ['http', 'ws'] as const) {
       assert.equal(res.headers.get('x-served-by'), 'app');
     });
 
+    test('X-Request-Id: a valid one from the client reaches the upstream and comes back; otherwise the edge makes one', async () => {
+      const kept = await edge.fetch(`/api/${transport}/rid`, { headers: { ...alice, 'x-request-id': 'edge-req-42' } });
+      assert.equal(kept.status, 200, kept.text);
+      assert.equal(kept.json<EchoBody>().headers['x-request-id'], 'edge-req-42');
+      assert.equal(kept.headers.get('x-request-id'), 'edge-req-42');
+      const made = await edge.fetch(`/api/${transport}/rid`, { headers: { ...alice, 'x-request-id': 'has spaces in it' } });
+      const id = made.headers.get('x-request-id');
+      assert.match(String(id), /^[0-9a-f-]{36}$/);
+      assert.equal(made.json<EchoBody>().headers['x-request-id'], id);
+      const denied = await edge.fetch(`/api/${transport}/rid`, { headers: { authorization: 'Bearer wrong' } });
+      assert.match(String(denied.headers.get('x-request-id')), /^[0-9a-f-]{36}$/, 'answers from a verdict carry it too');
+    });
+
     test('a request the plugin denies gets the plugin\'s status, body and headers, and never reaches the upstream', async () => {
       const path = `/api/${transport}/denied`;
       const res = await edge.fetch(path, { headers: { authorization: 'Bearer wrong' } });
