@@ -151,10 +151,13 @@ export interface PluginStatus {
   ready: boolean;
   hooks: HookName[];
   socket: string | null;
+  /** consecutive failed starts (for a process, reset once one stayed up 30 s); failed health checks (attached) */
   failures: number;
   lastError: string;
   /** processes started for this name since the runner started, minus the first (restarts and replacements) */
   restarts: number;
+  /** the delay of the pending restart while in `backoff`, else null */
+  restartDelayMs: number | null;
 }
 
 
@@ -487,6 +490,7 @@ export class PluginManager {
       failures: e.proc.failures,
       lastError: e.proc.lastError,
       restarts: Math.max(0, (this.#starts.get(e.name) ?? 0) - 1),
+      restartDelayMs: e.proc instanceof PluginProcess ? e.proc.restartDelay : null,
     }));
   }
 

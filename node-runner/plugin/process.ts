@@ -42,6 +42,11 @@ export interface PluginProcessOptions {
   backoffBaseMs?: number;
   /** longest restart delay (default 30 s) */
   backoffMaxMs?: number;
+  /**
+   * a process that stays up this long (by the clock) resets the failure
+   * count, so the next crash is retried after `backoffBaseMs` again (default 30 s)
+   */
+  healthyMs?: number;
   /** called when the plugin says ready; `hooks` is a HOOK_BIT mask */
   onReady?: (socket: string | null, hooks: number) => void;
   /** called for `set_targets` and `set_speed` lines */
@@ -106,8 +111,10 @@ export function pluginEnv(cfg: Pick<PluginConfig, 'env' | 'inherit_env'>, from: 
 
 /**
  * Supervises one plugin. Created stopped; `start()` launches it and keeps it
- * running (restarting after every exit, with backoff 1 s, 2 s, 4 s ... 30 s,
- * reset by any valid message) until `stop()`.
+ * running (restarting after every exit, with backoff 1 s, 2 s, 4 s ... 30 s)
+ * until `stop()`. The backoff starts over only once a process has stayed up
+ * for `healthyMs` (30 s): a plugin that acks, says ready or pushes and then
+ * crashes is still a crash loop, and slows down like one.
  *
  * Contract: `start()` on a started plugin and `stop()` on a stopped one are
  * no-ops, and stopping is final: `stop()` before `start()` is not an error
@@ -131,7 +138,9 @@ export class PluginProcess {
   #configure: ConfigureParams[] = [];
   #failures = 0;
   #restartTimer: TimerHandle | null = null;
+  #restartDelay: number | null = null;
   #readyTimer: TimerHandle | null = null;
+  #healthyTimer: TimerHandle | null = null;
   #exited: Promise<void> = Promise.resolve();
   #alive = false;
   #lastError = '';
@@ -153,14 +162,19 @@ export class PluginProcess {
     return this.#child?.pid;
   }
 
-  /** Consecutive failed starts since the last valid message. */
+  /** Consecutive failed starts (exits) since a process last stayed up for `healthyMs`. */
   get failures(): number {
     return this.#failures;
   }
 
-  /** Why the last start failed, or ''. */
+  /** Why the last start failed or the last process exited, or '' once a process stayed up for `healthyMs`. */
   get lastError(): string {
     return this.#lastError;
+  }
+
+  /** The delay of the restart now pending (state `backoff`), or null. */
+  get restartDelay(): number | null {
+    return this.#restartDelay;
   }
 
   /** The delay before restart number `failures` (1 s, 2 s, 4 s ... capped). */
@@ -198,7 +212,9 @@ export class PluginProcess {
     this.#wanted = false;
     this.#clock.clearTimeout(this.#restartTimer);
     this.#clock.clearTimeout(this.#readyTimer);
+    this.#clock.clearTimeout(this.#healthyTimer);
     this.#restartTimer = null;
+    this.#restartDelay = null;
     const child = this.#child;
     if (!child) {
       this.#state = 'stopped';
@@ -270,6 +286,7 @@ export class PluginProcess {
       this.#state = 'running';
       this.#sendConfigure();
       this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
+      this.#armHealthy(child);
       this.#opts.onSpawn?.(child.pid);
     });
   }
@@ -291,8 +308,24 @@ export class PluginProcess {
     this.#alive = true;
     this.#log.info({ pid: child.pid }, 'plugin adopted');
     this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
+    this.#armHealthy(child);
     for (const line of lines) this.#onStdout(line);
     return true;
+  }
+
+  #armHealthy(child: ChildProcess): void {
+    this.#clock.clearTimeout(this.#healthyTimer);
+    this.#healthyTimer = this.#clock.setTimeout(
+      () => {
+        if (this.#child !== child) return;
+        this.#healthyTimer = null;
+        if (this.#failures > 0) this.#log.info({ failures: this.#failures, up_ms: this.#opts.healthyMs ?? 30_000 }, 'plugin stayed up; its restart backoff starts over');
+        this.#failures = 0;
+        this.#lastError = '';
+      },
+      this.#opts.healthyMs ?? 30_000,
+      true,
+    );
   }
 
   #attach(child: ChildProcess, program: string): void {
@@ -332,6 +365,8 @@ export class PluginProcess {
       out.end();
       errLines.end();
       this.#clock.clearTimeout(this.#readyTimer);
+      this.#clock.clearTimeout(this.#healthyTimer);
+      this.#healthyTimer = null;
       if (child.pid) {
         // Anything the plugin started in its group goes with it.
         killGroup(child, 'SIGKILL');
@@ -361,9 +396,11 @@ export class PluginProcess {
     this.#failures++;
     const delay = this.backoffDelay(this.#failures);
     this.#state = 'backoff';
-    this.#log.info({ delay_ms: delay, failures: this.#failures }, 'plugin will be restarted');
+    this.#restartDelay = delay;
+    this.#log.info({ delay_ms: delay, failures: this.#failures, reason: this.#lastError }, 'plugin will be restarted');
     this.#restartTimer = this.#clock.setTimeout(() => {
       this.#restartTimer = null;
+      this.#restartDelay = null;
       void this.#launch();
     }, delay, true);
   }
@@ -389,9 +426,9 @@ export class PluginProcess {
   }
 
   #succeeded(): void {
+    // A valid message proves the plugin runs, not that it stays up: the
+    // failure count is reset by #armHealthy's timer, not here.
     this.#alive = true;
-    this.#failures = 0;
-    this.#lastError = '';
   }
 
   #onStdout(line: string): void {
