@@ -51,8 +51,15 @@ export interface PluginProcessOptions {
   onReady?: (socket: string | null, hooks: number) => void;
   /** called for `set_targets` and `set_speed` lines */
   onPush?: (method: 'set_targets' | 'set_speed', params: unknown) => void;
-  /** called when the process has been alive for `ready_timeout` without sending ready */
-  onNoReady?: () => void;
+  /**
+   * called once per process that sends no `ready` although it runs:
+   * `'acked'` when it acknowledged a configure and `pushOnlyGraceMs` passed
+   * (prox's SDK never sends ready for a plugin without hooks), `'talked'`
+   * when it said something else and `ready_timeout` passed
+   */
+  onNoReady?: (kind: 'acked' | 'talked') => void;
+  /** how long after its first configure ack a plugin may take to send `ready` before it counts as push-only (default 1 s) */
+  pushOnlyGraceMs?: number;
   /** called when a process has started (not for an adopted one) */
   onSpawn?: (pid: number | undefined) => void;
   /** takes each stderr line (without its newline) instead of the log, e.g. plugin-call's own stderr */
@@ -140,6 +147,10 @@ export class PluginProcess {
   #restartTimer: TimerHandle | null = null;
   #restartDelay: number | null = null;
   #readyTimer: TimerHandle | null = null;
+  #graceTimer: TimerHandle | null = null;
+  /** the process the push-only grace has already been spent on */
+  #settledByGrace: ChildProcess | null = null;
+  #settled = false;
   #healthyTimer: TimerHandle | null = null;
   #exited: Promise<void> = Promise.resolve();
   #alive = false;
@@ -170,6 +181,15 @@ export class PluginProcess {
   /** Why the last start failed or the last process exited, or '' once a process stayed up for `healthyMs`. */
   get lastError(): string {
     return this.#lastError;
+  }
+
+  /**
+   * Whether the running process has shown what it is: it said `ready`,
+   * pushed, or was found push-only (`onNoReady`). A push-only plugin counts
+   * as ready only then, not merely because it runs. False between processes.
+   */
+  get settled(): boolean {
+    return this.#settled;
   }
 
   /** The delay of the restart now pending (state `backoff`), or null. */
@@ -212,6 +232,7 @@ export class PluginProcess {
     this.#wanted = false;
     this.#clock.clearTimeout(this.#restartTimer);
     this.#clock.clearTimeout(this.#readyTimer);
+    this.#clock.clearTimeout(this.#graceTimer);
     this.#clock.clearTimeout(this.#healthyTimer);
     this.#restartTimer = null;
     this.#restartDelay = null;
@@ -241,6 +262,7 @@ export class PluginProcess {
     if (!this.#wanted) return;
     this.#state = 'starting';
     this.#alive = false;
+    this.#settled = false;
     const cfg = this.config;
     const [program, ...first] = cfg.command ?? [cfg.path as string];
     try {
@@ -306,6 +328,7 @@ export class PluginProcess {
     this.#state = 'running';
     // It ran before: a plugin that sends no ready is push-only, not dead.
     this.#alive = true;
+    this.#settled = true;
     this.#log.info({ pid: child.pid }, 'plugin adopted');
     this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
     this.#armHealthy(child);
@@ -365,6 +388,9 @@ export class PluginProcess {
       out.end();
       errLines.end();
       this.#clock.clearTimeout(this.#readyTimer);
+      this.#clock.clearTimeout(this.#graceTimer);
+      this.#graceTimer = null;
+      this.#settled = false;
       this.#clock.clearTimeout(this.#healthyTimer);
       this.#healthyTimer = null;
       if (child.pid) {
@@ -409,8 +435,10 @@ export class PluginProcess {
     if (this.#child !== child || this.#state === 'ready') return;
     if (this.#alive) {
       // It talks (acks, pushes) but declares no socket: a push-only plugin.
+      this.#clock.clearTimeout(this.#graceTimer);
       this.#log.info('plugin sent no ready before its ready_timeout; treating it as push-only (no hooks)');
-      this.#opts.onNoReady?.();
+      this.#settled = true;
+      this.#opts.onNoReady?.('talked');
       return;
     }
     this.#log.error({ timeout_ms: this.config.ready_timeout }, 'plugin sent nothing before its ready_timeout; killing it');
@@ -423,6 +451,31 @@ export class PluginProcess {
     for (const params of this.#configure) {
       child.stdin.write(JSON.stringify({ method: 'configure', params }) + '\n');
     }
+  }
+
+  /**
+   * After the first configure ack of a process that has not said ready:
+   * prox's SDK acks and then says ready at once when the plugin has hooks,
+   * and never when it has none. A push proves nothing (a plugin with hooks
+   * may push first), so only the ack starts this.
+   */
+  #armPushOnlyGrace(): void {
+    const child = this.#child;
+    if (!child || this.#state === 'ready' || this.#graceTimer || this.#settledByGrace === child) return;
+    const grace = this.#opts.pushOnlyGraceMs ?? 1000;
+    this.#graceTimer = this.#clock.setTimeout(
+      () => {
+        this.#graceTimer = null;
+        if (this.#child !== child || this.#state === 'ready') return;
+        this.#settledByGrace = child;
+        this.#clock.clearTimeout(this.#readyTimer);
+        this.#log.info({ grace_ms: grace }, 'plugin acked its configure and sent no ready; treating it as push-only (no hooks)');
+        this.#settled = true;
+        this.#opts.onNoReady?.('acked');
+      },
+      grace,
+      true,
+    );
   }
 
   #succeeded(): void {
@@ -445,6 +498,7 @@ export class PluginProcess {
     if (msg.method === undefined) {
       if (msg.result !== undefined) {
         this.#succeeded();
+        this.#armPushOnlyGrace();
         return;
       }
       if (msg.error !== undefined) {
@@ -460,6 +514,7 @@ export class PluginProcess {
       case 'set_targets':
       case 'set_speed':
         this.#succeeded();
+        this.#settled = true;
         this.#opts.onPush?.(msg.method, params);
         return;
       case 'log': {
@@ -490,6 +545,9 @@ export class PluginProcess {
     }
     this.#succeeded();
     this.#clock.clearTimeout(this.#readyTimer);
+    this.#clock.clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    this.#settled = true;
     this.#state = 'ready';
     this.#log.info({ socket, hooks }, 'plugin ready');
     this.#opts.onReady?.(socket, mask);

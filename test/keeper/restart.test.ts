@@ -211,3 +211,28 @@ test('an unreadable snapshot is logged and ignored; plugins start fresh', T, asy
   assert.ok(runner.logs.some((l) => /cannot read the plugin snapshot/.test(l.msg)));
   assert.equal(runner.logs.filter((l) => l.msg === 'plugin started').length, 3);
 });
+
+test('a prox push-only plugin bound to a route, adopted by a restarted runner, is push-only at once: its route is served, not failed closed', T, async (t) => {
+  const s = scope(t);
+  const dir = tempDir(s);
+  const stateDir = join(dir, '.hookgate-state');
+  killKeepersAtEnd(s, stateDir);
+  const up = await startUpstream(s, { name: 'pushed' });
+  const push = JSON.stringify([{ method: 'set_targets', params: { route_id: 'lb', targets: [up.target] } }]);
+  const config = runnerConfig({
+    routes: [{ id: 'lb', match: { path: '/lb/*' }, plugins: ['prox'], balancer: { type: 'roundrobin' }, action: { type: 'proxy', upstream: 'http://{target}' } }],
+    plugins: { prox: { path: CONFIGURABLE, env: { FIXTURE_NAME: 'prox', FIXTURE_START: 'ack-only', FIXTURE_PUSH: push } } },
+  });
+  const env = { HOOKGATE_KEEPER_GRACE_MS: '30000' };
+  const first = await startRunner(s, config, { dir, env });
+  await first.waitForLog('treating it as push-only');
+  assert.equal((await request(`${first.gateway}/lb/x`)).status, 200);
+  const before = await pids(first);
+  await first.kill();
+
+  const second = await startRunner(s, config, { dir, env });
+  assert.deepEqual(await pids(second), before, 'the same plugin process');
+  const lb = await request(`${second.gateway}/lb/x`);
+  assert.equal(lb.status, 200, `served at once: ${lb.text}`);
+  assert.equal(second.logs.filter((l) => /sent no ready/.test(l.msg)).length, 0);
+});
