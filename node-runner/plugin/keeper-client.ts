@@ -43,6 +43,8 @@ export class KeptChild extends EventEmitter {
   signalCode: NodeJS.Signals | null = null;
   #client: KeeperClient;
   #done = false;
+  /** whether we asked the keeper to stop reading this plugin (our stream buffers are full) */
+  #paused = false;
 
   constructor(client: KeeperClient, id: string) {
     super();
@@ -59,6 +61,25 @@ export class KeptChild extends EventEmitter {
         cb();
       },
     });
+  }
+
+  /**
+   * @internal a line the keeper relayed. Backpressure: when the owner reads
+   * slower than the plugin writes (our buffer is full), the keeper is asked
+   * to stop reading the plugin until we have drained, so neither we nor
+   * the keeper buffer a flood.
+   */
+  deliver(stream: 'stdout' | 'stderr', line: string): void {
+    const s = stream === 'stdout' ? this.stdout : this.stderr;
+    if (s.writableEnded || s.destroyed) return;
+    if (!s.write(line + '\n') && !this.#paused && !this.#done) {
+      this.#paused = true;
+      this.#client.send({ type: 'pause', id: this.id });
+      s.once('drain', () => {
+        this.#paused = false;
+        if (!this.#done) this.#client.send({ type: 'resume', id: this.id });
+      });
+    }
   }
 
   /** Asks the keeper to signal the plugin's process group (while it still holds the plugin). */
@@ -294,10 +315,11 @@ export class KeeperClient {
         child.emit('spawn');
         return;
       case 'stdout':
-        child.stdout.write(String(msg.line) + '\n');
-        return;
       case 'stderr':
-        child.stderr.write(String(msg.line) + '\n');
+        child.deliver(msg.type, String(msg.line));
+        return;
+      case 'overlong':
+        child.emit('overlong', msg.stream === 'stderr' ? 'stderr' : 'stdout');
         return;
       case 'spawn_error':
         child.emit('error', Object.assign(new Error(String(msg.message)), { code: String(msg.code ?? '') }));

@@ -16,7 +16,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
+import { realClock } from '../clock.ts';
 import { LineSplitter } from '../lines.ts';
+import { ReadThrottle } from '../throttle.ts';
 import { processStat } from '../state-dir.ts';
 import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 
@@ -39,11 +41,17 @@ export interface KeptPlugin {
   last_ready: string | null;
   /** the last `set_targets` / `set_speed` line per address, oldest first */
   last_pushes: string[];
-  /** other stdout lines written while no runner was connected (at most HELD_MAX) */
+  /** other stdout lines written while no runner was connected (at most HELD_MAX, HELD_MAX_BYTES) */
   held: string[];
+  /** how many such lines were dropped beyond those bounds */
+  held_dropped?: number;
 }
 
 const HELD_MAX = 1000;
+const HELD_MAX_BYTES = 1024 * 1024;
+/** The last push per address is kept for a restarted runner; beyond these bounds the oldest go. */
+const PUSHES_MAX = 1024;
+const PUSHES_MAX_BYTES = 8 * 1024 * 1024;
 
 interface Held {
   id: string;
@@ -54,7 +62,12 @@ interface Held {
   specHash: string;
   lastReady: string | null;
   pushes: Map<string, { seq: number; line: string }>;
+  pushBytes: number;
   held: string[];
+  heldBytes: number;
+  heldDropped: number;
+  /** reading of its stdout and stderr: a budget per second, held while the runner or its socket push back */
+  rates: ReadThrottle[];
   exited: boolean;
 }
 
@@ -76,8 +89,26 @@ function main(): void {
   process.on('SIGHUP', () => {});
   process.on('SIGTERM', () => void shutdown());
 
+  // While the runner's socket is full, no plugin is read: the keeper's memory stays bounded.
+  let socketFull = false;
+  const holdAll = (why: string, on: boolean): void => {
+    for (const p of plugins.values()) for (const r of p.rates) on ? r.hold(why) : r.release(why);
+  };
   const send = (msg: Record<string, unknown>): void => {
-    if (runner && !runner.destroyed) runner.write(JSON.stringify(msg) + '\n');
+    if (!runner || runner.destroyed) return;
+    if (!runner.write(JSON.stringify(msg) + '\n') && !socketFull) {
+      socketFull = true;
+      holdAll('socket', true);
+      const conn = runner;
+      const drained = (): void => {
+        conn.off('drain', drained);
+        conn.off('close', drained);
+        socketFull = false;
+        holdAll('socket', false);
+      };
+      conn.on('drain', drained);
+      conn.on('close', drained);
+    }
   };
 
   const signalGroup = (p: Held, signal: NodeJS.Signals): void => {
@@ -130,7 +161,10 @@ function main(): void {
       send({ type: 'exited', id, code: null, signal: null });
       return;
     }
-    const p: Held = { id, name, child, pid: 0, startTime: null, specHash, lastReady: null, pushes: new Map(), held: [], exited: false };
+    const p: Held = {
+      id, name, child, pid: 0, startTime: null, specHash, lastReady: null,
+      pushes: new Map(), pushBytes: 0, held: [], heldBytes: 0, heldDropped: 0, rates: [], exited: false,
+    };
     plugins.set(id, p);
     child.on('error', (err: NodeJS.ErrnoException) => {
       send({ type: 'spawn_error', id, code: err.code ?? '', message: err.message });
@@ -138,10 +172,19 @@ function main(): void {
     child.stdin?.on('error', () => {});
     child.stdout?.setEncoding('utf8');
     child.stderr?.setEncoding('utf8');
-    const out = new LineSplitter((line) => onStdout(p, line), () => {});
+    const outRate = new ReadThrottle(child.stdout!, realClock);
+    const errRate = new ReadThrottle(child.stderr!, realClock);
+    p.rates = [outRate, errRate];
+    if (socketFull) holdAll('socket', true);
+    // An over-long line is dropped here and reported, never silently.
+    const out = new LineSplitter((line) => {
+      outRate.line(line.length);
+      onStdout(p, line);
+    }, () => send({ type: 'overlong', id, stream: 'stdout' }));
     const err = new LineSplitter((line) => {
+      errRate.line(line.length);
       if (runner) send({ type: 'stderr', id, line });
-    }, () => {});
+    }, () => send({ type: 'overlong', id, stream: 'stderr' }));
     child.stdout?.on('data', (c: string) => out.push(c));
     child.stderr?.on('data', (c: string) => err.push(c));
     child.on('spawn', () => {
@@ -165,6 +208,7 @@ function main(): void {
     child.on('close', (code, signal) => {
       out.end();
       err.end();
+      for (const r of p.rates) r.stop();
       p.exited = true;
       plugins.delete(id);
       send({ type: 'exited', id, code, signal });
@@ -185,9 +229,22 @@ function main(): void {
     else if (method === 'set_targets' || method === 'set_speed') {
       const to = typeof params.route_id === 'string' && params.route_id !== '' ? `r:${params.route_id}` : `a:${String(params.action)}`;
       const key = `${method} ${to}`;
+      const old = p.pushes.get(key);
+      if (old) p.pushBytes -= old.line.length;
       p.pushes.delete(key);
       p.pushes.set(key, { seq: ++pushSeq, line });
-    } else if (!runner && p.held.length < HELD_MAX) p.held.push(line);
+      p.pushBytes += line.length;
+      for (const [k, v] of p.pushes) {
+        if (p.pushes.size <= PUSHES_MAX && p.pushBytes <= PUSHES_MAX_BYTES) break;
+        p.pushes.delete(k);
+        p.pushBytes -= v.line.length;
+      }
+    } else if (!runner) {
+      if (p.held.length < HELD_MAX && p.heldBytes + line.length <= HELD_MAX_BYTES) {
+        p.held.push(line);
+        p.heldBytes += line.length;
+      } else p.heldDropped++;
+    }
     if (runner) send({ type: 'stdout', id: p.id, line });
   };
 
@@ -196,7 +253,10 @@ function main(): void {
       .filter((p) => !p.exited && p.pid)
       .map((p) => {
         const held = p.held;
+        const heldDropped = p.heldDropped;
         p.held = [];
+        p.heldBytes = 0;
+        p.heldDropped = 0;
         return {
           id: p.id,
           name: p.name,
@@ -206,6 +266,7 @@ function main(): void {
           last_ready: p.lastReady,
           last_pushes: [...p.pushes.values()].sort((a, b) => a.seq - b.seq).map((x) => x.line),
           held,
+          ...(heldDropped ? { held_dropped: heldDropped } : {}),
         };
       });
 
@@ -220,6 +281,11 @@ function main(): void {
         return;
       case 'stdin':
         if (p && !p.exited && p.child.stdin?.writable) p.child.stdin.write(String(msg.data ?? ''));
+        return;
+      case 'pause':
+      case 'resume':
+        // The runner's backpressure for one plugin: stop (or go on) reading its output.
+        if (p) for (const r of p.rates) msg.type === 'pause' ? r.hold('runner') : r.release('runner');
         return;
       case 'stdin_end':
         if (p && !p.exited) p.child.stdin?.end();
@@ -245,6 +311,7 @@ function main(): void {
     // one's connection has not been closed yet.
     runner?.destroy();
     runner = conn;
+    holdAll('runner', false);
     if (graceTimer) clearTimeout(graceTimer);
     graceTimer = null;
     conn.setEncoding('utf8');
@@ -262,6 +329,8 @@ function main(): void {
     conn.on('close', () => {
       if (runner !== conn) return;
       runner = null;
+      // Nobody to ask for more: read on (what is not kept is counted in held_dropped).
+      holdAll('runner', false);
       armGrace();
     });
   });

@@ -375,6 +375,7 @@ export class PluginManager {
       entry.configure = params;
       proc.configure(params);
       const lines = [...(kept.last_ready ? [kept.last_ready] : []), ...kept.last_pushes, ...kept.held];
+      if (kept.held_dropped) this.#log.warn({ plugin: entry.name, lines: kept.held_dropped }, 'the keeper dropped stdout lines this plugin wrote while no runner was connected (over its bound)');
       proc.adopt(client.adopt(kept) as unknown as ChildProcess, lines);
       // The same process was push-only before the runner restarted: no ready is coming, and no grace either.
       if (same && was.push_only && !kept.last_ready && !entry.config.hooks) this.#setHooks(entry, 0);

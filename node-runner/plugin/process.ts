@@ -19,6 +19,7 @@ import type { PluginConfig } from '../../src/core/config.ts';
 import { HOOK, HOOK_BIT, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION, PROTOCOL_VERSIONS_KEY, type HookName } from '../../src/core/protocol.ts';
 import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { LineSplitter } from '../lines.ts';
+import { RateBudget, READ_LIMITS, ReadThrottle, type ReadLimits } from '../throttle.ts';
 import type { Reaper } from './reaper.ts';
 
 /** What `configure` carries for one route. */
@@ -60,6 +61,10 @@ export interface PluginProcessOptions {
   onNoReady?: (kind: 'acked' | 'talked') => void;
   /** how long after its first configure ack a plugin may take to send `ready` before it counts as push-only (default 1 s) */
   pushOnlyGraceMs?: number;
+  /** lines and bytes a second read from each of its stdout and stderr before reading pauses for the rest of the second (default READ_LIMITS) */
+  readLimits?: ReadLimits;
+  /** lines a second of its output (stderr, `log`, ignored lines) the runner logs; the excess is counted and summarised once a second (default 100) */
+  logLinesPerSec?: number;
   /** called when a process has started (not for an adopted one) */
   onSpawn?: (pid: number | undefined) => void;
   /** takes each stderr line (without its newline) instead of the log, e.g. plugin-call's own stderr */
@@ -69,6 +74,21 @@ export interface PluginProcessOptions {
 }
 
 const LOG_LEVELS = new Set<LogLevel>(['debug', 'info', 'warn', 'error']);
+
+/** stderr lines that arrive within this long of the first are one log record (a stack trace is one record)... */
+export const STDERR_GROUP_MS = 50;
+/** ... up to this many lines or bytes. */
+export const STDERR_GROUP_LINES = 64;
+export const STDERR_GROUP_BYTES = 16 * 1024;
+
+/** What one attached process's output has cost so far: the log budget, the stderr group, over-long lines. */
+interface OutputState {
+  budget: RateBudget;
+  group: string[];
+  groupBytes: number;
+  groupTimer: TimerHandle | null;
+  overlong: { stdout: number; stderr: number };
+}
 
 /**
  * Computes the sha256 of a file as lower-case hex.
@@ -155,6 +175,7 @@ export class PluginProcess {
   #exited: Promise<void> = Promise.resolve();
   #alive = false;
   #lastError = '';
+  #output: OutputState | null = null;
 
   constructor(name: string, config: PluginConfig, opts: PluginProcessOptions) {
     this.name = name;
@@ -366,16 +387,33 @@ export class PluginProcess {
     });
     child.stdout?.setEncoding('utf8');
     child.stderr?.setEncoding('utf8');
+    const output = this.#newOutput();
+    // Reading is bounded per stream: a flood fills the plugin's pipe and
+    // blocks the plugin, not the runner (through the keeper, the pause
+    // travels back to the keeper, which stops reading that plugin).
+    const limits = this.#opts.readLimits ?? READ_LIMITS;
+    const outRate = child.stdout ? new ReadThrottle(child.stdout, this.#clock, limits) : null;
+    const errRate = child.stderr ? new ReadThrottle(child.stderr, this.#clock, limits) : null;
     const out = new LineSplitter(
-      (line) => this.#onStdout(line),
-      () => this.#log.warn('plugin wrote a stdout line over 1 MiB; it was ignored'),
+      (line) => {
+        outRate?.line(line.length);
+        this.#onStdout(line);
+      },
+      () => this.#overlong(output, 'stdout'),
     );
     const errLines = new LineSplitter(
-      this.#opts.onStderr ?? ((line) => this.#log.info({ stream: 'stderr' }, line)),
-      () => this.#log.warn('plugin wrote a stderr line over 1 MiB; it was ignored'),
+      (line) => {
+        errRate?.line(line.length);
+        // plugin-call shows the lines as they come; the runner logs them grouped.
+        if (this.#opts.onStderr) this.#opts.onStderr(line);
+        else this.#stderrLine(output, line);
+      },
+      () => this.#overlong(output, 'stderr'),
     );
     child.stdout?.on('data', (c: string) => out.push(c));
     child.stderr?.on('data', (c: string) => errLines.push(c));
+    // A plugin held by the keeper: the keeper splits its lines and reports the over-long ones.
+    child.on('overlong', (stream: unknown) => this.#overlong(output, stream === 'stderr' ? 'stderr' : 'stdout'));
     child.on('exit', () => {
       // 'close' waits for every holder of the pipes; a grandchild that kept
       // stdout open would hide the exit. End the group and our pipe ends now.
@@ -387,6 +425,9 @@ export class PluginProcess {
     child.on('close', (code, signal) => {
       out.end();
       errLines.end();
+      outRate?.stop();
+      errRate?.stop();
+      this.#endOutput(output);
       this.#clock.clearTimeout(this.#readyTimer);
       this.#clock.clearTimeout(this.#graceTimer);
       this.#graceTimer = null;
@@ -492,7 +533,7 @@ export class PluginProcess {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
       msg = v as Record<string, unknown>;
     } catch {
-      this.#log.warn({ line: line.slice(0, 200) }, 'ignored a stdout line that is not a JSON object');
+      this.#plog('warn', { line: line.slice(0, 200) }, 'ignored a stdout line that is not a JSON object');
       return;
     }
     if (msg.method === undefined) {
@@ -503,7 +544,7 @@ export class PluginProcess {
       }
       if (msg.error !== undefined) {
         this.#alive = true;
-        this.#log.warn({ error: String(msg.error) }, 'plugin rejected a configure');
+        this.#plog('warn', { error: String(msg.error) }, 'plugin rejected a configure');
         return;
       }
     }
@@ -523,11 +564,67 @@ export class PluginProcess {
         const fields: Record<string, unknown> = { from: 'plugin' };
         const args = Array.isArray(params.args) ? params.args : [];
         for (let i = 0; i + 1 < args.length; i += 2) fields[String(args[i])] = args[i + 1];
-        this.#log[level](fields, String(params.message ?? ''));
+        this.#plog(level, fields, String(params.message ?? ''));
         return;
       }
       default:
-        this.#log.warn({ line: line.slice(0, 200) }, 'ignored a stdout line with an unknown method');
+        this.#plog('warn', { line: line.slice(0, 200) }, 'ignored a stdout line with an unknown method');
+    }
+  }
+
+  #newOutput(): OutputState {
+    const output: OutputState = {
+      budget: new RateBudget(this.#clock, this.#opts.logLinesPerSec ?? 100, (refused) =>
+        this.#log.warn(
+          { not_logged: refused, cap_per_s: this.#opts.logLinesPerSec ?? 100 },
+          'plugin output over the log rate cap; lines not logged in the last second',
+        ),
+      ),
+      group: [],
+      groupBytes: 0,
+      groupTimer: null,
+      overlong: { stdout: 0, stderr: 0 },
+    };
+    this.#output = output;
+    return output;
+  }
+
+  /** Logs what a plugin's output made us say, within its budget (`lines`: how many of its lines this record holds). */
+  #plog(level: LogLevel, fields: Record<string, unknown>, msg: string, lines = 1, output = this.#output): void {
+    if (output && !output.budget.take(lines)) return;
+    this.#log[level](fields, msg);
+  }
+
+  #stderrLine(output: OutputState, line: string): void {
+    output.group.push(line);
+    output.groupBytes += line.length + 1;
+    if (output.group.length >= STDERR_GROUP_LINES || output.groupBytes >= STDERR_GROUP_BYTES) this.#flushStderr(output);
+    else output.groupTimer ??= this.#clock.setTimeout(() => this.#flushStderr(output), STDERR_GROUP_MS, true);
+  }
+
+  #flushStderr(output: OutputState): void {
+    this.#clock.clearTimeout(output.groupTimer);
+    output.groupTimer = null;
+    const n = output.group.length;
+    if (n === 0) return;
+    const text = output.group.join('\n');
+    output.group = [];
+    output.groupBytes = 0;
+    this.#plog('info', n > 1 ? { stream: 'stderr', lines: n } : { stream: 'stderr' }, text, n, output);
+  }
+
+  #overlong(output: OutputState, stream: 'stdout' | 'stderr'): void {
+    // Warned once per process and stream; the count of the others is logged when it exits.
+    if (output.overlong[stream]++ === 0) {
+      this.#log.warn({ stream }, `plugin wrote a ${stream} line over 1 MiB; it was dropped (later ones are counted, not logged)`);
+    }
+  }
+
+  #endOutput(output: OutputState): void {
+    this.#flushStderr(output);
+    output.budget.flush();
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (output.overlong[stream] > 1) this.#log.warn({ stream, lines: output.overlong[stream] }, `plugin wrote ${output.overlong[stream]} ${stream} lines over 1 MiB; all were dropped`);
     }
   }
 
@@ -537,10 +634,10 @@ export class PluginProcess {
     const hooks = Array.isArray(params.hooks) ? params.hooks : [];
     for (const h of hooks) {
       if (typeof h === 'string' && h in HOOK) mask |= HOOK_BIT[h as HookName];
-      else this.#log.warn({ hook: h }, 'plugin declared an unknown hook; ignored');
+      else this.#plog('warn', { hook: h }, 'plugin declared an unknown hook; ignored');
     }
     if (mask !== 0 && socket === null) {
-      this.#log.warn('plugin sent ready with hooks but without a socket; ignored');
+      this.#plog('warn', {}, 'plugin sent ready with hooks but without a socket; ignored');
       return;
     }
     this.#succeeded();

@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { encodeHookFrame } from '../../src/core/codec.ts';
@@ -14,60 +14,11 @@ import { postFrames } from '../helpers/hook-api.ts';
 import { request, sleep, waitFor } from '../helpers/http.ts';
 import { CONFIGURABLE, PUSH_TARGETS_SH } from '../helpers/paths.ts';
 import { isAlive, KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
-import { scope, tempDir, type Scope } from '../helpers/scope.ts';
+import { keepersOf, killKeepersAtEnd } from '../helpers/keepers.ts';
+import { scope, tempDir } from '../helpers/scope.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 
 const T = { timeout: 60_000 };
-
-/** Pids of the keepers serving `stateDir` (from their command lines). */
-function keepersOf(stateDir: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('keeper.ts')) && argv.includes(stateDir)) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** Direct children of `pid`. */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** Kills, with the scope, every keeper of `stateDir` and the process groups of its plugins. */
-function killKeepersAtEnd(s: Scope, stateDir: string): void {
-  s.defer(() => {
-    for (const k of keepersOf(stateDir)) {
-      for (const c of childrenOf(k)) {
-        try {
-          process.kill(-c, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-      try {
-        process.kill(-k, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-  });
-}
 
 /** The pid of each plugin, from the runner's "plugin started" / "plugin adopted" log lines (the last one wins). */
 async function pids(r: RunnerProcess): Promise<Record<string, number>> {
