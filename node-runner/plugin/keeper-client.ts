@@ -15,7 +15,8 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
 import type { Logger } from '../../src/core/log.ts';
@@ -23,6 +24,9 @@ import { LineSplitter } from '../lines.ts';
 import { ownFile } from '../own-file.ts';
 import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 import type { KeeperSpec, KeptPlugin } from './keeper.ts';
+
+/** The keeper's log file in the state dir (keeper.ts writes it; kept here so the client need not load the keeper). */
+const KEEPER_LOG = 'keeper.log';
 
 export type { KeptPlugin };
 
@@ -170,11 +174,19 @@ export class KeeperClient {
     if (!sock) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       ensureSocketDir(this.sockPath);
-      const child = nodeSpawn(process.execPath, [KEEPER_MAIN, this.dir], { detached: true, stdio: 'ignore', cwd: '/', env: process.env });
+      // Its stderr (a crash's stack) goes to its log in the state dir.
+      let logFd: number | 'ignore' = 'ignore';
+      try {
+        logFd = openSync(join(this.dir, KEEPER_LOG), 'a', 0o600);
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'cannot open the keeper log');
+      }
+      const child = nodeSpawn(process.execPath, [KEEPER_MAIN, this.dir], { detached: true, stdio: ['ignore', 'ignore', logFd], cwd: '/', env: process.env });
+      if (typeof logFd === 'number') closeSync(logFd);
       child.on('error', (err) => this.#log.error({ err: err.message }, 'cannot start the keeper'));
       child.unref();
       this.#started = true;
-      this.#log.info({ pid: child.pid, socket: this.sockPath }, 'keeper started');
+      this.#log.info({ pid: child.pid, socket: this.sockPath, log: join(this.dir, KEEPER_LOG) }, 'keeper started');
       const deadline = Date.now() + (this.#opts.startTimeoutMs ?? 5000);
       while (!sock && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 25));

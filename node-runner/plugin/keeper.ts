@@ -6,6 +6,11 @@
  * `keeper-client.ts`; it listens on `<state dir>/keeper.sock` (mode 0600)
  * and speaks JSON lines with one runner at a time.
  *
+ * It logs what it does (runner connections, plugin starts and exits, the
+ * grace, errors) as JSON lines to `<state dir>/keeper.log` (mode 0600,
+ * rotated to `keeper.log.1` past 1 MiB); the client sends its stderr there
+ * too, so a crash leaves its stack.
+ *
  * It is written to change rarely: it starts processes, relays lines,
  * remembers the last `ready` and the last push per address of each plugin,
  * signals only children it still holds, and ends everything when no runner
@@ -14,12 +19,14 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
 import { realClock } from '../clock.ts';
 import { LineSplitter } from '../lines.ts';
 import { ReadThrottle } from '../throttle.ts';
 import { processStat } from '../state-dir.ts';
+import { SOCKET_DIR_KEY, SOCKET_DIR_PREFIX } from '../../src/core/protocol.ts';
 import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 
 /** How a runner asks for a plugin to be started. */
@@ -46,6 +53,10 @@ export interface KeptPlugin {
   /** how many such lines were dropped beyond those bounds */
   held_dropped?: number;
 }
+
+/** The keeper's own log, in the state dir. */
+const KEEPER_LOG = 'keeper.log';
+const KEEPER_LOG_MAX = 1024 * 1024;
 
 const HELD_MAX = 1000;
 const HELD_MAX_BYTES = 1024 * 1024;
@@ -79,6 +90,15 @@ function main(): void {
   }
   const graceMs = Number(process.env.HOOKGATE_KEEPER_GRACE_MS) > 0 ? Number(process.env.HOOKGATE_KEEPER_GRACE_MS) : 60_000;
   const sockPath = keeperSocketPath(dir);
+  const logFile = join(dir, KEEPER_LOG);
+  const klog = (msg: string, fields: Record<string, unknown> = {}): void => {
+    try {
+      if ((statSync(logFile, { throwIfNoEntry: false })?.size ?? 0) > KEEPER_LOG_MAX) renameSync(logFile, `${logFile}.1`);
+      appendFileSync(logFile, JSON.stringify({ time: new Date().toISOString(), pid: process.pid, msg, ...fields }) + '\n', { mode: 0o600 });
+    } catch {
+      // A log that cannot be written must not stop the keeper.
+    }
+  };
   const plugins = new Map<string, Held>();
   let runner: Socket | null = null;
   let graceTimer: NodeJS.Timeout | null = null;
@@ -87,7 +107,7 @@ function main(): void {
 
   process.on('SIGINT', () => {});
   process.on('SIGHUP', () => {});
-  process.on('SIGTERM', () => void shutdown());
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
   // While the runner's socket is full, no plugin is read: the keeper's memory stays bounded.
   let socketFull = false;
@@ -135,9 +155,10 @@ function main(): void {
     });
   };
 
-  const shutdown = async (): Promise<void> => {
+  const shutdown = async (why = 'asked to exit'): Promise<void> => {
     if (exiting) return;
     exiting = true;
+    klog('stopping every plugin and exiting', { why, plugins: plugins.size });
     await Promise.all([...plugins.values()].map((p) => stopPlugin(p, 1000)));
     try {
       unlinkSync(sockPath);
@@ -149,7 +170,7 @@ function main(): void {
 
   const armGrace = (): void => {
     if (graceTimer) clearTimeout(graceTimer);
-    graceTimer = setTimeout(() => void shutdown(), graceMs);
+    graceTimer = setTimeout(() => void shutdown(`no runner connected for ${graceMs} ms`), graceMs);
   };
 
   const start = (id: string, name: string, spec: KeeperSpec, specHash: string): void => {
@@ -167,6 +188,7 @@ function main(): void {
     };
     plugins.set(id, p);
     child.on('error', (err: NodeJS.ErrnoException) => {
+      klog('cannot start a plugin', { id, program: spec.program, code: err.code, err: err.message });
       send({ type: 'spawn_error', id, code: err.code ?? '', message: err.message });
     });
     child.stdin?.on('error', () => {});
@@ -188,6 +210,7 @@ function main(): void {
     child.stdout?.on('data', (c: string) => out.push(c));
     child.stderr?.on('data', (c: string) => err.push(c));
     child.on('spawn', () => {
+      klog('plugin started', { id, pid: child.pid });
       p.pid = child.pid!;
       p.startTime = processStat(p.pid)?.startTime ?? null;
       send({ type: 'started', id, pid: p.pid, start_time: p.startTime });
@@ -206,9 +229,19 @@ function main(): void {
       child.stdin?.destroy();
     });
     child.on('close', (code, signal) => {
+      klog('plugin exited', { id, pid: p.pid, code, signal });
       out.end();
       err.end();
       for (const r of p.rates) r.stop();
+      // The runner made this process a socket folder; the runner may be gone by now, so it is ours to remove.
+      const socketDir = spec.env[SOCKET_DIR_KEY];
+      if (socketDir && basename(socketDir).startsWith(SOCKET_DIR_PREFIX)) {
+        try {
+          rmSync(socketDir, { recursive: true, force: true });
+        } catch {
+          // In the temp dir: nothing more to do.
+        }
+      }
       p.exited = true;
       plugins.delete(id);
       send({ type: 'exited', id, code, signal });
@@ -300,7 +333,7 @@ function main(): void {
         send({ type: 'list', keeper_pid: process.pid, plugins: list() });
         return;
       case 'exit':
-        void shutdown();
+        void shutdown('the runner asked it to exit');
         return;
     }
   };
@@ -309,6 +342,7 @@ function main(): void {
     if (exiting) return void conn.destroy();
     // One runner at a time: a restarted runner takes over even if the dead
     // one's connection has not been closed yet.
+    klog(runner ? 'a runner connected; it replaces the previous one' : 'a runner connected', { plugins: plugins.size });
     runner?.destroy();
     runner = conn;
     holdAll('runner', false);
@@ -329,6 +363,7 @@ function main(): void {
     conn.on('close', () => {
       if (runner !== conn) return;
       runner = null;
+      klog('the runner disconnected; plugins keep running for the grace', { grace_ms: graceMs, plugins: plugins.size });
       // Nobody to ask for more: read on (what is not kept is counted in held_dropped).
       holdAll('runner', false);
       armGrace();
@@ -345,11 +380,15 @@ function main(): void {
   }
   const oldMask = process.umask(0o077);
   server.listen(sockPath, () => {
+    klog('keeper listening', { socket: sockPath, grace_ms: graceMs });
     process.umask(oldMask);
     chmodSync(sockPath, 0o600);
     armGrace();
   });
-  server.on('error', () => process.exit(1));
+  server.on('error', (err) => {
+    klog('cannot listen; exiting', { socket: sockPath, err: err.message });
+    process.exit(1);
+  });
 }
 
 // Only ever run as a program; other modules import its types only (`import type`).

@@ -11,12 +11,23 @@
 
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { dirname, delimiter } from 'node:path';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, delimiter, join } from 'node:path';
 import { HookgateError } from '../../src/core/errors.ts';
 import type { Logger, LogLevel } from '../../src/core/log.ts';
 import type { PluginConfig } from '../../src/core/config.ts';
-import { HOOK, HOOK_BIT, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION, PROTOCOL_VERSIONS_KEY, type HookName } from '../../src/core/protocol.ts';
+import {
+  HOOK,
+  HOOK_BIT,
+  MAGIC_COOKIE_KEY,
+  MAGIC_COOKIE_VALUE,
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSIONS_KEY,
+  SOCKET_DIR_KEY,
+  SOCKET_DIR_PREFIX,
+  type HookName,
+} from '../../src/core/protocol.ts';
 import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { LineSplitter } from '../lines.ts';
 import { RateBudget, READ_LIMITS, ReadThrottle, type ReadLimits } from '../throttle.ts';
@@ -310,6 +321,19 @@ export class PluginProcess {
   #spawn(program: string, args: string[]): void {
     const cfg = this.config;
     const env = pluginEnv(cfg);
+    // A private folder per process for its socket: removed when the process
+    // is gone (here, and by the keeper, which outlives us), however it ended.
+    // In the plugin's temp dir (its env's TMPDIR, else ours), or /tmp when
+    // a socket path there would be too long for Linux.
+    let socketDir: string | null = null;
+    let base = env.TMPDIR || tmpdir();
+    if (Buffer.byteLength(join(base, `${SOCKET_DIR_PREFIX}XXXXXX`, 'plugin.sock')) > 100) base = '/tmp';
+    try {
+      socketDir = mkdtempSync(join(base, SOCKET_DIR_PREFIX));
+      env[SOCKET_DIR_KEY] = socketDir;
+    } catch (err) {
+      this.#log.warn({ dir: base, err: (err as Error).message }, 'cannot make a socket folder for the plugin; it makes its own');
+    }
     const spawn = this.#opts.spawn ?? nodeSpawn;
     let child: ChildProcess;
     try {
@@ -317,12 +341,13 @@ export class PluginProcess {
       // reaper can end it together with anything it started.
       child = spawn(program, args, { cwd: cfg.cwd, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     } catch (err) {
+      removeSocketDir(socketDir);
       this.#lastError = `plugin "${this.name}": cannot start ${program}: ${(err as Error).message}`;
       this.#log.error(this.#lastError);
       this.#scheduleRestart();
       return;
     }
-    this.#attach(child, program);
+    this.#attach(child, program, socketDir);
     child.on('spawn', () => {
       if (child.pid) this.#opts.reaper?.add(child.pid);
       this.#log.info({ pid: child.pid }, 'plugin started');
@@ -372,7 +397,7 @@ export class PluginProcess {
     );
   }
 
-  #attach(child: ChildProcess, program: string): void {
+  #attach(child: ChildProcess, program: string, socketDir: string | null = null): void {
     this.#child = child;
     let resolveExit!: () => void;
     this.#exited = new Promise((r) => (resolveExit = r));
@@ -428,6 +453,7 @@ export class PluginProcess {
       outRate?.stop();
       errRate?.stop();
       this.#endOutput(output);
+      removeSocketDir(socketDir);
       this.#clock.clearTimeout(this.#readyTimer);
       this.#clock.clearTimeout(this.#graceTimer);
       this.#graceTimer = null;
@@ -648,6 +674,16 @@ export class PluginProcess {
     this.#state = 'ready';
     this.#log.info({ socket, hooks }, 'plugin ready');
     this.#opts.onReady?.(socket, mask);
+  }
+}
+
+/** Removes a socket folder made for a plugin process (and what it left there). */
+export function removeSocketDir(dir: string | null | undefined): void {
+  if (!dir) return;
+  try {
+    rmSync(dir, { recursive: true, force: true });
+  } catch {
+    // Not ours to worry about beyond this: it is in the temp dir.
   }
 }
 

@@ -6,13 +6,13 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { encodeHookFrame } from '../../src/core/codec.ts';
 import { postFrames } from '../helpers/hook-api.ts';
 import { request, sleep, waitFor } from '../helpers/http.ts';
-import { CONFIGURABLE, PUSH_TARGETS_SH } from '../helpers/paths.ts';
+import { CONFIGURABLE, PUSH_TARGETS_SH, SDK_PLUGIN } from '../helpers/paths.ts';
 import { isAlive, KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
 import { keepersOf, killKeepersAtEnd } from '../helpers/keepers.ts';
 import { scope, tempDir } from '../helpers/scope.ts';
@@ -143,7 +143,7 @@ test('a stale snapshot whose pid belongs to an unrelated process, with no keeper
   assert.ok(isAlive(pid), 'the unrelated process is alive after the runner stopped');
 });
 
-test('a runner killed for good: after the keeper grace no plugin and no keeper remain', T, async (t) => {
+test('a runner killed for good: after the keeper grace no plugin and no keeper remain, and the keeper\'s log in the state dir says so', T, async (t) => {
   const { s, dir, stateDir, config } = await setup(t);
   const runner = await startRunner(s, config(), { dir, env: { HOOKGATE_KEEPER_GRACE_MS: '1000' } });
   const before = await pids(runner);
@@ -151,6 +151,15 @@ test('a runner killed for good: after the keeper grace no plugin and no keeper r
   await sleep(300);
   assert.ok(Object.values(before).every(isAlive), 'plugins outlive the runner during the grace');
   await waitFor(() => Object.values(before).every((p) => !isAlive(p)) && keepersOf(stateDir).length === 0, { timeoutMs: 10_000, what: 'plugins and keeper gone after the grace' });
+
+  const log = readFileSync(join(stateDir, 'keeper.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const msgs = log.map((l) => l.msg);
+  for (const m of ['keeper listening', 'a runner connected', 'plugin started', 'the runner disconnected; plugins keep running for the grace', 'stopping every plugin and exiting', 'plugin exited']) {
+    assert.ok(msgs.includes(m), `the keeper log has "${m}": ${JSON.stringify(msgs)}`);
+  }
+  assert.equal(log.find((l) => l.msg === 'stopping every plugin and exiting')?.why, 'no runner connected for 1000 ms');
+  assert.equal(log.filter((l) => l.msg === 'plugin exited').length, Object.keys(before).length);
+  assert.equal(statSync(join(stateDir, 'keeper.log')).mode & 0o777, 0o600);
 });
 
 test('an unreadable snapshot is logged and ignored; plugins start fresh', T, async (t) => {
@@ -186,4 +195,25 @@ test('a prox push-only plugin bound to a route, adopted by a restarted runner, i
   const lb = await request(`${second.gateway}/lb/x`);
   assert.equal(lb.status, 200, `served at once: ${lb.text}`);
   assert.equal(second.logs.filter((l) => /sent no ready/.test(l.msg)).length, 0);
+});
+
+test('an SDK plugin SIGKILLed after its runner died leaves no socket folder: the keeper removes the one the runner made', T, async (t) => {
+  const s = scope(t);
+  const dir = tempDir(s);
+  killKeepersAtEnd(s, join(dir, '.hookgate-state'));
+  const config = runnerConfig({
+    routes: [{ id: 'api', match: { path: '/api/*' }, plugins: ['sdk'], action: { type: 'static', body: 'api\n' } }],
+    plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: dir } } },
+  });
+  const runner = await startRunner(s, config, { dir, env: { HOOKGATE_KEEPER_GRACE_MS: '30000' } });
+  const ready = await runner.waitForLog((l) => l.msg === 'plugin ready' && l.plugin === 'sdk');
+  const folder = dirname(String(ready.socket));
+  assert.match(basename(folder), /^hookgate-plugin-/);
+  assert.ok(existsSync(folder));
+  const { sdk } = await pids(runner);
+  await runner.kill();
+
+  process.kill(sdk, 'SIGKILL');
+  await waitFor(() => !isAlive(sdk) && !existsSync(folder), { what: 'the plugin gone and its folder removed' });
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('hookgate-plugin-')), []);
 });
