@@ -8,7 +8,7 @@
  * - `GET /api/routes`: each route's match, plugin bindings, action and
  *   balancer with the targets it has now.
  * - `GET /api/plugins`: each plugin's state, pid, readiness, hooks,
- *   restarts, failures, last error, socket.
+ *   restarts, failures, the delay of a pending restart, last error, socket.
  * - `GET /api/config`: the running config, secrets redacted (`redact.ts`).
  * - `POST /api/plugins/:name/restart`: a new process for that plugin.
  * - `POST /api/drain`: `/readyz` answers 503 from now on (traffic is still
@@ -141,6 +141,8 @@ export function createAdminApp(d: AdminDeps): Hono {
         hooks: p.hooks,
         restarts: p.restarts,
         failures: p.failures,
+        // while it waits to be restarted (a crash loop's cadence), else null
+        restart_delay_ms: p.restartDelayMs,
         last_error: p.lastError || null,
         socket: p.socket,
       })),

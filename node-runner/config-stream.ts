@@ -22,8 +22,10 @@
  *   restarts it at once. Any other failure (refused connection, HTTP
  *   error, stream ended, no byte for `readTimeoutMs`: the source sends
  *   heartbeats) reconnects with exponential backoff and jitter (`baseMs`
- *   doubling to `maxMs`, ±20 %), reset once a stream has stayed up for
- *   `healthyMs`. 401/403 is logged once per change ("the config source
+ *   doubling to `maxMs`, ±20 %), reset once a stream has delivered a
+ *   complete valid `put` (the source is back: its next hiccup is retried
+ *   after `baseMs`, so a change made meanwhile arrives within seconds) or
+ *   has stayed up for `healthyMs`. 401/403 is logged once per change ("the config source
  *   refused the credential") and retried every `authRetryMs`; a source that
  *   fails TLS verification (`config-tls.ts`: CA, host name, pin) is logged
  *   once per change and retried with the backoff. The key is only ever
@@ -404,7 +406,9 @@ export class ConfigStream {
       this.#log.error({ event: name, path, err: errorText(err) }, 'malformed event from the config source; restarting the stream without applying it');
       return conn.end({ kind: 'malformed' });
     }
-    await this.#committer.commit(next, { event: name, path });
+    const committed = await this.#committer.commit(next, { event: name, path });
+    // A whole valid config arrived: the source works again, whatever came before.
+    if (committed && name === 'put') this.#failures = 0;
   }
 }
 

@@ -48,7 +48,8 @@ const LEVELS: Record<number, [string, string]> = {
 /**
  * One pino JSON record as a human line: `12:00:01.234 INFO  message  k=v …`
  * (local time; strings with spaces quoted; a multi-line field, such as a
- * stack or a plugin's traceback, indented on the lines below).
+ * stack or a plugin's traceback, and the lines after a multi-line
+ * message's first, indented on the lines below).
  *
  * @example
  * prettyLine('{"level":30,"time":0,"msg":"plugin started","plugin":"auth"}\n', false)
@@ -74,7 +75,10 @@ export function prettyLine(json: string, colour: boolean): string {
     else pairs.push(`${k}=${typeof v === 'string' && (v === '' || /[\s"=]/.test(v)) ? JSON.stringify(v) : text}`);
   }
   const dim = (s: string) => (colour ? `\x1b[2m${s}\x1b[0m` : s);
-  const head = `${dim(stamp)} ${colour ? `${tint}${label}\x1b[0m` : label} ${String(msg ?? '')}${pairs.length ? `  ${dim(pairs.join(' '))}` : ''}`;
+  // A multi-line message (a plugin's stderr lines grouped into one record): its first line heads, the rest is indented below.
+  const [first, ...more] = String(msg ?? '').replace(/\n+$/, '').split('\n');
+  if (more.length) blocks.unshift(more.join('\n').replace(/^/gm, '    '));
+  const head = `${dim(stamp)} ${colour ? `${tint}${label}\x1b[0m` : label} ${first}${pairs.length ? `  ${dim(pairs.join(' '))}` : ''}`;
   return `${[head, ...blocks].join('\n')}\n`;
 }
 

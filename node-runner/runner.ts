@@ -441,7 +441,16 @@ export class Runner {
     return createAdminApp({
       ready: () => this.ready,
       readiness: () => {
-        const plugins = this.#manager.status().map((p) => ({ name: p.name, ready: p.ready, state: p.state, hooks: p.hooks, error: p.lastError || undefined }));
+        const plugins = this.#manager.status().map((p) => ({
+          name: p.name,
+          ready: p.ready,
+          state: p.state,
+          hooks: p.hooks,
+          error: p.lastError || undefined,
+          // A crash loop shows its cadence: failures so far and the delay of the pending restart.
+          failures: p.failures || undefined,
+          restart_delay_ms: p.restartDelayMs ?? undefined,
+        }));
         const workers = this.#workers?.status();
         return { ready: this.ready, config: this.#config !== null, ...(this.#draining ? { draining: true } : {}), plugins, ...(workers ? { workers } : {}) };
       },

@@ -114,6 +114,10 @@ test('a pretty line: time, level, message, fields; a multi-line field (a traceba
   assert.match(head, /^\d\d:\d\d:\d\d\.000 WARN {2}plugin stderr {2}plugin=auth n=3$/);
   assert.deepEqual(rest, ['text:', '    Traceback:', '      File "x.py"', '    ValueError: bad']);
   assert.equal(prettyLine('not json\n', false), 'not json\n', 'what is not a record passes through');
+  const grouped = prettyLine(`${JSON.stringify({ level: 30, time: 0, msg: 'Error: boom\n    at f (x.js:1)\n    at g (x.js:2)', plugin: 'auth', stream: 'stderr', lines: 3 })}\n`, false);
+  const [gHead, ...gRest] = grouped.trimEnd().split('\n');
+  assert.match(gHead, /INFO {2}Error: boom {2}plugin=auth stream=stderr lines=3$/, 'a multi-line message: its first line heads the record');
+  assert.deepEqual(gRest, ['        at f (x.js:1)', '        at g (x.js:2)']);
 });
 
 test('validate checks what it can on this machine: missing, misspelt or non-executable programs, sha256 pins; problems in file order, in our words', async (t) => {

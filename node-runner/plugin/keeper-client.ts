@@ -15,7 +15,8 @@
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import { PassThrough, Writable } from 'node:stream';
 import type { Logger } from '../../src/core/log.ts';
@@ -23,6 +24,9 @@ import { LineSplitter } from '../lines.ts';
 import { ownFile } from '../own-file.ts';
 import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 import type { KeeperSpec, KeptPlugin } from './keeper.ts';
+
+/** The keeper's log file in the state dir (keeper.ts writes it; kept here so the client need not load the keeper). */
+const KEEPER_LOG = 'keeper.log';
 
 export type { KeptPlugin };
 
@@ -43,6 +47,8 @@ export class KeptChild extends EventEmitter {
   signalCode: NodeJS.Signals | null = null;
   #client: KeeperClient;
   #done = false;
+  /** whether we asked the keeper to stop reading this plugin (our stream buffers are full) */
+  #paused = false;
 
   constructor(client: KeeperClient, id: string) {
     super();
@@ -59,6 +65,25 @@ export class KeptChild extends EventEmitter {
         cb();
       },
     });
+  }
+
+  /**
+   * @internal a line the keeper relayed. Backpressure: when the owner reads
+   * slower than the plugin writes (our buffer is full), the keeper is asked
+   * to stop reading the plugin until we have drained, so neither we nor
+   * the keeper buffer a flood.
+   */
+  deliver(stream: 'stdout' | 'stderr', line: string): void {
+    const s = stream === 'stdout' ? this.stdout : this.stderr;
+    if (s.writableEnded || s.destroyed) return;
+    if (!s.write(line + '\n') && !this.#paused && !this.#done) {
+      this.#paused = true;
+      this.#client.send({ type: 'pause', id: this.id });
+      s.once('drain', () => {
+        this.#paused = false;
+        if (!this.#done) this.#client.send({ type: 'resume', id: this.id });
+      });
+    }
   }
 
   /** Asks the keeper to signal the plugin's process group (while it still holds the plugin). */
@@ -149,11 +174,19 @@ export class KeeperClient {
     if (!sock) {
       mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       ensureSocketDir(this.sockPath);
-      const child = nodeSpawn(process.execPath, [KEEPER_MAIN, this.dir], { detached: true, stdio: 'ignore', cwd: '/', env: process.env });
+      // Its stderr (a crash's stack) goes to its log in the state dir.
+      let logFd: number | 'ignore' = 'ignore';
+      try {
+        logFd = openSync(join(this.dir, KEEPER_LOG), 'a', 0o600);
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'cannot open the keeper log');
+      }
+      const child = nodeSpawn(process.execPath, [KEEPER_MAIN, this.dir], { detached: true, stdio: ['ignore', 'ignore', logFd], cwd: '/', env: process.env });
+      if (typeof logFd === 'number') closeSync(logFd);
       child.on('error', (err) => this.#log.error({ err: err.message }, 'cannot start the keeper'));
       child.unref();
       this.#started = true;
-      this.#log.info({ pid: child.pid, socket: this.sockPath }, 'keeper started');
+      this.#log.info({ pid: child.pid, socket: this.sockPath, log: join(this.dir, KEEPER_LOG) }, 'keeper started');
       const deadline = Date.now() + (this.#opts.startTimeoutMs ?? 5000);
       while (!sock && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 25));
@@ -294,10 +327,11 @@ export class KeeperClient {
         child.emit('spawn');
         return;
       case 'stdout':
-        child.stdout.write(String(msg.line) + '\n');
-        return;
       case 'stderr':
-        child.stderr.write(String(msg.line) + '\n');
+        child.deliver(msg.type, String(msg.line));
+        return;
+      case 'overlong':
+        child.emit('overlong', msg.stream === 'stderr' ? 'stderr' : 'stdout');
         return;
       case 'spawn_error':
         child.emit('error', Object.assign(new Error(String(msg.message)), { code: String(msg.code ?? '') }));

@@ -6,6 +6,11 @@
  * `keeper-client.ts`; it listens on `<state dir>/keeper.sock` (mode 0600)
  * and speaks JSON lines with one runner at a time.
  *
+ * It logs what it does (runner connections, plugin starts and exits, the
+ * grace, errors) as JSON lines to `<state dir>/keeper.log` (mode 0600,
+ * rotated to `keeper.log.1` past 1 MiB); the client sends its stderr there
+ * too, so a crash leaves its stack.
+ *
  * It is written to change rarely: it starts processes, relays lines,
  * remembers the last `ready` and the last push per address of each plugin,
  * signals only children it still holds, and ends everything when no runner
@@ -14,10 +19,14 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, unlinkSync } from 'node:fs';
+import { appendFileSync, chmodSync, mkdirSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
+import { realClock } from '../clock.ts';
 import { LineSplitter } from '../lines.ts';
+import { ReadThrottle } from '../throttle.ts';
 import { processStat } from '../state-dir.ts';
+import { SOCKET_DIR_KEY, SOCKET_DIR_PREFIX } from '../../src/core/protocol.ts';
 import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 
 /** How a runner asks for a plugin to be started. */
@@ -39,11 +48,21 @@ export interface KeptPlugin {
   last_ready: string | null;
   /** the last `set_targets` / `set_speed` line per address, oldest first */
   last_pushes: string[];
-  /** other stdout lines written while no runner was connected (at most HELD_MAX) */
+  /** other stdout lines written while no runner was connected (at most HELD_MAX, HELD_MAX_BYTES) */
   held: string[];
+  /** how many such lines were dropped beyond those bounds */
+  held_dropped?: number;
 }
 
+/** The keeper's own log, in the state dir. */
+const KEEPER_LOG = 'keeper.log';
+const KEEPER_LOG_MAX = 1024 * 1024;
+
 const HELD_MAX = 1000;
+const HELD_MAX_BYTES = 1024 * 1024;
+/** The last push per address is kept for a restarted runner; beyond these bounds the oldest go. */
+const PUSHES_MAX = 1024;
+const PUSHES_MAX_BYTES = 8 * 1024 * 1024;
 
 interface Held {
   id: string;
@@ -54,7 +73,12 @@ interface Held {
   specHash: string;
   lastReady: string | null;
   pushes: Map<string, { seq: number; line: string }>;
+  pushBytes: number;
   held: string[];
+  heldBytes: number;
+  heldDropped: number;
+  /** reading of its stdout and stderr: a budget per second, held while the runner or its socket push back */
+  rates: ReadThrottle[];
   exited: boolean;
 }
 
@@ -66,6 +90,15 @@ function main(): void {
   }
   const graceMs = Number(process.env.HOOKGATE_KEEPER_GRACE_MS) > 0 ? Number(process.env.HOOKGATE_KEEPER_GRACE_MS) : 60_000;
   const sockPath = keeperSocketPath(dir);
+  const logFile = join(dir, KEEPER_LOG);
+  const klog = (msg: string, fields: Record<string, unknown> = {}): void => {
+    try {
+      if ((statSync(logFile, { throwIfNoEntry: false })?.size ?? 0) > KEEPER_LOG_MAX) renameSync(logFile, `${logFile}.1`);
+      appendFileSync(logFile, JSON.stringify({ time: new Date().toISOString(), pid: process.pid, msg, ...fields }) + '\n', { mode: 0o600 });
+    } catch {
+      // A log that cannot be written must not stop the keeper.
+    }
+  };
   const plugins = new Map<string, Held>();
   let runner: Socket | null = null;
   let graceTimer: NodeJS.Timeout | null = null;
@@ -74,10 +107,28 @@ function main(): void {
 
   process.on('SIGINT', () => {});
   process.on('SIGHUP', () => {});
-  process.on('SIGTERM', () => void shutdown());
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
 
+  // While the runner's socket is full, no plugin is read: the keeper's memory stays bounded.
+  let socketFull = false;
+  const holdAll = (why: string, on: boolean): void => {
+    for (const p of plugins.values()) for (const r of p.rates) on ? r.hold(why) : r.release(why);
+  };
   const send = (msg: Record<string, unknown>): void => {
-    if (runner && !runner.destroyed) runner.write(JSON.stringify(msg) + '\n');
+    if (!runner || runner.destroyed) return;
+    if (!runner.write(JSON.stringify(msg) + '\n') && !socketFull) {
+      socketFull = true;
+      holdAll('socket', true);
+      const conn = runner;
+      const drained = (): void => {
+        conn.off('drain', drained);
+        conn.off('close', drained);
+        socketFull = false;
+        holdAll('socket', false);
+      };
+      conn.on('drain', drained);
+      conn.on('close', drained);
+    }
   };
 
   const signalGroup = (p: Held, signal: NodeJS.Signals): void => {
@@ -104,9 +155,10 @@ function main(): void {
     });
   };
 
-  const shutdown = async (): Promise<void> => {
+  const shutdown = async (why = 'asked to exit'): Promise<void> => {
     if (exiting) return;
     exiting = true;
+    klog('stopping every plugin and exiting', { why, plugins: plugins.size });
     await Promise.all([...plugins.values()].map((p) => stopPlugin(p, 1000)));
     try {
       unlinkSync(sockPath);
@@ -118,7 +170,7 @@ function main(): void {
 
   const armGrace = (): void => {
     if (graceTimer) clearTimeout(graceTimer);
-    graceTimer = setTimeout(() => void shutdown(), graceMs);
+    graceTimer = setTimeout(() => void shutdown(`no runner connected for ${graceMs} ms`), graceMs);
   };
 
   const start = (id: string, name: string, spec: KeeperSpec, specHash: string): void => {
@@ -130,21 +182,35 @@ function main(): void {
       send({ type: 'exited', id, code: null, signal: null });
       return;
     }
-    const p: Held = { id, name, child, pid: 0, startTime: null, specHash, lastReady: null, pushes: new Map(), held: [], exited: false };
+    const p: Held = {
+      id, name, child, pid: 0, startTime: null, specHash, lastReady: null,
+      pushes: new Map(), pushBytes: 0, held: [], heldBytes: 0, heldDropped: 0, rates: [], exited: false,
+    };
     plugins.set(id, p);
     child.on('error', (err: NodeJS.ErrnoException) => {
+      klog('cannot start a plugin', { id, program: spec.program, code: err.code, err: err.message });
       send({ type: 'spawn_error', id, code: err.code ?? '', message: err.message });
     });
     child.stdin?.on('error', () => {});
     child.stdout?.setEncoding('utf8');
     child.stderr?.setEncoding('utf8');
-    const out = new LineSplitter((line) => onStdout(p, line), () => {});
+    const outRate = new ReadThrottle(child.stdout!, realClock);
+    const errRate = new ReadThrottle(child.stderr!, realClock);
+    p.rates = [outRate, errRate];
+    if (socketFull) holdAll('socket', true);
+    // An over-long line is dropped here and reported, never silently.
+    const out = new LineSplitter((line) => {
+      outRate.line(line.length);
+      onStdout(p, line);
+    }, () => send({ type: 'overlong', id, stream: 'stdout' }));
     const err = new LineSplitter((line) => {
+      errRate.line(line.length);
       if (runner) send({ type: 'stderr', id, line });
-    }, () => {});
+    }, () => send({ type: 'overlong', id, stream: 'stderr' }));
     child.stdout?.on('data', (c: string) => out.push(c));
     child.stderr?.on('data', (c: string) => err.push(c));
     child.on('spawn', () => {
+      klog('plugin started', { id, pid: child.pid });
       p.pid = child.pid!;
       p.startTime = processStat(p.pid)?.startTime ?? null;
       send({ type: 'started', id, pid: p.pid, start_time: p.startTime });
@@ -163,8 +229,19 @@ function main(): void {
       child.stdin?.destroy();
     });
     child.on('close', (code, signal) => {
+      klog('plugin exited', { id, pid: p.pid, code, signal });
       out.end();
       err.end();
+      for (const r of p.rates) r.stop();
+      // The runner made this process a socket folder; the runner may be gone by now, so it is ours to remove.
+      const socketDir = spec.env[SOCKET_DIR_KEY];
+      if (socketDir && basename(socketDir).startsWith(SOCKET_DIR_PREFIX)) {
+        try {
+          rmSync(socketDir, { recursive: true, force: true });
+        } catch {
+          // In the temp dir: nothing more to do.
+        }
+      }
       p.exited = true;
       plugins.delete(id);
       send({ type: 'exited', id, code, signal });
@@ -185,9 +262,22 @@ function main(): void {
     else if (method === 'set_targets' || method === 'set_speed') {
       const to = typeof params.route_id === 'string' && params.route_id !== '' ? `r:${params.route_id}` : `a:${String(params.action)}`;
       const key = `${method} ${to}`;
+      const old = p.pushes.get(key);
+      if (old) p.pushBytes -= old.line.length;
       p.pushes.delete(key);
       p.pushes.set(key, { seq: ++pushSeq, line });
-    } else if (!runner && p.held.length < HELD_MAX) p.held.push(line);
+      p.pushBytes += line.length;
+      for (const [k, v] of p.pushes) {
+        if (p.pushes.size <= PUSHES_MAX && p.pushBytes <= PUSHES_MAX_BYTES) break;
+        p.pushes.delete(k);
+        p.pushBytes -= v.line.length;
+      }
+    } else if (!runner) {
+      if (p.held.length < HELD_MAX && p.heldBytes + line.length <= HELD_MAX_BYTES) {
+        p.held.push(line);
+        p.heldBytes += line.length;
+      } else p.heldDropped++;
+    }
     if (runner) send({ type: 'stdout', id: p.id, line });
   };
 
@@ -196,7 +286,10 @@ function main(): void {
       .filter((p) => !p.exited && p.pid)
       .map((p) => {
         const held = p.held;
+        const heldDropped = p.heldDropped;
         p.held = [];
+        p.heldBytes = 0;
+        p.heldDropped = 0;
         return {
           id: p.id,
           name: p.name,
@@ -206,6 +299,7 @@ function main(): void {
           last_ready: p.lastReady,
           last_pushes: [...p.pushes.values()].sort((a, b) => a.seq - b.seq).map((x) => x.line),
           held,
+          ...(heldDropped ? { held_dropped: heldDropped } : {}),
         };
       });
 
@@ -221,6 +315,11 @@ function main(): void {
       case 'stdin':
         if (p && !p.exited && p.child.stdin?.writable) p.child.stdin.write(String(msg.data ?? ''));
         return;
+      case 'pause':
+      case 'resume':
+        // The runner's backpressure for one plugin: stop (or go on) reading its output.
+        if (p) for (const r of p.rates) msg.type === 'pause' ? r.hold('runner') : r.release('runner');
+        return;
       case 'stdin_end':
         if (p && !p.exited) p.child.stdin?.end();
         return;
@@ -234,7 +333,7 @@ function main(): void {
         send({ type: 'list', keeper_pid: process.pid, plugins: list() });
         return;
       case 'exit':
-        void shutdown();
+        void shutdown('the runner asked it to exit');
         return;
     }
   };
@@ -243,8 +342,10 @@ function main(): void {
     if (exiting) return void conn.destroy();
     // One runner at a time: a restarted runner takes over even if the dead
     // one's connection has not been closed yet.
+    klog(runner ? 'a runner connected; it replaces the previous one' : 'a runner connected', { plugins: plugins.size });
     runner?.destroy();
     runner = conn;
+    holdAll('runner', false);
     if (graceTimer) clearTimeout(graceTimer);
     graceTimer = null;
     conn.setEncoding('utf8');
@@ -262,6 +363,9 @@ function main(): void {
     conn.on('close', () => {
       if (runner !== conn) return;
       runner = null;
+      klog('the runner disconnected; plugins keep running for the grace', { grace_ms: graceMs, plugins: plugins.size });
+      // Nobody to ask for more: read on (what is not kept is counted in held_dropped).
+      holdAll('runner', false);
       armGrace();
     });
   });
@@ -276,11 +380,15 @@ function main(): void {
   }
   const oldMask = process.umask(0o077);
   server.listen(sockPath, () => {
+    klog('keeper listening', { socket: sockPath, grace_ms: graceMs });
     process.umask(oldMask);
     chmodSync(sockPath, 0o600);
     armGrace();
   });
-  server.on('error', () => process.exit(1));
+  server.on('error', (err) => {
+    klog('cannot listen; exiting', { socket: sockPath, err: err.message });
+    process.exit(1);
+  });
 }
 
 // Only ever run as a program; other modules import its types only (`import type`).

@@ -37,6 +37,12 @@
  * that a stale verdict or an `on_error: allow` skip went into is marked
  * `nc`, so an edge does not cache it.
  *
+ * Which hooks a plugin has: until its first `ready` it counts as having all
+ * of them (its routes fail closed), unless the config lists them (`hooks`).
+ * One that acked a configure and sent no ready within the process's grace
+ * (1 s) is push-only, as prox's SDK behaves, unless a ready of it ever
+ * declared hooks; a push alone proves nothing.
+ *
  * Attached plugins (`attach` in the config: run by something else, reached
  * at their socket) take a process's place: `attached.ts` health-checks the
  * socket, and the manager keeps a pool only while it is reachable, so calls
@@ -112,6 +118,10 @@ interface PluginEntry {
   /** HOOK_BIT mask from the last ready; ALL_HOOKS until the plugin has said */
   hooks: number;
   known: boolean;
+  /** every hook a `ready` of this definition ever declared: such a plugin is never taken for push-only */
+  everHooks: number;
+  /** taken for push-only because it acked and sent no ready (not declared by `ready` or the config) */
+  guessedPushOnly: boolean;
   configure: ConfigureParams[];
   readyWaiters: Array<() => void>;
   /** the last `set_targets` per wide address ("*" or an action), by address */
@@ -154,10 +164,13 @@ export interface PluginStatus {
   ready: boolean;
   hooks: HookName[];
   socket: string | null;
+  /** consecutive failed starts (for a process, reset once one stayed up 30 s); failed health checks (attached) */
   failures: number;
   lastError: string;
   /** processes started for this name since the runner started, minus the first (restarts and replacements) */
   restarts: number;
+  /** the delay of the pending restart while in `backoff`, else null */
+  restartDelayMs: number | null;
 }
 
 
@@ -260,8 +273,11 @@ export class PluginManager {
         changes.settings.push(name);
         // Same program, other settings: no restart. Bindings carry on_error and
         // with_body; pool and ready settings apply from the plugin's next start.
+        const hooksChanged = JSON.stringify(next.hooks) !== JSON.stringify(entry.config.hooks);
         entry.config = next;
         this.#log.info({ plugin: name }, 'plugin settings changed; the process keeps running (pool and ready settings apply from its next start)');
+        // Declared hooks apply at once to a plugin that has not said ready with a socket.
+        if (hooksChanged && next.hooks && !entry.pool) this.#setHooks(entry, hookMask(next.hooks));
       }
     }
     const adopting: Array<{ entry: PluginEntry; kept: KeptPlugin; params: ConfigureParams[] }> = [];
@@ -363,7 +379,10 @@ export class PluginManager {
       entry.configure = params;
       proc.configure(params);
       const lines = [...(kept.last_ready ? [kept.last_ready] : []), ...kept.last_pushes, ...kept.held];
+      if (kept.held_dropped) this.#log.warn({ plugin: entry.name, lines: kept.held_dropped }, 'the keeper dropped stdout lines this plugin wrote while no runner was connected (over its bound)');
       proc.adopt(client.adopt(kept) as unknown as ChildProcess, lines);
+      // The same process was push-only before the runner restarted: no ready is coming, and no grace either.
+      if (same && was.push_only && !kept.last_ready && !entry.config.hooks) this.#setHooks(entry, 0);
       if (!same || JSON.stringify(was.configure) !== JSON.stringify(params)) proc.configure(params);
     }
     for (const p of [...recovery.kept.values(), ...recovery.extra]) {
@@ -388,7 +407,8 @@ export class PluginManager {
           start_time: client.startTime(e.proc.pid),
           spec_hash: specHash(e.key, e.code),
           socket: e.pool?.path ?? null,
-          hooks: e.known ? (Object.keys(HOOK_BIT) as HookName[]).filter((h) => e.hooks & HOOK_BIT[h]) : [],
+          hooks: e.known ? hookNames(e.hooks) : [],
+          ...(e.known && e.hooks === 0 ? { push_only: true } : {}),
           configure: e.configure,
         };
       }
@@ -459,7 +479,7 @@ export class PluginManager {
   whenReady(name: string, timeoutMs: number): Promise<void> {
     const entry = this.#plugins.get(name);
     if (!entry) return Promise.reject(new HookgateError('PLUGIN_UNAVAILABLE', `no plugin named "${name}" is running`));
-    if (entry.known && (entry.pool || entry.hooks === 0)) return Promise.resolve();
+    if (this.#isReady(entry)) return Promise.resolve();
     return new Promise((resolve, reject) => {
       const timer = this.#clock.setTimeout(() => {
         const why = entry.proc.lastError ? ` (${entry.proc.lastError})` : '';
@@ -472,25 +492,37 @@ export class PluginManager {
     });
   }
 
+  /**
+   * A plugin serves hooks when it has a pool. One without hooks (push-only,
+   * or autostart with no route to serve) is ready while it runs once it has
+   * shown what it is: said ready, pushed, or been found push-only. An
+   * attached plugin is ready only while its socket is reachable.
+   */
+  #isReady(e: PluginEntry): boolean {
+    if (e.pool !== null) return true;
+    if (e.proc instanceof AttachedPlugin) return e.proc.state === 'attached' && e.hooks === 0;
+    const p = e.proc;
+    if (p.state === 'backoff' || p.state === 'stopped' || !p.settled) return false;
+    return (e.known && e.hooks === 0) || e.configure.every((c) => c.route_id === '');
+  }
+
+  #wakeIfReady(entry: PluginEntry): void {
+    if (this.#isReady(entry)) for (const w of entry.readyWaiters.splice(0)) w();
+  }
+
   /** Status of every plugin the config wants running. */
   status(): PluginStatus[] {
     return [...this.#plugins.values()].map((e) => ({
       name: e.name,
       state: e.proc.state,
       pid: e.proc.pid,
-      // A plugin serves hooks when it has a pool; one without hooks (push-only,
-      // or autostart with no route to serve) is ready while it runs. An
-      // attached plugin is ready only while its socket is reachable.
-      ready:
-        e.pool !== null ||
-        (e.proc instanceof AttachedPlugin
-          ? e.proc.state === 'attached' && e.hooks === 0
-          : e.proc.state !== 'backoff' && e.proc.state !== 'stopped' && ((e.known && e.hooks === 0) || e.configure.every((c) => c.route_id === ''))),
-      hooks: e.known ? (Object.keys(HOOK_BIT) as HookName[]).filter((h) => e.hooks & HOOK_BIT[h]) : [],
+      ready: this.#isReady(e),
+      hooks: e.known ? hookNames(e.hooks) : [],
       socket: e.pool?.path ?? null,
       failures: e.proc.failures,
       lastError: e.proc.lastError,
       restarts: Math.max(0, (this.#starts.get(e.name) ?? 0) - 1),
+      restartDelayMs: e.proc instanceof PluginProcess ? e.proc.restartDelay : null,
     }));
   }
 
@@ -573,6 +605,9 @@ export class PluginManager {
   #createEntry(name: string, config: PluginConfig): PluginEntry {
     if (config.attach) return this.#createAttached(name, config);
     const log = this.#log.child({ plugin: name });
+    // Hooks the config declares are known at once: no fail-closed window for
+    // the others, and no guessing whether a plugin without ready is push-only.
+    const declared = config.hooks ? hookMask(config.hooks) : null;
     const entry: PluginEntry = {
       name,
       key: definitionKey(config),
@@ -580,8 +615,10 @@ export class PluginManager {
       config,
       proc: null as unknown as PluginProcess,
       pool: null,
-      hooks: ALL_HOOKS,
-      known: false,
+      hooks: declared ?? ALL_HOOKS,
+      known: declared !== null,
+      everHooks: 0,
+      guessedPushOnly: false,
       configure: [],
       readyWaiters: [],
       widePushes: new Map(),
@@ -604,19 +641,49 @@ export class PluginManager {
         if (socket && !entry.pool && hooks !== 0) {
           entry.pool = new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
         }
+        if (hooks !== 0 && entry.guessedPushOnly) {
+          log.error(
+            { hooks: hookNames(hooks) },
+            'plugin said ready with hooks after it was taken for push-only; its hooks are called from now on, and it is never taken for push-only again. Requests before were served without them: declare its hooks in the config ("hooks": [...]) so its routes fail closed until it is ready',
+          );
+        } else if (hooks !== 0 && entry.config.hooks && hookMask(entry.config.hooks) !== hooks) {
+          log.warn({ hooks: hookNames(hooks), configured: entry.config.hooks }, 'plugin declared other hooks than its config says; calling the ones it declared');
+        }
+        entry.guessedPushOnly = false;
+        entry.everHooks |= hooks;
         this.#setHooks(entry, hooks);
         this.#poolsChanged();
         this.#scheduleSnapshot();
       },
-      onNoReady: () => {
+      onNoReady: (kind) => {
+        if (entry.config.hooks) {
+          // The config said what it implements; nothing to guess.
+          this.#wakeIfReady(entry);
+          return;
+        }
+        if (kind === 'acked') {
+          if (entry.everHooks !== 0) {
+            log.warn(
+              { hooks: hookNames(entry.everHooks) },
+              'plugin acked its configure and sent no ready; it declared hooks before, so its routes keep failing closed until it says ready',
+            );
+            return;
+          }
+          // prox's SDK: a plugin without hooks acks and never says ready.
+          entry.guessedPushOnly = true;
+          this.#setHooks(entry, 0);
+          this.#scheduleSnapshot();
+          return;
+        }
         if (entry.configure.some((c) => c.route_id !== '')) {
           // Bound to routes but silent about its hooks: its routes keep failing closed.
           log.error(
-            'plugin is bound to routes but sent no ready; their hook calls get on_error verdicts. A push-only plugin should be autostart and unbound, or send ready with hooks []',
+            'plugin is bound to routes but sent no ready; their hook calls get on_error verdicts. A push-only plugin should ack its configure, send ready with hooks [], or be declared with "hooks": [] in the config',
           );
           return;
         }
         this.#setHooks(entry, 0);
+        this.#scheduleSnapshot();
       },
       onExit: () => {
         entry.pool?.close();
@@ -626,6 +693,7 @@ export class PluginManager {
       },
       onPush: (method, params) => {
         this.#onPush(entry, log, method, params);
+        this.#wakeIfReady(entry);
         this.#scheduleSnapshot();
       },
     });
@@ -659,6 +727,8 @@ export class PluginManager {
       pool: null,
       hooks: proc.hooks,
       known: true,
+      everHooks: proc.hooks,
+      guessedPushOnly: false,
       configure: [],
       readyWaiters: [],
       widePushes: new Map(),
@@ -672,7 +742,7 @@ export class PluginManager {
       entry.hooks = hooks;
       this.#recomputeMasks();
     }
-    for (const w of entry.readyWaiters.splice(0)) w();
+    this.#wakeIfReady(entry);
   }
 
   async #stopEntry(entry: PluginEntry): Promise<void> {
@@ -830,4 +900,14 @@ interface Recovery {
   extra: KeptPlugin[];
   /** the snapshot, when written for the keeper we are connected to */
   snapshot: Snapshot | null;
+}
+
+/** The HOOK_BIT mask of a list of hook names. */
+function hookMask(hooks: readonly HookName[]): number {
+  return hooks.reduce((mask, h) => mask | HOOK_BIT[h], 0);
+}
+
+/** The hook names of a HOOK_BIT mask, in protocol order. */
+function hookNames(mask: number): HookName[] {
+  return (Object.keys(HOOK_BIT) as HookName[]).filter((h) => mask & HOOK_BIT[h]);
 }

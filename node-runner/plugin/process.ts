@@ -11,14 +11,26 @@
 
 import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { dirname, delimiter } from 'node:path';
+import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, delimiter, join } from 'node:path';
 import { HookgateError } from '../../src/core/errors.ts';
 import type { Logger, LogLevel } from '../../src/core/log.ts';
 import type { PluginConfig } from '../../src/core/config.ts';
-import { HOOK, HOOK_BIT, MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE, PROTOCOL_VERSION, PROTOCOL_VERSIONS_KEY, type HookName } from '../../src/core/protocol.ts';
+import {
+  HOOK,
+  HOOK_BIT,
+  MAGIC_COOKIE_KEY,
+  MAGIC_COOKIE_VALUE,
+  PROTOCOL_VERSION,
+  PROTOCOL_VERSIONS_KEY,
+  SOCKET_DIR_KEY,
+  SOCKET_DIR_PREFIX,
+  type HookName,
+} from '../../src/core/protocol.ts';
 import { realClock, type Clock, type TimerHandle } from '../clock.ts';
 import { LineSplitter } from '../lines.ts';
+import { RateBudget, READ_LIMITS, ReadThrottle, type ReadLimits } from '../throttle.ts';
 import type { Reaper } from './reaper.ts';
 
 /** What `configure` carries for one route. */
@@ -42,12 +54,28 @@ export interface PluginProcessOptions {
   backoffBaseMs?: number;
   /** longest restart delay (default 30 s) */
   backoffMaxMs?: number;
+  /**
+   * a process that stays up this long (by the clock) resets the failure
+   * count, so the next crash is retried after `backoffBaseMs` again (default 30 s)
+   */
+  healthyMs?: number;
   /** called when the plugin says ready; `hooks` is a HOOK_BIT mask */
   onReady?: (socket: string | null, hooks: number) => void;
   /** called for `set_targets` and `set_speed` lines */
   onPush?: (method: 'set_targets' | 'set_speed', params: unknown) => void;
-  /** called when the process has been alive for `ready_timeout` without sending ready */
-  onNoReady?: () => void;
+  /**
+   * called once per process that sends no `ready` although it runs:
+   * `'acked'` when it acknowledged a configure and `pushOnlyGraceMs` passed
+   * (prox's SDK never sends ready for a plugin without hooks), `'talked'`
+   * when it said something else and `ready_timeout` passed
+   */
+  onNoReady?: (kind: 'acked' | 'talked') => void;
+  /** how long after its first configure ack a plugin may take to send `ready` before it counts as push-only (default 1 s) */
+  pushOnlyGraceMs?: number;
+  /** lines and bytes a second read from each of its stdout and stderr before reading pauses for the rest of the second (default READ_LIMITS) */
+  readLimits?: ReadLimits;
+  /** lines a second of its output (stderr, `log`, ignored lines) the runner logs; the excess is counted and summarised once a second (default 100) */
+  logLinesPerSec?: number;
   /** called when a process has started (not for an adopted one) */
   onSpawn?: (pid: number | undefined) => void;
   /** takes each stderr line (without its newline) instead of the log, e.g. plugin-call's own stderr */
@@ -57,6 +85,21 @@ export interface PluginProcessOptions {
 }
 
 const LOG_LEVELS = new Set<LogLevel>(['debug', 'info', 'warn', 'error']);
+
+/** stderr lines that arrive within this long of the first are one log record (a stack trace is one record)... */
+export const STDERR_GROUP_MS = 50;
+/** ... up to this many lines or bytes. */
+export const STDERR_GROUP_LINES = 64;
+export const STDERR_GROUP_BYTES = 16 * 1024;
+
+/** What one attached process's output has cost so far: the log budget, the stderr group, over-long lines. */
+interface OutputState {
+  budget: RateBudget;
+  group: string[];
+  groupBytes: number;
+  groupTimer: TimerHandle | null;
+  overlong: { stdout: number; stderr: number };
+}
 
 /**
  * Computes the sha256 of a file as lower-case hex.
@@ -106,8 +149,10 @@ export function pluginEnv(cfg: Pick<PluginConfig, 'env' | 'inherit_env'>, from: 
 
 /**
  * Supervises one plugin. Created stopped; `start()` launches it and keeps it
- * running (restarting after every exit, with backoff 1 s, 2 s, 4 s ... 30 s,
- * reset by any valid message) until `stop()`.
+ * running (restarting after every exit, with backoff 1 s, 2 s, 4 s ... 30 s)
+ * until `stop()`. The backoff starts over only once a process has stayed up
+ * for `healthyMs` (30 s): a plugin that acks, says ready or pushes and then
+ * crashes is still a crash loop, and slows down like one.
  *
  * Contract: `start()` on a started plugin and `stop()` on a stopped one are
  * no-ops, and stopping is final: `stop()` before `start()` is not an error
@@ -131,10 +176,17 @@ export class PluginProcess {
   #configure: ConfigureParams[] = [];
   #failures = 0;
   #restartTimer: TimerHandle | null = null;
+  #restartDelay: number | null = null;
   #readyTimer: TimerHandle | null = null;
+  #graceTimer: TimerHandle | null = null;
+  /** the process the push-only grace has already been spent on */
+  #settledByGrace: ChildProcess | null = null;
+  #settled = false;
+  #healthyTimer: TimerHandle | null = null;
   #exited: Promise<void> = Promise.resolve();
   #alive = false;
   #lastError = '';
+  #output: OutputState | null = null;
 
   constructor(name: string, config: PluginConfig, opts: PluginProcessOptions) {
     this.name = name;
@@ -153,14 +205,28 @@ export class PluginProcess {
     return this.#child?.pid;
   }
 
-  /** Consecutive failed starts since the last valid message. */
+  /** Consecutive failed starts (exits) since a process last stayed up for `healthyMs`. */
   get failures(): number {
     return this.#failures;
   }
 
-  /** Why the last start failed, or ''. */
+  /** Why the last start failed or the last process exited, or '' once a process stayed up for `healthyMs`. */
   get lastError(): string {
     return this.#lastError;
+  }
+
+  /**
+   * Whether the running process has shown what it is: it said `ready`,
+   * pushed, or was found push-only (`onNoReady`). A push-only plugin counts
+   * as ready only then, not merely because it runs. False between processes.
+   */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  /** The delay of the restart now pending (state `backoff`), or null. */
+  get restartDelay(): number | null {
+    return this.#restartDelay;
   }
 
   /** The delay before restart number `failures` (1 s, 2 s, 4 s ... capped). */
@@ -198,7 +264,10 @@ export class PluginProcess {
     this.#wanted = false;
     this.#clock.clearTimeout(this.#restartTimer);
     this.#clock.clearTimeout(this.#readyTimer);
+    this.#clock.clearTimeout(this.#graceTimer);
+    this.#clock.clearTimeout(this.#healthyTimer);
     this.#restartTimer = null;
+    this.#restartDelay = null;
     const child = this.#child;
     if (!child) {
       this.#state = 'stopped';
@@ -225,6 +294,7 @@ export class PluginProcess {
     if (!this.#wanted) return;
     this.#state = 'starting';
     this.#alive = false;
+    this.#settled = false;
     const cfg = this.config;
     const [program, ...first] = cfg.command ?? [cfg.path as string];
     try {
@@ -251,6 +321,19 @@ export class PluginProcess {
   #spawn(program: string, args: string[]): void {
     const cfg = this.config;
     const env = pluginEnv(cfg);
+    // A private folder per process for its socket: removed when the process
+    // is gone (here, and by the keeper, which outlives us), however it ended.
+    // In the plugin's temp dir (its env's TMPDIR, else ours), or /tmp when
+    // a socket path there would be too long for Linux.
+    let socketDir: string | null = null;
+    let base = env.TMPDIR || tmpdir();
+    if (Buffer.byteLength(join(base, `${SOCKET_DIR_PREFIX}XXXXXX`, 'plugin.sock')) > 100) base = '/tmp';
+    try {
+      socketDir = mkdtempSync(join(base, SOCKET_DIR_PREFIX));
+      env[SOCKET_DIR_KEY] = socketDir;
+    } catch (err) {
+      this.#log.warn({ dir: base, err: (err as Error).message }, 'cannot make a socket folder for the plugin; it makes its own');
+    }
     const spawn = this.#opts.spawn ?? nodeSpawn;
     let child: ChildProcess;
     try {
@@ -258,18 +341,20 @@ export class PluginProcess {
       // reaper can end it together with anything it started.
       child = spawn(program, args, { cwd: cfg.cwd, env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
     } catch (err) {
+      removeSocketDir(socketDir);
       this.#lastError = `plugin "${this.name}": cannot start ${program}: ${(err as Error).message}`;
       this.#log.error(this.#lastError);
       this.#scheduleRestart();
       return;
     }
-    this.#attach(child, program);
+    this.#attach(child, program, socketDir);
     child.on('spawn', () => {
       if (child.pid) this.#opts.reaper?.add(child.pid);
       this.#log.info({ pid: child.pid }, 'plugin started');
       this.#state = 'running';
       this.#sendConfigure();
       this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
+      this.#armHealthy(child);
       this.#opts.onSpawn?.(child.pid);
     });
   }
@@ -289,13 +374,30 @@ export class PluginProcess {
     this.#state = 'running';
     // It ran before: a plugin that sends no ready is push-only, not dead.
     this.#alive = true;
+    this.#settled = true;
     this.#log.info({ pid: child.pid }, 'plugin adopted');
     this.#readyTimer = this.#clock.setTimeout(() => this.#onReadyDeadline(child), this.config.ready_timeout, true);
+    this.#armHealthy(child);
     for (const line of lines) this.#onStdout(line);
     return true;
   }
 
-  #attach(child: ChildProcess, program: string): void {
+  #armHealthy(child: ChildProcess): void {
+    this.#clock.clearTimeout(this.#healthyTimer);
+    this.#healthyTimer = this.#clock.setTimeout(
+      () => {
+        if (this.#child !== child) return;
+        this.#healthyTimer = null;
+        if (this.#failures > 0) this.#log.info({ failures: this.#failures, up_ms: this.#opts.healthyMs ?? 30_000 }, 'plugin stayed up; its restart backoff starts over');
+        this.#failures = 0;
+        this.#lastError = '';
+      },
+      this.#opts.healthyMs ?? 30_000,
+      true,
+    );
+  }
+
+  #attach(child: ChildProcess, program: string, socketDir: string | null = null): void {
     this.#child = child;
     let resolveExit!: () => void;
     this.#exited = new Promise((r) => (resolveExit = r));
@@ -310,16 +412,33 @@ export class PluginProcess {
     });
     child.stdout?.setEncoding('utf8');
     child.stderr?.setEncoding('utf8');
+    const output = this.#newOutput();
+    // Reading is bounded per stream: a flood fills the plugin's pipe and
+    // blocks the plugin, not the runner (through the keeper, the pause
+    // travels back to the keeper, which stops reading that plugin).
+    const limits = this.#opts.readLimits ?? READ_LIMITS;
+    const outRate = child.stdout ? new ReadThrottle(child.stdout, this.#clock, limits) : null;
+    const errRate = child.stderr ? new ReadThrottle(child.stderr, this.#clock, limits) : null;
     const out = new LineSplitter(
-      (line) => this.#onStdout(line),
-      () => this.#log.warn('plugin wrote a stdout line over 1 MiB; it was ignored'),
+      (line) => {
+        outRate?.line(line.length);
+        this.#onStdout(line);
+      },
+      () => this.#overlong(output, 'stdout'),
     );
     const errLines = new LineSplitter(
-      this.#opts.onStderr ?? ((line) => this.#log.info({ stream: 'stderr' }, line)),
-      () => this.#log.warn('plugin wrote a stderr line over 1 MiB; it was ignored'),
+      (line) => {
+        errRate?.line(line.length);
+        // plugin-call shows the lines as they come; the runner logs them grouped.
+        if (this.#opts.onStderr) this.#opts.onStderr(line);
+        else this.#stderrLine(output, line);
+      },
+      () => this.#overlong(output, 'stderr'),
     );
     child.stdout?.on('data', (c: string) => out.push(c));
     child.stderr?.on('data', (c: string) => errLines.push(c));
+    // A plugin held by the keeper: the keeper splits its lines and reports the over-long ones.
+    child.on('overlong', (stream: unknown) => this.#overlong(output, stream === 'stderr' ? 'stderr' : 'stdout'));
     child.on('exit', () => {
       // 'close' waits for every holder of the pipes; a grandchild that kept
       // stdout open would hide the exit. End the group and our pipe ends now.
@@ -331,7 +450,16 @@ export class PluginProcess {
     child.on('close', (code, signal) => {
       out.end();
       errLines.end();
+      outRate?.stop();
+      errRate?.stop();
+      this.#endOutput(output);
+      removeSocketDir(socketDir);
       this.#clock.clearTimeout(this.#readyTimer);
+      this.#clock.clearTimeout(this.#graceTimer);
+      this.#graceTimer = null;
+      this.#settled = false;
+      this.#clock.clearTimeout(this.#healthyTimer);
+      this.#healthyTimer = null;
       if (child.pid) {
         // Anything the plugin started in its group goes with it.
         killGroup(child, 'SIGKILL');
@@ -361,9 +489,11 @@ export class PluginProcess {
     this.#failures++;
     const delay = this.backoffDelay(this.#failures);
     this.#state = 'backoff';
-    this.#log.info({ delay_ms: delay, failures: this.#failures }, 'plugin will be restarted');
+    this.#restartDelay = delay;
+    this.#log.info({ delay_ms: delay, failures: this.#failures, reason: this.#lastError }, 'plugin will be restarted');
     this.#restartTimer = this.#clock.setTimeout(() => {
       this.#restartTimer = null;
+      this.#restartDelay = null;
       void this.#launch();
     }, delay, true);
   }
@@ -372,8 +502,10 @@ export class PluginProcess {
     if (this.#child !== child || this.#state === 'ready') return;
     if (this.#alive) {
       // It talks (acks, pushes) but declares no socket: a push-only plugin.
+      this.#clock.clearTimeout(this.#graceTimer);
       this.#log.info('plugin sent no ready before its ready_timeout; treating it as push-only (no hooks)');
-      this.#opts.onNoReady?.();
+      this.#settled = true;
+      this.#opts.onNoReady?.('talked');
       return;
     }
     this.#log.error({ timeout_ms: this.config.ready_timeout }, 'plugin sent nothing before its ready_timeout; killing it');
@@ -388,10 +520,35 @@ export class PluginProcess {
     }
   }
 
+  /**
+   * After the first configure ack of a process that has not said ready:
+   * prox's SDK acks and then says ready at once when the plugin has hooks,
+   * and never when it has none. A push proves nothing (a plugin with hooks
+   * may push first), so only the ack starts this.
+   */
+  #armPushOnlyGrace(): void {
+    const child = this.#child;
+    if (!child || this.#state === 'ready' || this.#graceTimer || this.#settledByGrace === child) return;
+    const grace = this.#opts.pushOnlyGraceMs ?? 1000;
+    this.#graceTimer = this.#clock.setTimeout(
+      () => {
+        this.#graceTimer = null;
+        if (this.#child !== child || this.#state === 'ready') return;
+        this.#settledByGrace = child;
+        this.#clock.clearTimeout(this.#readyTimer);
+        this.#log.info({ grace_ms: grace }, 'plugin acked its configure and sent no ready; treating it as push-only (no hooks)');
+        this.#settled = true;
+        this.#opts.onNoReady?.('acked');
+      },
+      grace,
+      true,
+    );
+  }
+
   #succeeded(): void {
+    // A valid message proves the plugin runs, not that it stays up: the
+    // failure count is reset by #armHealthy's timer, not here.
     this.#alive = true;
-    this.#failures = 0;
-    this.#lastError = '';
   }
 
   #onStdout(line: string): void {
@@ -402,17 +559,18 @@ export class PluginProcess {
       if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
       msg = v as Record<string, unknown>;
     } catch {
-      this.#log.warn({ line: line.slice(0, 200) }, 'ignored a stdout line that is not a JSON object');
+      this.#plog('warn', { line: line.slice(0, 200) }, 'ignored a stdout line that is not a JSON object');
       return;
     }
     if (msg.method === undefined) {
       if (msg.result !== undefined) {
         this.#succeeded();
+        this.#armPushOnlyGrace();
         return;
       }
       if (msg.error !== undefined) {
         this.#alive = true;
-        this.#log.warn({ error: String(msg.error) }, 'plugin rejected a configure');
+        this.#plog('warn', { error: String(msg.error) }, 'plugin rejected a configure');
         return;
       }
     }
@@ -423,6 +581,7 @@ export class PluginProcess {
       case 'set_targets':
       case 'set_speed':
         this.#succeeded();
+        this.#settled = true;
         this.#opts.onPush?.(msg.method, params);
         return;
       case 'log': {
@@ -431,11 +590,67 @@ export class PluginProcess {
         const fields: Record<string, unknown> = { from: 'plugin' };
         const args = Array.isArray(params.args) ? params.args : [];
         for (let i = 0; i + 1 < args.length; i += 2) fields[String(args[i])] = args[i + 1];
-        this.#log[level](fields, String(params.message ?? ''));
+        this.#plog(level, fields, String(params.message ?? ''));
         return;
       }
       default:
-        this.#log.warn({ line: line.slice(0, 200) }, 'ignored a stdout line with an unknown method');
+        this.#plog('warn', { line: line.slice(0, 200) }, 'ignored a stdout line with an unknown method');
+    }
+  }
+
+  #newOutput(): OutputState {
+    const output: OutputState = {
+      budget: new RateBudget(this.#clock, this.#opts.logLinesPerSec ?? 100, (refused) =>
+        this.#log.warn(
+          { not_logged: refused, cap_per_s: this.#opts.logLinesPerSec ?? 100 },
+          'plugin output over the log rate cap; lines not logged in the last second',
+        ),
+      ),
+      group: [],
+      groupBytes: 0,
+      groupTimer: null,
+      overlong: { stdout: 0, stderr: 0 },
+    };
+    this.#output = output;
+    return output;
+  }
+
+  /** Logs what a plugin's output made us say, within its budget (`lines`: how many of its lines this record holds). */
+  #plog(level: LogLevel, fields: Record<string, unknown>, msg: string, lines = 1, output = this.#output): void {
+    if (output && !output.budget.take(lines)) return;
+    this.#log[level](fields, msg);
+  }
+
+  #stderrLine(output: OutputState, line: string): void {
+    output.group.push(line);
+    output.groupBytes += line.length + 1;
+    if (output.group.length >= STDERR_GROUP_LINES || output.groupBytes >= STDERR_GROUP_BYTES) this.#flushStderr(output);
+    else output.groupTimer ??= this.#clock.setTimeout(() => this.#flushStderr(output), STDERR_GROUP_MS, true);
+  }
+
+  #flushStderr(output: OutputState): void {
+    this.#clock.clearTimeout(output.groupTimer);
+    output.groupTimer = null;
+    const n = output.group.length;
+    if (n === 0) return;
+    const text = output.group.join('\n');
+    output.group = [];
+    output.groupBytes = 0;
+    this.#plog('info', n > 1 ? { stream: 'stderr', lines: n } : { stream: 'stderr' }, text, n, output);
+  }
+
+  #overlong(output: OutputState, stream: 'stdout' | 'stderr'): void {
+    // Warned once per process and stream; the count of the others is logged when it exits.
+    if (output.overlong[stream]++ === 0) {
+      this.#log.warn({ stream }, `plugin wrote a ${stream} line over 1 MiB; it was dropped (later ones are counted, not logged)`);
+    }
+  }
+
+  #endOutput(output: OutputState): void {
+    this.#flushStderr(output);
+    output.budget.flush();
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (output.overlong[stream] > 1) this.#log.warn({ stream, lines: output.overlong[stream] }, `plugin wrote ${output.overlong[stream]} ${stream} lines over 1 MiB; all were dropped`);
     }
   }
 
@@ -445,17 +660,30 @@ export class PluginProcess {
     const hooks = Array.isArray(params.hooks) ? params.hooks : [];
     for (const h of hooks) {
       if (typeof h === 'string' && h in HOOK) mask |= HOOK_BIT[h as HookName];
-      else this.#log.warn({ hook: h }, 'plugin declared an unknown hook; ignored');
+      else this.#plog('warn', { hook: h }, 'plugin declared an unknown hook; ignored');
     }
     if (mask !== 0 && socket === null) {
-      this.#log.warn('plugin sent ready with hooks but without a socket; ignored');
+      this.#plog('warn', {}, 'plugin sent ready with hooks but without a socket; ignored');
       return;
     }
     this.#succeeded();
     this.#clock.clearTimeout(this.#readyTimer);
+    this.#clock.clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    this.#settled = true;
     this.#state = 'ready';
     this.#log.info({ socket, hooks }, 'plugin ready');
     this.#opts.onReady?.(socket, mask);
+  }
+}
+
+/** Removes a socket folder made for a plugin process (and what it left there). */
+export function removeSocketDir(dir: string | null | undefined): void {
+  if (!dir) return;
+  try {
+    rmSync(dir, { recursive: true, force: true });
+  } catch {
+    // Not ours to worry about beyond this: it is in the temp dir.
   }
 }
 

@@ -24,6 +24,8 @@ export interface PluginSnapshot {
   spec_hash: string;
   socket: string | null;
   hooks: string[];
+  /** it was known to have no hooks (said so, or was found push-only): adopted, it is push-only at once */
+  push_only?: boolean;
   /** the configure params last sent */
   configure: ConfigureParams[];
 }

@@ -27,6 +27,7 @@ import {
   HOOK_NAMES,
   MAGIC_COOKIE_KEY,
   MAGIC_COOKIE_VALUE,
+  SOCKET_DIR_KEY,
   hookName,
   type AuthorizeResult,
   type ConnInfo,
@@ -38,6 +39,9 @@ import {
   type ResponsePair,
 } from '../../src/core/protocol.ts';
 import { LineSplitter } from '../lines.ts';
+
+/** The longest Unix socket path Linux takes (sun_path holds 108 bytes with the NUL). */
+const MAX_SOCKET_PATH = 107;
 
 /** The hook structs, field by field in src/core/protocol.ts and docs/protocol.md §1.6. */
 export type { AuthorizeResult, ConnInfo, DisconnectInfo, HeaderMap, RequestInfo, ResponseModResult, ResponsePair };
@@ -297,8 +301,14 @@ export class Plugin {
       process.stderr.write(HOW_TO);
       process.exit(1);
     }
-    this.#dir = mkdtempSync(join(tmpdir(), 'hookgate-plugin-'));
-    this.#socket = join(this.#dir, 'plugin.sock');
+    // The runner's folder for this process when it made one (it removes it
+    // even when we are SIGKILLed); our own otherwise (an older runner).
+    const given = process.env[SOCKET_DIR_KEY];
+    this.#socket = given ? join(given, 'plugin.sock') : '';
+    if (!given || Buffer.byteLength(this.#socket) > MAX_SOCKET_PATH) {
+      this.#dir = mkdtempSync(join(tmpdir(), 'hookgate-plugin-'));
+      this.#socket = join(this.#dir, 'plugin.sock');
+    }
     process.on('exit', () => this.#cleanup());
     for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => this.stop());
     const server = createServer((c) => this.#serve(c));
@@ -325,7 +335,9 @@ export class Plugin {
   }
 
   #cleanup(): void {
+    // Our own folder goes; in the runner's folder only our socket (the runner removes the folder).
     if (this.#dir) rmSync(this.#dir, { recursive: true, force: true });
+    else if (this.#socket) rmSync(this.#socket, { force: true });
     this.#dir = '';
   }
 

@@ -89,6 +89,9 @@ MAGIC_COOKIE_KEY = "HOOKGATE_PLUGIN_MAGIC_COOKIE"
 MAGIC_COOKIE_VALUE = "9c1f4e7a2b5d48a3hookgate"
 PROTOCOL_VERSIONS_KEY = "HOOKGATE_PLUGIN_PROTOCOL_VERSIONS"
 PROTOCOL_VERSION = "1"
+# A private folder the runner made for this process's socket; it removes it
+# when the process is gone, even after a SIGKILL.
+SOCKET_DIR_KEY = "HOOKGATE_PLUGIN_SOCKET_DIR"
 
 #: Largest frame payload either side accepts: 1 MiB.
 MAX_PAYLOAD = 1_048_576
@@ -820,11 +823,15 @@ class Plugin:
         return 0
 
     def _listen(self):
-        d = tempfile.mkdtemp(prefix="hookgate-plugin-")
-        if len(os.path.join(d, "plugin.sock").encode()) > _MAX_SOCKET_PATH:  # a deep TMPDIR
-            os.rmdir(d)
-            d = tempfile.mkdtemp(prefix="hookgate-plugin-", dir="/tmp")
-        self._dir = d
+        given = os.environ.get(SOCKET_DIR_KEY, "")
+        if given and len(os.path.join(given, "plugin.sock").encode()) <= _MAX_SOCKET_PATH:
+            d = given  # the runner's: it removes the folder, we only our socket
+        else:
+            d = tempfile.mkdtemp(prefix="hookgate-plugin-")
+            if len(os.path.join(d, "plugin.sock").encode()) > _MAX_SOCKET_PATH:  # a deep TMPDIR
+                os.rmdir(d)
+                d = tempfile.mkdtemp(prefix="hookgate-plugin-", dir="/tmp")
+            self._dir = d
         path = os.path.join(d, "plugin.sock")
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         server.bind(path)
@@ -934,6 +941,11 @@ class Plugin:
                 pass
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
+        elif self._socket:
+            try:
+                os.unlink(self._socket)
+            except OSError:
+                pass
         for fn in self._on_stop:
             try:
                 fn()

@@ -204,12 +204,19 @@ const PluginSchema = v.pipe(
     ),
     /** verdict cache defaults for every binding of this plugin */
     cache: v.optional(CacheSchema),
+    /**
+     * the hooks the plugin implements, known before it says `ready`: `[]`
+     * declares a push-only plugin (its routes make no hook calls for it);
+     * a list makes its routes fail closed for just those hooks until ready
+     */
+    hooks: v.optional(HookNames),
   }),
   v.check(
     (p) => [p.path, p.command, p.attach].filter((x) => x !== undefined).length === 1,
     'expected exactly one of "path", "command" or "attach"',
   ),
   v.check((p) => !(p.attach && p.watch), '"watch" is for plugins the runner starts; an attached plugin (attach) is restarted by whoever runs it'),
+  v.check((p) => !(p.attach && p.hooks), 'an attached plugin lists its hooks in "attach.hooks", not "hooks"'),
 );
 
 const BindingSchema = v.union(

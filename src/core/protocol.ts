@@ -53,6 +53,14 @@ export const MAGIC_COOKIE_VALUE = '9c1f4e7a2b5d48a3hookgate';
 /** Environment variable listing the protocol versions the runner speaks. */
 export const PROTOCOL_VERSIONS_KEY = 'HOOKGATE_PLUGIN_PROTOCOL_VERSIONS';
 export const PROTOCOL_VERSION = '1';
+/**
+ * Environment variable naming a private folder (mode 0700) the runner made
+ * for this plugin process's socket, and removes when the process is gone,
+ * however it ended. The SDKs put their socket there.
+ */
+export const SOCKET_DIR_KEY = 'HOOKGATE_PLUGIN_SOCKET_DIR';
+/** What the name of every such folder starts with (the keeper removes only folders named so). */
+export const SOCKET_DIR_PREFIX = 'hookgate-plugin-';
 
 /** A header map as plugins see it: one value per canonical name. */
 export type HeaderMap = Record<string, string>;

@@ -92,7 +92,7 @@ function connect(s: Scope, url: string, key: string | null = KEY): Promise<SseCl
 
 /** Waits until the client holds `n` events; returns them. */
 async function eventsUntil(c: SseClient, n: number, what = `${n} events`): Promise<SseEvent[]> {
-  await waitFor(() => c.events.length >= n, { what, timeoutMs: 5000 }).catch((err: Error) => {
+  await waitFor(() => c.events.length >= n, { what }).catch((err: Error) => {
     throw new Error(`${err.message}; got ${JSON.stringify(c.events)}`);
   });
   return c.events;
@@ -392,7 +392,7 @@ describe('config server stream', { concurrency: true, timeout: 30_000 }, () => {
     const s = scope(t);
     const { server } = await start(s, { heartbeatMs: 200 });
     const c = await connect(s, server.url);
-    await waitFor(() => c.comments.length >= 2, { what: 'two heartbeats', timeoutMs: 3000 });
+    await waitFor(() => c.comments.length >= 2, { what: 'two heartbeats' });
     assert.deepEqual(c.comments.slice(0, 2), ['heartbeat', 'heartbeat']);
     assert.equal(c.events.length, 1, 'heartbeats are comments, not events');
 

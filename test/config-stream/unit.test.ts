@@ -1,7 +1,7 @@
 /**
  * ConfigStream in process, driven by a fake clock and a scripted fetch:
  * reconnect timing (exponential backoff from 1 s to 30 s with ±20 %
- * jitter, reset after a minute of healthy stream; a refused credential is
+ * jitter, reset by a complete valid put or after a minute of healthy stream; a refused credential is
  * retried every 60 s and logged once; `stop()` ends everything), and a put
  * equal to the config in force not reaching the runner while its versions
  * are still persisted.
@@ -87,6 +87,45 @@ describe('config stream: reconnect timing', () => {
     assert.deepEqual(pendingSleep(clock), [1000], 'a minute of healthy stream reset the backoff');
     await stream.stop();
     assert.deepEqual(clock.pendingDelays(), [], 'stop clears every timer');
+  });
+
+  test('a stream that delivered a complete valid put resets the delay at once: the next interruption is retried after 1 s', async () => {
+    const { clock, log, stream, calls, open } = streamWith([...Array<Answer>(6).fill('refused'), 'open', 'open'], () => 0.5);
+    stream.start();
+    for (let i = 0; i < 6; i++) {
+      await settle();
+      clock.advance(pendingSleep(clock)[0]);
+    }
+    await settle();
+    assert.equal(calls.length, 7, 'the seventh attempt connected');
+    const send = (event: string, data: unknown) => open[0].enqueue(new TextEncoder().encode(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`));
+    send('put', { routes: { a: { match: { path: '/a' }, action: { type: 'nonsense' }, version: 1, order: 0 } } });
+    await settle();
+    assert.equal(log.entries.filter((e) => e.msg.includes('config from the stream refused')).length, 1);
+    send('put', { routes: { a: { match: { path: '/a' }, action: { type: 'static', body: 'A' }, version: 1, order: 0 } } });
+    await settle();
+    assert.equal(log.entries.filter((e) => e.msg === 'config applied from the stream').length, 1);
+    open[0].close();
+    await settle();
+    assert.deepEqual(pendingSleep(clock), [1000], 'the source is back: no 30 s wait for the next change');
+    await stream.stop();
+  });
+
+  test('a stream that only delivered an invalid put keeps the delay growing', async () => {
+    const { clock, stream, calls, open } = streamWith([...Array<Answer>(3).fill('refused'), 'open', 'refused'], () => 0.5);
+    stream.start();
+    for (let i = 0; i < 3; i++) {
+      await settle();
+      clock.advance(pendingSleep(clock)[0]);
+    }
+    await settle();
+    assert.equal(calls.length, 4);
+    open[0].enqueue(new TextEncoder().encode(`event: put\ndata: ${JSON.stringify({ routes: { a: { action: { type: 'nonsense' }, version: 1, order: 0 } } })}\n\n`));
+    await settle();
+    open[0].close();
+    await settle();
+    assert.deepEqual(pendingSleep(clock), [8000]);
+    await stream.stop();
   });
 
   test('jitter stays within ±20 % and never exceeds the maximum', async () => {

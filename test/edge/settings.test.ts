@@ -29,7 +29,7 @@ const cases: Array<[string, Record<string, string>, RegExp]> = [
 for (const [what, bindings, problem] of cases) {
   test(`${what}: every request gets 503, and the worker logs what to fix`, async () => {
     const edge = await startEdge(s, { runners: [runner.url], transport: 'http', bindings });
-    const res = await edge.fetch('/health', { timeoutMs: 5000 });
+    const res = await edge.fetch('/health', { timeoutMs: 30_000 });
     assert.equal(res.status, 503);
     assert.equal(res.text, 'service unavailable\n');
     assert.ok(

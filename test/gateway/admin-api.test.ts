@@ -147,6 +147,7 @@ describe('admin API and metrics', { concurrency: true, timeout: 90_000 }, () => 
     assert.equal(plugins[0].name, 'fx');
     assert.equal(plugins[0].ready, true);
     assert.deepEqual(plugins[0].hooks, ['on_request']);
+    assert.equal(plugins[0].restart_delay_ms, null, 'not waiting for a restart');
     assert.ok(isAlive(plugins[0].pid));
 
     const cfg = await request(`${gw.admin}/api/config`);

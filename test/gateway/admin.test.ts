@@ -64,7 +64,7 @@ describe('admin endpoints', { concurrency: true, timeout: 60_000 }, () => {
     assert.equal((await request(`${gw.url}/x`)).status, 200);
   });
 
-  test('/readyz answers 503 and names the error of a plugin that cannot start', async (t) => {
+  test('/readyz answers 503 and names the error of a plugin that cannot start, its failures so far and the delay of its next restart', async (t) => {
     const s = scope(t);
     // An executable whose interpreter does not exist: it passes the config's
     // checks (a missing file would not) and fails when the runner starts it.
@@ -79,10 +79,13 @@ describe('admin endpoints', { concurrency: true, timeout: 60_000 }, () => {
     );
     const r = await waitFor(async () => {
       const x = await readyz(gw);
-      return x.body.plugins[0]?.error ? x : null;
+      return x.body.plugins[0]?.error && x.body.plugins[0].state === 'backoff' ? x : null;
     }, { what: 'the start error to be reported' });
     assert.equal(r.status, 503);
     assert.equal(r.body.plugins[0].ready, false);
+    const failures = Number(r.body.plugins[0].failures);
+    assert.ok(failures >= 1, `failures: ${failures}`);
+    assert.equal(r.body.plugins[0].restart_delay_ms, Math.min(30_000, 1000 * 2 ** (failures - 1)));
     assert.match(String(r.body.plugins[0].error), new RegExp(`cannot start ${program.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
     assert.equal((await request(`${gw.admin}/healthz`)).status, 200);
   });

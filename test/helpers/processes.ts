@@ -261,7 +261,7 @@ async function startServe(s: Scope, config: Record<string, unknown> | string, op
 }
 
 /** GET admin `/readyz`: status and the JSON body. */
-export async function readyz(p: { admin: string }): Promise<{ status: number; body: { ready: boolean; config: boolean; plugins: Array<{ name: string; ready: boolean; state: string; hooks: string[]; error?: string }> } }> {
+export async function readyz(p: { admin: string }): Promise<{ status: number; body: { ready: boolean; config: boolean; plugins: Array<{ name: string; ready: boolean; state: string; hooks: string[]; error?: string; failures?: number; restart_delay_ms?: number }> } }> {
   const res = await request(`${p.admin}/readyz`);
   return { status: res.status, body: res.json() };
 }

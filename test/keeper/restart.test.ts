@@ -6,68 +6,19 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { encodeHookFrame } from '../../src/core/codec.ts';
 import { postFrames } from '../helpers/hook-api.ts';
 import { request, sleep, waitFor } from '../helpers/http.ts';
-import { CONFIGURABLE, PUSH_TARGETS_SH } from '../helpers/paths.ts';
+import { CONFIGURABLE, PUSH_TARGETS_SH, SDK_PLUGIN } from '../helpers/paths.ts';
 import { isAlive, KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
-import { scope, tempDir, type Scope } from '../helpers/scope.ts';
+import { keepersOf, killKeepersAtEnd } from '../helpers/keepers.ts';
+import { scope, tempDir } from '../helpers/scope.ts';
 import { startUpstream } from '../helpers/upstream.ts';
 
 const T = { timeout: 60_000 };
-
-/** Pids of the keepers serving `stateDir` (from their command lines). */
-function keepersOf(stateDir: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv.some((a) => a.endsWith('keeper.ts')) && argv.includes(stateDir)) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** Direct children of `pid`. */
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-/** Kills, with the scope, every keeper of `stateDir` and the process groups of its plugins. */
-function killKeepersAtEnd(s: Scope, stateDir: string): void {
-  s.defer(() => {
-    for (const k of keepersOf(stateDir)) {
-      for (const c of childrenOf(k)) {
-        try {
-          process.kill(-c, 'SIGKILL');
-        } catch {
-          // gone
-        }
-      }
-      try {
-        process.kill(-k, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-  });
-}
 
 /** The pid of each plugin, from the runner's "plugin started" / "plugin adopted" log lines (the last one wins). */
 async function pids(r: RunnerProcess): Promise<Record<string, number>> {
@@ -192,7 +143,7 @@ test('a stale snapshot whose pid belongs to an unrelated process, with no keeper
   assert.ok(isAlive(pid), 'the unrelated process is alive after the runner stopped');
 });
 
-test('a runner killed for good: after the keeper grace no plugin and no keeper remain', T, async (t) => {
+test('a runner killed for good: after the keeper grace no plugin and no keeper remain, and the keeper\'s log in the state dir says so', T, async (t) => {
   const { s, dir, stateDir, config } = await setup(t);
   const runner = await startRunner(s, config(), { dir, env: { HOOKGATE_KEEPER_GRACE_MS: '1000' } });
   const before = await pids(runner);
@@ -200,6 +151,15 @@ test('a runner killed for good: after the keeper grace no plugin and no keeper r
   await sleep(300);
   assert.ok(Object.values(before).every(isAlive), 'plugins outlive the runner during the grace');
   await waitFor(() => Object.values(before).every((p) => !isAlive(p)) && keepersOf(stateDir).length === 0, { timeoutMs: 10_000, what: 'plugins and keeper gone after the grace' });
+
+  const log = readFileSync(join(stateDir, 'keeper.log'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const msgs = log.map((l) => l.msg);
+  for (const m of ['keeper listening', 'a runner connected', 'plugin started', 'the runner disconnected; plugins keep running for the grace', 'stopping every plugin and exiting', 'plugin exited']) {
+    assert.ok(msgs.includes(m), `the keeper log has "${m}": ${JSON.stringify(msgs)}`);
+  }
+  assert.equal(log.find((l) => l.msg === 'stopping every plugin and exiting')?.why, 'no runner connected for 1000 ms');
+  assert.equal(log.filter((l) => l.msg === 'plugin exited').length, Object.keys(before).length);
+  assert.equal(statSync(join(stateDir, 'keeper.log')).mode & 0o777, 0o600);
 });
 
 test('an unreadable snapshot is logged and ignored; plugins start fresh', T, async (t) => {
@@ -210,4 +170,50 @@ test('an unreadable snapshot is logged and ignored; plugins start fresh', T, asy
   const runner = await startRunner(s, config(), { dir, env });
   assert.ok(runner.logs.some((l) => /cannot read the plugin snapshot/.test(l.msg)));
   assert.equal(runner.logs.filter((l) => l.msg === 'plugin started').length, 3);
+});
+
+test('a prox push-only plugin bound to a route, adopted by a restarted runner, is push-only at once: its route is served, not failed closed', T, async (t) => {
+  const s = scope(t);
+  const dir = tempDir(s);
+  const stateDir = join(dir, '.hookgate-state');
+  killKeepersAtEnd(s, stateDir);
+  const up = await startUpstream(s, { name: 'pushed' });
+  const push = JSON.stringify([{ method: 'set_targets', params: { route_id: 'lb', targets: [up.target] } }]);
+  const config = runnerConfig({
+    routes: [{ id: 'lb', match: { path: '/lb/*' }, plugins: ['prox'], balancer: { type: 'roundrobin' }, action: { type: 'proxy', upstream: 'http://{target}' } }],
+    plugins: { prox: { path: CONFIGURABLE, env: { FIXTURE_NAME: 'prox', FIXTURE_START: 'ack-only', FIXTURE_PUSH: push } } },
+  });
+  const env = { HOOKGATE_KEEPER_GRACE_MS: '30000' };
+  const first = await startRunner(s, config, { dir, env });
+  await first.waitForLog('treating it as push-only');
+  assert.equal((await request(`${first.gateway}/lb/x`)).status, 200);
+  const before = await pids(first);
+  await first.kill();
+
+  const second = await startRunner(s, config, { dir, env });
+  assert.deepEqual(await pids(second), before, 'the same plugin process');
+  const lb = await request(`${second.gateway}/lb/x`);
+  assert.equal(lb.status, 200, `served at once: ${lb.text}`);
+  assert.equal(second.logs.filter((l) => /sent no ready/.test(l.msg)).length, 0);
+});
+
+test('an SDK plugin SIGKILLed after its runner died leaves no socket folder: the keeper removes the one the runner made', T, async (t) => {
+  const s = scope(t);
+  const dir = tempDir(s);
+  killKeepersAtEnd(s, join(dir, '.hookgate-state'));
+  const config = runnerConfig({
+    routes: [{ id: 'api', match: { path: '/api/*' }, plugins: ['sdk'], action: { type: 'static', body: 'api\n' } }],
+    plugins: { sdk: { path: SDK_PLUGIN, env: { TMPDIR: dir } } },
+  });
+  const runner = await startRunner(s, config, { dir, env: { HOOKGATE_KEEPER_GRACE_MS: '30000' } });
+  const ready = await runner.waitForLog((l) => l.msg === 'plugin ready' && l.plugin === 'sdk');
+  const folder = dirname(String(ready.socket));
+  assert.match(basename(folder), /^hookgate-plugin-/);
+  assert.ok(existsSync(folder));
+  const { sdk } = await pids(runner);
+  await runner.kill();
+
+  process.kill(sdk, 'SIGKILL');
+  await waitFor(() => !isAlive(sdk) && !existsSync(folder), { what: 'the plugin gone and its folder removed' });
+  assert.deepEqual(readdirSync(dir).filter((f) => f.startsWith('hookgate-plugin-')), []);
 });

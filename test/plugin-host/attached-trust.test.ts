@@ -42,7 +42,7 @@ test('a socket in a folder every user may write to, without the sticky bit, is r
   const m = h.manager();
   await m.apply(config({ plugins: { side: attached(socket) }, routes: [route('api', ['side'])] }));
 
-  const refused = await waitFor(() => (statusOf(m, 'side').lastError ? statusOf(m, 'side') : null), { timeoutMs: 5000, what: 'the first check' });
+  const refused = await waitFor(() => (statusOf(m, 'side').lastError ? statusOf(m, 'side') : null), { what: 'the first check' });
   assert.match(refused.lastError, /refusing to connect to .*side\.sock \(its folder .*open is writable by every user and has no sticky bit/);
   assert.equal(refused.ready, false);
   const v = await m.onRequest('api', request({ r: 'api' }));
@@ -52,7 +52,7 @@ test('a socket in a folder every user may write to, without the sticky bit, is r
   assert.equal(h.logs("refusing to connect to the attached plugin's socket", { plugin: 'side' }).length, 1);
 
   chmodSync(open, 0o1777);
-  await waitFor(() => sock.connections() > 0, { timeoutMs: 5000, what: 'the socket to be used once the folder is sticky' });
+  await waitFor(() => sock.connections() > 0, { what: 'the socket to be used once the folder is sticky' });
 });
 
 test('a socket owned by another user is refused unless attach.uid names that user', asRoot, async (t) => {
@@ -62,10 +62,10 @@ test('a socket owned by another user is refused unless attach.uid names that use
   chownSync(socket, 12345, 12345);
   const m = h.manager();
   await m.apply(config({ plugins: { side: attached(socket) }, routes: [route('api', ['side'])] }));
-  const refused = await waitFor(() => (statusOf(m, 'side').lastError ? statusOf(m, 'side') : null), { timeoutMs: 5000, what: 'the first check' });
+  const refused = await waitFor(() => (statusOf(m, 'side').lastError ? statusOf(m, 'side') : null), { what: 'the first check' });
   assert.match(refused.lastError, /refusing to connect to .*\(it is owned by uid 12345, not by this user \(uid 0\) or root; if that user runs the plugin, say so with attach\.uid: 12345\)/);
   assert.equal(sock.connections(), 0);
 
   await m.apply(config({ plugins: { side: attached(socket, { uid: 12345 }) }, routes: [route('api', ['side'])] }));
-  await waitFor(() => sock.connections() > 0, { timeoutMs: 5000, what: 'the socket to be used once attach.uid names its owner' });
+  await waitFor(() => sock.connections() > 0, { what: 'the socket to be used once attach.uid names its owner' });
 });

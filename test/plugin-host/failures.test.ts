@@ -86,7 +86,7 @@ test('a plugin that hangs: the call ends at its deadline with on_error and its c
   assert.ok(h.logs('applying on_error', { plugin: 'p', code: 'HOOK_TIMEOUT' }).length === 1);
 });
 
-test('garbage lines on stdout are logged and ignored, stderr is forwarded tagged with the plugin name, and the plugin works', T, async (t) => {
+test('garbage lines on stdout are logged and ignored, stderr is forwarded tagged with the plugin name (lines written together as one record), and the plugin works', T, async (t) => {
   const h = new Harness(t);
   const m = h.manager();
   await applyReady(m, { plugins: { noisy: h.fixture('noisy', { FIXTURE_GARBAGE: '1' }) }, routes: [route('api', ['noisy'])] }, ['noisy']);
@@ -100,7 +100,7 @@ test('garbage lines on stdout are logged and ignored, stderr is forwarded tagged
   assert.equal(h.logs('ignored a stdout line with an unknown method', { plugin: 'noisy' }).length, 1);
   await waitFor(() => h.logs('stderr line two', { plugin: 'noisy' }).length === 1, { what: 'the stderr lines in the log' });
   const stderr = h.log.entries.filter((e) => e.stream === 'stderr');
-  assert.deepEqual(stderr.map((e) => [e.plugin, e.msg]), [['noisy', 'noisy stderr line one'], ['noisy', 'noisy stderr line two']]);
+  assert.deepEqual(stderr.map((e) => [e.plugin, e.msg, e.lines]), [['noisy', 'noisy stderr line one\nnoisy stderr line two', 2]]);
   assert.equal(statusOf(m, 'noisy').failures, 0);
 });
 

@@ -22,7 +22,7 @@ import { PluginProcess } from '../../node-runner/plugin/process.ts';
 // A hang bound: plugin start-ups on a loaded machine take seconds.
 const T = { timeout: 60_000 };
 
-test('a plugin that crashes at start is restarted after 1s, 2s, 4s, 8s, 16s, 30s, 30s; a valid message resets the backoff', T, async (t) => {
+test('a plugin that crashes at start is restarted after 1s, 2s, 4s, 8s, 16s, 30s, 30s; staying up 30 s resets the backoff', T, async (t) => {
   const h = new Harness(t);
   const clock = new FakeClock();
   const spawner = countingSpawn(() => clock.now());
@@ -36,6 +36,7 @@ test('a plugin that crashes at start is restarted after 1s, 2s, 4s, 8s, 16s, 30s
   for (const [i, delay] of expected.entries()) {
     await waitFor(() => restarts().length === i + 1, { what: `restart #${i + 1} to be scheduled` });
     assert.equal(restarts()[i].delay_ms, delay);
+    assert.equal(restarts()[i].reason, 'plugin "p" exited (code 1)', 'the log says why it restarts');
     clock.advance(delay - 1);
     assert.equal(spawner.calls.length, i + 1, `no restart before ${delay} ms`);
     clock.advance(1);
@@ -45,20 +46,49 @@ test('a plugin that crashes at start is restarted after 1s, 2s, 4s, 8s, 16s, 30s
   assert.deepEqual(gaps, expected);
   assert.equal(statusOf(m, 'p').lastError, 'plugin "p" exited (code 1)');
 
-  // Let the next start succeed: its first valid message resets the count.
+  // Let the next start succeed: being ready does not reset the count, staying up 30 s does.
   await waitFor(() => restarts().length === 8, { what: 'restart #8 to be scheduled' });
   rmSync(startFile);
   clock.advance(30_000);
   const up = await waitFor(() => (statusOf(m, 'p').ready ? statusOf(m, 'p') : null), { what: 'the plugin to start normally' });
-  assert.equal(up.failures, 0);
-  assert.equal(up.lastError, '');
+  assert.equal(up.failures, 8, 'ready is not yet healthy');
+  clock.advance(29_999);
+  assert.equal(statusOf(m, 'p').failures, 8);
+  clock.advance(1);
+  assert.equal(statusOf(m, 'p').failures, 0, 'up for 30 s: the backoff starts over');
+  assert.equal(statusOf(m, 'p').lastError, '');
+  assert.equal(h.logs('its restart backoff starts over', { plugin: 'p' }).length, 1);
 
+  const killedAt = clock.now();
   process.kill(up.pid!, 'SIGKILL');
   await waitFor(() => restarts().length === 9, { what: 'a restart after the crash' });
   assert.equal(restarts()[8].delay_ms, 1000, 'the backoff starts over at 1 s');
+  assert.equal(restarts()[8].reason, 'plugin "p" exited (signal SIGKILL)');
   clock.advance(1000);
-  assert.equal(spawner.calls.at(-1)! - spawner.calls.at(-2)!, 1000);
+  assert.equal(spawner.calls.at(-1)! - killedAt, 1000);
   await waitFor(() => statusOf(m, 'p').ready && statusOf(m, 'p').pid !== up.pid, { what: 'the plugin to be back' });
+});
+
+test('a plugin that crashes right after it said ready is a crash loop too: 1s, 2s, 4s, 8s ... (a valid message does not reset the backoff)', T, async (t) => {
+  const h = new Harness(t);
+  const clock = new FakeClock();
+  const spawner = countingSpawn(() => clock.now());
+  const m = h.manager({ clock, spawn: spawner, process: { stopGraceMs: 200 } });
+  await m.apply(config({ plugins: { p: h.fixture('p', { FIXTURE_START: 'ready-crash' }) }, routes: [route('api', ['p'])] }));
+  const restarts = () => h.logs('plugin will be restarted', { plugin: 'p' });
+
+  const expected = [1000, 2000, 4000, 8000, 16_000];
+  for (const [i, delay] of expected.entries()) {
+    await waitFor(() => restarts().length === i + 1, { what: `restart #${i + 1} to be scheduled` });
+    assert.equal(restarts()[i].delay_ms, delay);
+    clock.advance(delay);
+  }
+  assert.equal(h.logs('plugin ready', { plugin: 'p' }).length >= expected.length, true, 'every start said ready before it crashed');
+  const gaps = spawner.calls.slice(1).map((at, i) => at - spawner.calls[i]);
+  assert.deepEqual(gaps, expected);
+  const s = statusOf(m, 'p');
+  assert.ok(s.failures >= expected.length);
+  assert.equal(s.lastError, 'plugin "p" exited (code 1)');
 });
 
 test('a sha256 pin that does not match: the plugin is refused, and the error names the plugin and both sums', T, async (t) => {

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, test } from 'node:test';
 import { decodeHookResult, encodeFrame, encodeHookFrame, FrameDecoder } from '../../src/core/codec.ts';
 import { MAX_PAYLOAD, type AuthorizeResult, type RequestInfo } from '../../src/core/protocol.ts';
@@ -119,7 +119,7 @@ describe('the Python SDK under the plugin host', () => {
     assert.equal(logged.count, 2);
   });
 
-  test('a plugin with no hook handler is push-only: ready without a socket, and no socket folder', T, async (t) => {
+  test('a plugin with no hook handler is push-only: ready without a socket, and no socket in the folder the runner made for it', T, async (t) => {
     const h = new Harness(t);
     const m = h.manager();
 
@@ -134,7 +134,9 @@ describe('the Python SDK under the plugin host', () => {
     assert.equal(s.ready, true);
     assert.deepEqual(s.hooks, []);
     assert.equal(s.socket, null);
-    assert.deepEqual(readdirSync(h.dir).filter((f) => f.startsWith('hookgate-plugin-')), []);
+    const folders = readdirSync(h.dir).filter((f) => f.startsWith('hookgate-plugin-'));
+    assert.equal(folders.length, 1, 'the runner\'s folder for this process, none of the SDK\'s own');
+    assert.deepEqual(readdirSync(join(h.dir, folders[0])), []);
   });
 
   test('a reply with an unknown key or over 1 MiB: on_error, logged through the runner, and the plugin keeps serving', T, async (t) => {
