@@ -51,6 +51,7 @@ import { applyDelete, applyPatch, applyPut, configInput, type ConfigDoc } from '
 import type { Config } from '../src/core/config.ts';
 import type { Logger } from '../src/core/log.ts';
 import { realClock, type Clock, type TimerHandle } from './clock.ts';
+import { Retry } from './retry.ts';
 import { ConfigCommitter, docFromJson, errorText, LAST_GOOD_FILE } from './config-commit.ts';
 import { PIN_MISMATCH } from './config-tls.ts';
 import type { StreamPolicy } from './stream-policy.ts';
@@ -151,9 +152,7 @@ export class ConfigStream {
   #conn: Connection | null = null;
   #loop: Promise<void> | null = null;
   #stopped = false;
-  #wake: (() => void) | null = null;
-  #sleepTimer: TimerHandle | null = null;
-  #failures = 0;
+  #retry: Retry;
   #authRefused = false;
   #tlsRefused = false;
 
@@ -163,6 +162,7 @@ export class ConfigStream {
     this.#clock = opts.clock ?? realClock;
     this.#fetch = opts.fetch ?? fetch;
     this.#backoff = { ...DEFAULT_BACKOFF, ...opts.backoff };
+    this.#retry = new Retry({ baseMs: this.#backoff.baseMs, maxMs: this.#backoff.maxMs, clock: this.#clock, random: opts.random });
     this.#readTimeoutMs = opts.readTimeoutMs ?? 45_000;
     this.#committer = new ConfigCommitter({
       local: opts.local,
@@ -188,14 +188,14 @@ export class ConfigStream {
   /** Drops the current stream and connects again without waiting. */
   reconnect(): void {
     this.#conn?.end({ kind: 'reconnect' });
-    this.#wakeUp();
+    this.#retry.wake();
   }
 
   /** Stops following; see the class contract. */
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#conn?.end({ kind: 'stopped' });
-    this.#wakeUp();
+    this.#retry.wake();
     await this.#loop;
   }
 
@@ -237,7 +237,7 @@ export class ConfigStream {
       } else if (outcome.kind === 'auth') {
         delay = this.#backoff.authRetryMs;
       } else if (outcome.kind === 'tls') {
-        delay = this.#nextDelay();
+        delay = this.#retry.nextDelay();
         if (!this.#tlsRefused) {
           this.#tlsRefused = true;
           this.#log.error(
@@ -246,35 +246,12 @@ export class ConfigStream {
           );
         }
       } else {
-        delay = this.#nextDelay();
+        delay = this.#retry.nextDelay();
         const why = outcome.kind === 'timeout' ? `no data for ${this.#readTimeoutMs} ms` : outcome.kind === 'malformed' ? 'a malformed event' : outcome.why;
         this.#log.warn({ url: this.#opts.url, why, retry_ms: delay }, 'config stream interrupted; keeping the current config and reconnecting');
       }
-      if (delay > 0) await this.#sleep(delay);
+      if (delay > 0) await this.#retry.sleep(delay);
     }
-  }
-
-  #nextDelay(): number {
-    const { baseMs, maxMs } = this.#backoff;
-    const raw = Math.min(maxMs, baseMs * 2 ** Math.min(this.#failures, 30));
-    this.#failures++;
-    const jitter = 0.8 + 0.4 * (this.#opts.random ?? Math.random)();
-    return Math.round(Math.min(maxMs, raw * jitter));
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wake = resolve;
-      this.#sleepTimer = this.#clock.setTimeout(() => this.#wakeUp(), ms, true);
-    });
-  }
-
-  #wakeUp(): void {
-    this.#clock.clearTimeout(this.#sleepTimer);
-    this.#sleepTimer = null;
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
   }
 
   /** One connection, from the request to its end; resolves with why it ended. */
@@ -349,7 +326,7 @@ export class ConfigStream {
         return { kind: 'error', why: `expected text/event-stream, got "${type}"` };
       }
       this.#log.info({ url: this.#opts.url }, 'config stream connected');
-      healthyTimer = this.#clock.setTimeout(() => (this.#failures = 0), this.#backoff.healthyMs, true);
+      healthyTimer = this.#clock.setTimeout(() => this.#retry.reset(), this.#backoff.healthyMs, true);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
         const { done, value } = await reader.read();
@@ -408,7 +385,7 @@ export class ConfigStream {
     }
     const committed = await this.#committer.commit(next, { event: name, path });
     // A whole valid config arrived: the source works again, whatever came before.
-    if (committed && name === 'put') this.#failures = 0;
+    if (committed && name === 'put') this.#retry.reset();
   }
 }
 

@@ -26,7 +26,8 @@ import type { Etcd3, IKeyValue, Watcher } from 'etcd3';
 import { applyPut, emptyDoc, type ConfigDoc } from '../src/core/config-doc.ts';
 import type { Config } from '../src/core/config.ts';
 import type { Logger } from '../src/core/log.ts';
-import { realClock, type Clock, type TimerHandle } from './clock.ts';
+import { realClock, type Clock } from './clock.ts';
+import { Retry } from './retry.ts';
 import { ConfigCommitter, errorText } from './config-commit.ts';
 import { openEtcd, putOf, readAll, type EtcdKv, type EtcdSettings } from './etcd.ts';
 import type { StreamPolicy } from './stream-policy.ts';
@@ -53,7 +54,6 @@ export interface EtcdFollowerOptions {
 export class EtcdFollower {
   #opts: EtcdFollowerOptions;
   #log: Logger;
-  #clock: Clock;
   #client: Etcd3 | null = null;
   #watcher: Watcher | null = null;
   /** the keys as of `#revision` */
@@ -61,9 +61,7 @@ export class EtcdFollower {
   #stopped = false;
   #loop: Promise<void> | null = null;
   #restart: (() => void) | null = null;
-  #sleepTimer: TimerHandle | null = null;
-  #wake: (() => void) | null = null;
-  #failures = 0;
+  #retry: Retry;
   /** one change at a time, in order */
   #chain: Promise<void> = Promise.resolve();
   #down = false;
@@ -71,7 +69,7 @@ export class EtcdFollower {
   constructor(opts: EtcdFollowerOptions) {
     this.#opts = opts;
     this.#log = opts.logger;
-    this.#clock = opts.clock ?? realClock;
+    this.#retry = new Retry({ baseMs: opts.backoff?.baseMs ?? 1000, maxMs: opts.backoff?.maxMs ?? 30_000, clock: opts.clock ?? realClock, random: opts.random });
   }
 
   start(): void {
@@ -82,13 +80,13 @@ export class EtcdFollower {
   /** Starts over with a full read at once (SIGHUP). */
   reread(): void {
     this.#restart?.();
-    this.#wakeUp();
+    this.#retry.wake();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
     this.#restart?.();
-    this.#wakeUp();
+    this.#retry.wake();
     await this.#loop;
     await this.#chain.catch(() => {});
     this.#client?.close();
@@ -106,13 +104,13 @@ export class EtcdFollower {
     while (!this.#stopped) {
       const why = await this.#followOnce(this.#client);
       if (this.#stopped) break;
-      const delay = why === 'restart' ? 0 : this.#nextDelay();
+      const delay = why === 'restart' ? 0 : this.#retry.nextDelay();
       if (why !== 'restart') {
         if (!this.#down) this.#log.warn({ endpoints: settings.hosts, why, retry_ms: delay }, 'cannot read the config from etcd; keeping the current config and retrying');
         else this.#log.debug({ why, retry_ms: delay }, 'etcd still unreachable');
         this.#down = true;
       }
-      if (delay > 0) await this.#sleep(delay);
+      if (delay > 0) await this.#retry.sleep(delay);
     }
   }
 
@@ -128,7 +126,7 @@ export class EtcdFollower {
     if (this.#stopped) return 'restart';
     if (this.#down) this.#log.info({ endpoints: this.#opts.settings.hosts, revision: snapshot.revision }, 'etcd reachable again');
     this.#down = false;
-    this.#failures = 0;
+    this.#retry.reset();
     this.#kvs = new Map(snapshot.kvs.map((kv) => [kv.key, kv]));
     await this.#enqueue(snapshot.revision, 'read');
 
@@ -185,28 +183,6 @@ export class EtcdFollower {
     return this.#chain;
   }
 
-  #nextDelay(): number {
-    const base = this.#opts.backoff?.baseMs ?? 1000;
-    const max = this.#opts.backoff?.maxMs ?? 30_000;
-    const raw = Math.min(max, base * 2 ** Math.min(this.#failures, 30));
-    this.#failures++;
-    return Math.round(Math.min(max, raw * (0.8 + 0.4 * (this.#opts.random ?? Math.random)())));
-  }
-
-  #sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      this.#wake = resolve;
-      this.#sleepTimer = this.#clock.setTimeout(() => this.#wakeUp(), ms, true);
-    });
-  }
-
-  #wakeUp(): void {
-    this.#clock.clearTimeout(this.#sleepTimer);
-    this.#sleepTimer = null;
-    const wake = this.#wake;
-    this.#wake = null;
-    wake?.();
-  }
 }
 
 export interface EtcdSourceOptions {
