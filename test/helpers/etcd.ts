@@ -95,11 +95,9 @@ export async function startEtcdCluster(s: Scope, size = 3, opts: { maxTxnOps?: n
   if (agent) s.defer(() => agent.close());
   const root = tempDir(s, 'hookgate-etcd-');
   const members: EtcdMember[] = [];
-  for (let i = 1; i <= size; i++) {
-    members.push({ name: `m${i}`, client: `${scheme}://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}`, dataDir: join(root, `m${i}`), proc: null, agent });
-  }
-  const initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
-  const token = `hookgate-test-${process.pid}-${Date.now()}`;
+  let initial = '';
+  let token = '';
+  const tails = new Map<EtcdMember, string>();
   const launch = (m: EtcdMember) => {
     const args = [
       '--name', m.name,
@@ -120,7 +118,7 @@ export async function startEtcdCluster(s: Scope, size = 3, opts: { maxTxnOps?: n
       ...(opts.tls ? ['--cert-file', opts.tls.certFile, '--key-file', opts.tls.keyFile, '--trusted-ca-file', opts.tls.clientCaFile, '--client-cert-auth'] : []),
     ];
     m.proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    m.proc.stderr!.resume();
+    m.proc.stderr!.setEncoding('utf8').on('data', (c: string) => tails.set(m, ((tails.get(m) ?? '') + c).slice(-2000)));
   };
   const stopOne = async (m: EtcdMember, signal: NodeJS.Signals) => {
     const p = m.proc;
@@ -132,8 +130,34 @@ export async function startEtcdCluster(s: Scope, size = 3, opts: { maxTxnOps?: n
     clearTimeout(t);
   };
   s.defer(() => Promise.all(members.map((m) => stopOne(m, 'SIGTERM'))).then(() => {}));
-  for (const m of members) launch(m);
-  await waitFor(async () => (await Promise.all(members.map(healthy))).every(Boolean), { timeoutMs: 60_000, what: `a ${size}-member etcd cluster to be healthy` });
+  // A port found free can be taken by another process before etcd binds it
+  // (a benchmark beside the suite): a member that exits, or a cluster that is
+  // not healthy in time, is started again on new ports.
+  let why = '';
+  for (let attempt = 1; ; attempt++) {
+    members.length = 0;
+    for (let i = 1; i <= size; i++) {
+      members.push({ name: `m${i}`, client: `${scheme}://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}`, dataDir: join(root, `a${attempt}-m${i}`), proc: null, agent });
+    }
+    initial = members.map((m) => `${m.name}=${m.peer}`).join(',');
+    token = `hookgate-test-${process.pid}-${Date.now()}-${attempt}`;
+    for (const m of members) launch(m);
+    try {
+      await waitFor(
+        async () => {
+          const dead = members.find((m) => m.proc!.exitCode !== null || m.proc!.signalCode !== null);
+          if (dead) throw new Error(`etcd member ${dead.name} exited: ${tails.get(dead) ?? ''}`);
+          return (await Promise.all(members.map(healthy))).every(Boolean);
+        },
+        { timeoutMs: 30_000, what: `a ${size}-member etcd cluster to be healthy` },
+      );
+      break;
+    } catch (err) {
+      why = (err as Error).message;
+      await Promise.all(members.map((m) => stopOne(m, 'SIGKILL')));
+      if (attempt === 3) throw new Error(`no healthy etcd cluster after 3 attempts; last: ${why}`);
+    }
+  }
   const live = async () => {
     for (const m of members) if (m.proc && m.proc.exitCode === null && m.proc.signalCode === null && (await healthy(m))) return m;
     throw new Error('no etcd member is up');
