@@ -11,6 +11,8 @@
  *   restarts, failures, the delay of a pending restart, last error, socket.
  * - `GET /api/config`: the running config, secrets redacted (`redact.ts`).
  * - `POST /api/plugins/:name/restart`: a new process for that plugin.
+ * - `POST /api/cache/purge` (body optional: `{"plugin": "<name>"}`): empties
+ *   the verdict caches, in gateway workers too.
  * - `POST /api/drain`: `/readyz` answers 503 from now on (traffic is still
  *   served), so a load balancer stops sending before the process stops.
  *
@@ -56,6 +58,8 @@ export interface AdminDeps {
   metrics: RunnerMetrics;
   /** restarts a plugin; false when there is no such (started) plugin */
   restartPlugin(name: string): Promise<boolean>;
+  /** empties the verdict caches (one plugin's, when named; gateway workers too); the verdicts dropped here, or null for an unknown plugin */
+  purgeCache(plugin?: string): number | null;
   drain(): void;
 }
 
@@ -156,11 +160,29 @@ export function createAdminApp(d: AdminDeps): Hono {
     if (!(await d.restartPlugin(name))) return c.json({ error: `no running plugin "${name}"` }, 404);
     return c.json({ restarted: name });
   });
+  app.post('/api/cache/purge', async (c) => {
+    let plugin: string | undefined;
+    const text = await c.req.text();
+    if (text.trim()) {
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        return c.json({ error: 'expected no body, or JSON {"plugin": "<name>"}' }, 400);
+      }
+      const p = (body as { plugin?: unknown })?.plugin;
+      if (p !== undefined && typeof p !== 'string') return c.json({ error: '"plugin": expected a plugin name' }, 400);
+      plugin = p as string | undefined;
+    }
+    const purged = d.purgeCache(plugin);
+    if (purged === null) return c.json({ error: `no plugin "${plugin}"` }, 404);
+    return c.json({ purged, plugin: plugin ?? null });
+  });
   app.post('/api/drain', (c) => {
     d.drain();
     return c.json({ draining: true });
   });
-  for (const path of ['/api/plugins/:name/restart', '/api/drain']) app.on(['GET', 'PUT', 'DELETE', 'PATCH'], path, (c) => c.json({ error: 'use POST' }, 405, { allow: 'POST' }));
+  for (const path of ['/api/plugins/:name/restart', '/api/drain', '/api/cache/purge']) app.on(['GET', 'PUT', 'DELETE', 'PATCH'], path, (c) => c.json({ error: 'use POST' }, 405, { allow: 'POST' }));
   app.notFound((c) => c.text('not found\n', 404));
   return app;
 }

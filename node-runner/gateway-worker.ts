@@ -24,7 +24,7 @@ import { VerdictCache } from '../src/core/verdict-cache.ts';
 import { GatewayServer } from './gateway-server.ts';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLogger } from './log.ts';
-import { trafficMetrics } from './traffic-metrics.ts';
+import { cacheEntriesGauge, trafficMetrics } from './traffic-metrics.ts';
 import { HookDispatcher, type HookRoute } from './plugin/dispatch.ts';
 import type { HookTable } from './plugin/manager.ts';
 import { SocketPool } from './plugin/pool.ts';
@@ -40,7 +40,9 @@ export type ToWorker =
   | { t: 'pushes'; targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> }
   | { t: 'drain'; ms: number }
   /** the runner scrapes: answer with `metrics` and the same id */
-  | { t: 'metrics'; id: number };
+  | { t: 'metrics'; id: number }
+  /** empty the verdict caches (of one plugin's bindings, when named) */
+  | { t: 'purge'; plugin?: string };
 
 /** What a worker sends the runner. */
 export type FromWorker = { t: 'ready'; pid: number } | { t: 'failed'; error: string } | { t: 'metrics'; id: number; metrics: unknown[] };
@@ -80,6 +82,12 @@ class Worker {
     this.#log = log;
     this.#send = send;
     collectDefaultMetrics({ register: this.#registry });
+    const routes = () => this.#routes;
+    cacheEntriesGauge(this.#registry, () => {
+      const out: Array<{ plugin: string; entries: number }> = [];
+      for (const r of routes().values()) for (const b of r.bindings) if (b.cache) out.push({ plugin: b.plugin.name, entries: b.cache.size });
+      return out;
+    });
     this.#dispatch = new HookDispatcher<WorkerPlugin>({
       traffic: this.#traffic,
       route: (id) => this.#routes.get(id),
@@ -124,6 +132,9 @@ class Worker {
         return this.drain(m.ms);
       case 'metrics':
         return void this.#send({ t: 'metrics', id: m.id, metrics: await this.#registry.getMetricsAsJSON() });
+      case 'purge':
+        for (const r of this.#routes.values()) for (const b of r.bindings) if (b.cache && (m.plugin === undefined || b.plugin.name === m.plugin)) b.cache.clear();
+        return;
     }
   }
 

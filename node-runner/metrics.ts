@@ -11,10 +11,12 @@
 
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { PluginStatus } from './plugin/manager.ts';
-import { trafficMetrics, type TrafficRecorder } from './traffic-metrics.ts';
+import { cacheEntriesGauge, trafficMetrics, type TrafficRecorder } from './traffic-metrics.ts';
 
 export interface MetricsSources {
   plugins(): PluginStatus[];
+  /** verdicts held by this process's binding caches */
+  cacheEntries(): Array<{ plugin: string; entries: number }>;
   /** per route with a balancer: how many targets it has now */
   targets(): Array<{ route: string; count: number }>;
   /** the config in force: its state version and where it came from (file, stream, etcd) */
@@ -86,6 +88,7 @@ export class RunnerMetrics {
       },
     });
     this.traffic = trafficMetrics(registry);
+    cacheEntriesGauge(registry, src.cacheEntries);
     this.reloads = new Counter({ name: 'hookgate_config_reloads_total', help: 'Configs offered to the runner after the first, by result', labelNames: ['result'], registers: [registry] });
   }
 

@@ -154,6 +154,7 @@ export class Runner {
     this.#log = opts.logger;
     this.#metrics = new RunnerMetrics({
       plugins: () => this.#manager.status(),
+      cacheEntries: () => this.#manager.cacheEntries(),
       targets: () => (this.#config ? [...routeTargets(this.#config, this.snapshot())].map(([route, t]) => ({ route, count: t.length })) : []),
       config: () => {
         const v = this.snapshot()?.version;
@@ -467,6 +468,13 @@ export class Runner {
         const changes = await this.#manager.apply(this.#config, { restart: new Set([name]) });
         this.#log.info({ plugin: name }, 'plugin restarted through the admin API');
         return changes.restarted.some((r) => r.plugin === name);
+      },
+      purgeCache: (plugin) => {
+        if (plugin !== undefined && !this.#manager.status().some((p) => p.name === plugin)) return null;
+        const purged = this.#manager.purgeCaches(plugin);
+        this.#workers?.send({ t: 'purge', plugin });
+        this.#log.info({ plugin: plugin ?? '*', purged }, 'verdict caches purged through the admin API');
+        return purged;
       },
       drain: () => {
         if (!this.#draining) this.#log.info('draining: /readyz answers 503 from now on; traffic is still served');

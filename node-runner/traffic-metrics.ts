@@ -9,7 +9,7 @@
  * plugin names and a fixed set of methods, never raw paths.
  */
 
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { HookName } from '../src/core/protocol.ts';
 
 /** What a data plane reports; both methods are cheap and never throw. */
@@ -59,6 +59,22 @@ export function trafficMetrics(registry: Registry): TrafficRecorder {
       lookups.inc({ plugin, result });
     },
   };
+}
+
+/** `hookgate_hook_cache_entries{plugin}`: verdicts this process's caches hold, computed on scrape. */
+export function cacheEntriesGauge(registry: Registry, entries: () => Array<{ plugin: string; entries: number }>): void {
+  new Gauge({
+    name: 'hookgate_hook_cache_entries',
+    help: 'Verdicts held by the verdict caches of caching bindings, by plugin',
+    labelNames: ['plugin'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const sum = new Map<string, number>();
+      for (const e of entries()) sum.set(e.plugin, (sum.get(e.plugin) ?? 0) + e.entries);
+      for (const [plugin, n] of sum) this.set({ plugin }, n);
+    },
+  });
 }
 
 /** A recorder that records nothing (tests, tools). */

@@ -551,6 +551,19 @@ export class PluginManager {
   }
 
   /** Verdicts held by each caching binding, for tests and metrics. */
+  /** Empties the verdict caches of every binding (of `plugin` only, when given); returns how many verdicts were dropped. */
+  purgeCaches(plugin?: string): number {
+    let n = 0;
+    for (const r of this.#routes.values()) {
+      for (const b of r.bindings) {
+        if (!b.cache || (plugin !== undefined && b.plugin.name !== plugin)) continue;
+        n += b.cache.size;
+        b.cache.clear();
+      }
+    }
+    return n;
+  }
+
   cacheEntries(): Array<{ route: string; plugin: string; entries: number }> {
     const out: Array<{ route: string; plugin: string; entries: number }> = [];
     for (const r of this.#routes.values()) for (const b of r.bindings) if (b.cache) out.push({ route: r.route.id, plugin: b.plugin.name, entries: b.cache.size });

@@ -123,6 +123,27 @@ describe('admin API and metrics', { concurrency: true, timeout: 90_000 }, () => 
     assert.equal(sample(m, 'hookgate_plugin_up', { plugin: 'fx' }), 1, 'the runner\'s own gauges are there too');
   });
 
+  test('POST /api/cache/purge empties the verdict caches (one plugin\'s or all); the entries gauge and lookups follow', async (t) => {
+    const s = scope(t);
+    const gw = await startGateway(s, config({ plugins: { fx: { path: VERDICT_PLUGIN, env: { FIXTURE_HOOKS: 'on_request' }, cache: { ttl: '60s' } } } }));
+    await waitFor(async () => (await request(`${gw.admin}/readyz`)).status === 200, { timeoutMs: 30_000, what: 'ready' });
+    const metric = async (name: string, labels: Record<string, string>) => sample((await request(`${gw.admin}/metrics`)).text, name, labels);
+    assert.equal((await request(`${gw.url}/api/x`)).status, 200);
+    assert.equal((await request(`${gw.url}/api/x`)).status, 200);
+    assert.equal(await metric('hookgate_hook_cache_lookups_total', { plugin: 'fx', result: 'hit' }), 1);
+    assert.equal(await metric('hookgate_hook_cache_entries', { plugin: 'fx' }), 1);
+    assert.equal(await metric('hookgate_hook_calls_total', { plugin: 'fx', hook: 'on_request', outcome: 'allow' }), 1, 'the hit made no call');
+
+    assert.equal((await json(`${gw.admin}/api/cache/purge`, { method: 'POST', headers: { 'content-type': 'application/json' } })).status, 200);
+    assert.equal((await request(`${gw.admin}/api/cache/purge`, { method: 'POST', body: '{"plugin":"ghost"}' })).status, 404);
+    assert.equal((await request(`${gw.admin}/api/cache/purge`, { method: 'POST', body: 'nope' })).status, 400);
+    const one = await request(`${gw.admin}/api/cache/purge`, { method: 'POST', body: '{"plugin":"fx"}' });
+    assert.deepEqual(JSON.parse(one.text), { purged: 0, plugin: 'fx' }, 'already empty after the first purge');
+    assert.equal(await metric('hookgate_hook_cache_entries', { plugin: 'fx' }), 0);
+    assert.equal((await request(`${gw.url}/api/x`)).status, 200);
+    assert.equal(await metric('hookgate_hook_calls_total', { plugin: 'fx', hook: 'on_request', outcome: 'allow' }), 2, 'after a purge the plugin is asked again');
+  });
+
   test('/api: overview, routes with targets, plugins, config with secrets redacted; POST restart and drain; GET on a mutation is 405', async (t) => {
     const s = scope(t);
     const gw = await startGateway(s, config());
