@@ -54,6 +54,9 @@ test('a SIGKILLed runner started again adopts its plugins: same pids, hooks answ
   const { s, dir, stateDir, config, env } = await setup(t);
   const first = await startRunner(s, config(), { dir, env });
   await first.waitForLog('set_targets applied');
+  // The pusher logs its push right after it: wait for that line too, or the keeper holds it
+  // for the next runner (as it should), which would look like a push made for the second one.
+  await first.waitForLog((l) => l.from === 'plugin' && /pushed/.test(String(l.msg)));
   const before = await pids(first);
   const keeper = keepersOf(stateDir);
   assert.equal(keeper.length, 1, 'one keeper');
