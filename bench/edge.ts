@@ -357,7 +357,7 @@ async function main(): Promise<void> {
     },
     rounds: opt.rounds,
     worker: { ...bundle, runtime: `workerd serve config.capnp (${workerd.path})`, compatibility_date: compatibilityDate, compatibility_flags: flags, config: capnp(hidden) },
-    runner: { command: 'node node-runner/cli.ts serve --config <file>', config: runnerConfig(upstream.port, hidden) },
+    runner: { command: 'node node-runner/cli/cli.ts serve --config <file>', config: runnerConfig(upstream.port, hidden) },
     upstream: { body_bytes: 100, server: 'bench/upstream.ts (node:http, keep-alive)' },
     cases: results,
     added_latency: added,

@@ -19,8 +19,8 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { itemsOf } from '../src/core/config-doc.ts';
-import { etcdSettings, openEtcd, writeAll } from '../node-runner/etcd.ts';
+import { itemsOf } from '../src/core/config/config-doc.ts';
+import { etcdSettings, openEtcd, writeAll } from '../node-runner/config/etcd.ts';
 import { freePort, get, resultsFile, ROOT, runBench, start, tempDir, until, waitFor, writeJson, type Proc } from './lib.ts';
 
 const { values } = parseArgs({ options: { runners: { type: 'string', default: '10' }, pushes: { type: 'string', default: '10' } } });
@@ -69,7 +69,7 @@ await runBench(async () => {
     for (let i = 0; i < RUNNERS; i++) {
       const boot = join(dir, `r${i}.json5`);
       writeFileSync(boot, JSON.stringify({ gateway: { listen: '127.0.0.1:0' }, admin: { listen: '127.0.0.1:0' } }));
-      const proc = start(`runner-${i}`, process.execPath, [join(ROOT, 'node-runner/cli.ts'), 'serve', '--config-etcd', endpoints, '--config', boot, '--state-dir', join(dir, `r${i}.state`)], {
+      const proc = start(`runner-${i}`, process.execPath, [join(ROOT, 'node-runner/cli/cli.ts'), 'serve', '--config-etcd', endpoints, '--config', boot, '--state-dir', join(dir, `r${i}.state`)], {
         env: { ...process.env, HOOKGATE_LOG_LEVEL: 'info', HOOKGATE_LOG_FORMAT: 'json' },
       });
       const gateway = await waitFor(proc, 'gateway listening', (l) => (l.includes('"gateway listening"') ? (JSON.parse(l) as { url: string }).url : undefined), 60_000);

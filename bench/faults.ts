@@ -168,7 +168,7 @@ async function crashLoop(dir: string): Promise<CaseResult> {
     routes: [{ id: 'plain', match: { path: '/plain/*' }, action: { type: 'static', body: 'ok\n' } }],
     plugins: { crashy: { path: FIXTURE, autostart: true, env: { FIXTURE_NAME: 'crashy', FIXTURE_START: 'ready-crash', FIXTURE_HOOKS: '' } } },
   })));
-  const proc = start('crash-loop', process.execPath, [join(ROOT, 'node-runner/cli.ts'), 'serve', '--config', file, '--state-dir', join(dir, 'state')], {
+  const proc = start('crash-loop', process.execPath, [join(ROOT, 'node-runner/cli/cli.ts'), 'serve', '--config', file, '--state-dir', join(dir, 'state')], {
     env: { ...process.env, HOOKGATE_LOG_LEVEL: 'info', HOOKGATE_LOG_FORMAT: 'json' },
   });
   const recs = records(proc);
@@ -242,7 +242,7 @@ async function stdoutFlood(dir: string): Promise<CaseResult> {
 async function startSource(dir: string, port: number, body: string): Promise<Proc> {
   const file = join(dir, 'source.json5');
   writeFileSync(file, JSON.stringify({ routes: [{ id: 'v', match: { path: '/v' }, action: { type: 'static', body } }] }));
-  const p = start('config-server', process.execPath, [join(ROOT, 'node-runner/cli.ts'), 'config-server', '--config', file, '--listen', `127.0.0.1:${port}`, '--key-env', 'FAULTS_CONFIG_KEY'], {
+  const p = start('config-server', process.execPath, [join(ROOT, 'node-runner/cli/cli.ts'), 'config-server', '--config', file, '--listen', `127.0.0.1:${port}`, '--key-env', 'FAULTS_CONFIG_KEY'], {
     env: { ...process.env, FAULTS_CONFIG_KEY: CONFIG_KEY, HOOKGATE_LOG_FORMAT: 'json' },
   });
   await waitFor(p, 'config server listening', (l) => (l.includes('config server listening') ? true : undefined), 30_000);
@@ -256,7 +256,7 @@ async function configSource(dir: string): Promise<CaseResult> {
   let source = await startSource(dir, port, 'v1');
   const bootstrap = join(dir, 'bootstrap.json5');
   writeFileSync(bootstrap, JSON.stringify(base({})));
-  const runner = start('stream-runner', process.execPath, [join(ROOT, 'node-runner/cli.ts'), 'serve', '--config-url', `http://127.0.0.1:${port}/v1/stream`, '--config-key-env', 'FAULTS_CONFIG_KEY', '--config', bootstrap, '--state-dir', join(dir, 'state')], {
+  const runner = start('stream-runner', process.execPath, [join(ROOT, 'node-runner/cli/cli.ts'), 'serve', '--config-url', `http://127.0.0.1:${port}/v1/stream`, '--config-key-env', 'FAULTS_CONFIG_KEY', '--config', bootstrap, '--state-dir', join(dir, 'state')], {
     env: { ...process.env, FAULTS_CONFIG_KEY: CONFIG_KEY, HOOKGATE_LOG_FORMAT: 'json' },
   });
   const gateway = await waitFor(runner, 'gateway listening', (l) => (l.includes('gateway listening') ? String(JSON.parse(l).url) : undefined), 30_000);

@@ -239,7 +239,7 @@ async function validateProblems(name: string, config: object): Promise<string | 
   const file = join(tmp, `${name}.validate.json5`);
   writeFileSync(file, JSON.stringify(config, null, 2));
   try {
-    await execFileP(process.execPath, [join(ROOT, 'node-runner/cli.ts'), 'validate', file], { cwd: ROOT, encoding: 'utf8' });
+    await execFileP(process.execPath, [join(ROOT, 'node-runner/cli/cli.ts'), 'validate', file], { cwd: ROOT, encoding: 'utf8' });
     return undefined;
   } catch (err) {
     const e = err as { stderr?: string; message: string };
@@ -680,7 +680,7 @@ async function main(): Promise<void> {
     metrics: METRICS_NOTE,
     upstream: { body_bytes: UPSTREAM_BODY_BYTES, server: 'bench/upstream.ts (node:http, keep-alive)' },
     hookgate: {
-      command: 'node node-runner/cli.ts serve --config <file> --state-dir <dir>',
+      command: 'node node-runner/cli/cli.ts serve --config <file> --state-dir <dir>',
       workers_field: workersField,
       configs: Object.fromEntries(chosen.filter((c) => c.kind === 'hookgate').map((c) => [c.id, hookgateConfig(upstream.port, variant(c, workersField))])),
     },

@@ -22,9 +22,9 @@ import { connect, type Socket } from 'node:net';
 import { cpus, loadavg, tmpdir, totalmem, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeEnvelopeFrame, encodeHookData, FrameDecoder } from '../src/core/codec.ts';
-import { parseConfig } from '../src/core/config.ts';
-import { HOOK, type RequestInfo } from '../src/core/protocol.ts';
+import { encodeEnvelopeFrame, encodeHookData, FrameDecoder } from '../src/core/protocol/codec.ts';
+import { parseConfig } from '../src/core/config/config.ts';
+import { HOOK, type RequestInfo } from '../src/core/protocol/protocol.ts';
 import { createLogger } from '../node-runner/log.ts';
 import { PluginManager } from '../node-runner/plugin/manager.ts';
 import { Reaper } from '../node-runner/plugin/reaper.ts';
@@ -127,7 +127,7 @@ try {
   if (!check.ok) throw new Error(`the auth plugin denied the bench request: ${JSON.stringify(check)}`);
   const requestFrame = encodeEnvelopeFrame(HOOK.on_request, encodeHookData('on_request', info));
   // The plugin's reply to this request, measured by encoding what it sends.
-  const { encodeHookResult } = await import('../src/core/codec.ts');
+  const { encodeHookResult } = await import('../src/core/protocol/codec.ts');
   const replyBytes = encodeHookResult('on_request', { ok: true, h: { 'X-User': 'demo' } }).length;
   echo.kill();
   await once(echo, 'exit');

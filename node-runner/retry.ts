@@ -6,7 +6,7 @@
  * interruptible sleep on the injected clock (a SIGHUP or a stop wakes it).
  */
 
-import { realClock, type Clock, type TimerHandle } from './clock.ts';
+import { realClock, type Clock, type TimerHandle } from '../src/core/clock.ts';
 
 export class Retry {
   #clock: Clock;

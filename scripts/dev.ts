@@ -34,7 +34,7 @@ async function waitFor(url: string, ms: number): Promise<boolean> {
   return false;
 }
 
-const runner = spawn(process.execPath, [join(root, 'node-runner/cli.ts'), 'demo'], { stdio: ['ignore', 'ignore', 'inherit'] });
+const runner = spawn(process.execPath, [join(root, 'node-runner/cli/cli.ts'), 'demo'], { stdio: ['ignore', 'ignore', 'inherit'] });
 children.push(runner);
 runner.on('exit', (code) => {
   process.stderr.write(`dev: the runner exited (${code})\n`);

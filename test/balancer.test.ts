@@ -5,7 +5,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Balancer, type Pick, type TargetSet } from '../src/core/balancer.ts';
+import { Balancer, type Pick, type TargetSet } from '../src/core/routing/balancer.ts';
 import { isHookgateError } from '../src/core/errors.ts';
 
 function flat(...targets: string[]): TargetSet {

@@ -1,5 +1,5 @@
 /**
- * The rules of node-runner/client-limits.ts with a driven clock: a body
+ * The rules of node-runner/gateway/client-limits.ts with a driven clock: a body
  * that pauses longer than body_timeout is stalled, one that keeps moving
  * is not (however long it takes in total), a socket the gateway holds
  * back is never the client's fault, and connections per client address
@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
 import { describe, test } from 'node:test';
-import { BodyWatch, ConnectionLimit, tickFor, type WatchedRequest } from '../node-runner/client-limits.ts';
+import { BodyWatch, ConnectionLimit, tickFor, type WatchedRequest } from '../node-runner/gateway/client-limits.ts';
 import { FakeClock } from './helpers/fake-clock.ts';
 
 /** A request as BodyWatch sees it, whose socket progress the test moves. */

@@ -19,7 +19,7 @@ import {
   encodeHookResult,
   packValue,
   unpackValue,
-} from '../src/core/codec.ts';
+} from '../src/core/protocol/codec.ts';
 import { HookgateError } from '../src/core/errors.ts';
 import {
   HOOK,
@@ -32,7 +32,7 @@ import {
   type RequestInfo,
   type ResponseModResult,
   type ResponsePair,
-} from '../src/core/protocol.ts';
+} from '../src/core/protocol/protocol.ts';
 
 // ---------------------------------------------------------------------------
 // Fixtures: every struct of docs/protocol.md §1 with every field set.

@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, parseConfig, parseTimestamp } from '../src/core/config.ts';
+import { ConfigError, parseConfig, parseTimestamp } from '../src/core/config/config.ts';
 import { runCli, writeConfig } from './helpers/processes.ts';
 import { scope, tempDir } from './helpers/scope.ts';
 

@@ -68,7 +68,7 @@ describe('the packed package, installed into an empty folder', { timeout: 300_00
   const node = systemNode();
 
   before(async () => {
-    assert.ok(existsSync(join(ROOT, 'lib/node-runner/cli.js')), 'lib/ is built (npm run build:package; npm test does it first)');
+    assert.ok(existsSync(join(ROOT, 'lib/node-runner/cli/cli.js')), 'lib/ is built (npm run build:package; npm test does it first)');
     const dir = tempDir(s, 'hookgate-pack-');
     await run('npm', ['pack', '--ignore-scripts', '--silent', '--pack-destination', dir], ROOT);
     const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'));

@@ -1,6 +1,6 @@
 /**
  * docs/protocol.md stays true to the codec: every worked example's bytes
- * are what src/core/codec.ts writes for the JSON shown above them, and
+ * are what src/core/protocol/codec.ts writes for the JSON shown above them, and
  * every JSON example parses. On a mismatch the assertion shows the dump
  * the page should carry.
  */
@@ -8,8 +8,8 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { encodeHookFrame, encodeResultFrame } from '../src/core/codec.ts';
-import type { HookName } from '../src/core/protocol.ts';
+import { encodeHookFrame, encodeResultFrame } from '../src/core/protocol/codec.ts';
+import type { HookName } from '../src/core/protocol/protocol.ts';
 import { PROTOCOL_DOC } from './helpers/paths.ts';
 
 const doc = readFileSync(PROTOCOL_DOC, 'utf8');

@@ -1,6 +1,6 @@
 /**
  * The Python SDK's msgpack codec and hook structs against the project's
- * codec (src/core/codec.ts): values packed by one side decode on the other
+ * codec (src/core/protocol/codec.ts): values packed by one side decode on the other
  * to what was sent, call frames decode to the same hook data, and the
  * Python verdict helpers' replies are byte for byte what the TypeScript
  * SDK's helpers encode to. One real python3 process (a small driver over
@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { before, describe, test } from 'node:test';
-import { decodeHookData, encodeFrame, encodeHookData, encodeHookFrame, encodeHookResult, FrameDecoder, packValue, unpackValue } from '../src/core/codec.ts';
-import type { HookData, HookName, RequestInfo } from '../src/core/protocol.ts';
+import { decodeHookData, encodeFrame, encodeHookData, encodeHookFrame, encodeHookResult, FrameDecoder, packValue, unpackValue } from '../src/core/protocol/codec.ts';
+import type { HookData, HookName, RequestInfo } from '../src/core/protocol/protocol.ts';
 import { allow, cleanQuery, deny, drop, fallback, limitSpeed, rewritePath, withHeader } from '../node-runner/sdk/index.ts';
 import { PY_CODEC_DRIVER, PY_SDK_DIR } from './helpers/paths.ts';
 import { suiteScope, type Scope } from './helpers/scope.ts';

@@ -1,5 +1,5 @@
 /**
- * The bounded wait for an upstream connection (node-runner/upstream-slots.ts),
+ * The bounded wait for an upstream connection (node-runner/gateway/upstream-slots.ts),
  * with a driven clock: a request over an action's max_connections waits
  * its turn for at most queue_timeout, at most max_connections of them wait,
  * and each action and origin has slots of its own.
@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { isHookgateError } from '../src/core/errors.ts';
-import { originOf, UpstreamSlots, type Slot } from '../node-runner/upstream-slots.ts';
+import { originOf, UpstreamSlots, type Slot } from '../node-runner/gateway/upstream-slots.ts';
 import { FakeClock } from './helpers/fake-clock.ts';
 
 const ORIGIN = 'http://127.0.0.1:3000';

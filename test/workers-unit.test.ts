@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
-import { poolShare, workerCount } from '../node-runner/workers.ts';
+import { poolShare, workerCount } from '../node-runner/gateway/workers.ts';
 
 test('"auto" is one worker per available core; a number is itself', () => {
   assert.equal(workerCount('auto'), availableParallelism());

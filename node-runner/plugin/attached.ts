@@ -20,11 +20,11 @@
 import { lstatSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { dirname } from 'node:path';
-import type { PluginConfig } from '../../src/core/config.ts';
+import type { PluginConfig } from '../../src/core/config/config.ts';
 import type { HookgateError } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/log.ts';
-import { HOOK_BIT } from '../../src/core/protocol.ts';
-import { realClock, type Clock, type TimerHandle } from '../clock.ts';
+import { HOOK_BIT } from '../../src/core/protocol/protocol.ts';
+import { realClock, type Clock, type TimerHandle } from '../../src/core/clock.ts';
 import type { ConfigureParams } from './process.ts';
 
 /** `down`: started, socket not reachable (yet); `attached`: the last check connected. */

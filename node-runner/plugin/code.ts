@@ -12,7 +12,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import { createHash } from 'node:crypto';
-import type { PluginConfig } from '../../src/core/config.ts';
+import type { PluginConfig } from '../../src/core/config/config.ts';
 
 /** At most this many entries are looked at under one watched folder. */
 const MAX_ENTRIES = 10_000;

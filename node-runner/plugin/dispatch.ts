@@ -3,17 +3,17 @@
  * The hook calls of routes to their plugins, with the verdict rules of
  * `manager.ts`'s module doc: one call per route and phase fanned out to the
  * route's bindings in order, merged, `on_error` applied, and a caching
- * binding's verdict cache consulted (`src/core/verdict-cache.ts`). The
+ * binding's verdict cache consulted (`src/core/gateway/verdict-cache.ts`). The
  * plugins, their pools and the bindings' caches are the host's (the
  * PluginManager of the runner, or a gateway worker with its own pools to
  * the same sockets); this module only calls.
  */
 
 import { createHash } from 'node:crypto';
-import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/codec.ts';
+import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/protocol/codec.ts';
 import { HookgateError, isHookgateError } from '../../src/core/errors.ts';
-import type { HookClient } from '../../src/core/pipeline.ts';
-import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/headers.ts';
+import type { HookClient } from '../../src/core/gateway/pipeline.ts';
+import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/protocol/headers.ts';
 import { LogThrottle, type Logger } from '../../src/core/log.ts';
 import {
   HOOK,
@@ -26,9 +26,9 @@ import {
   type RequestInfo,
   type ResponseModResult,
   type ResponsePair,
-} from '../../src/core/protocol.ts';
-import { cacheKey, type VerdictCache } from '../../src/core/verdict-cache.ts';
-import type { HookOutcome, TrafficRecorder } from '../traffic-metrics.ts';
+} from '../../src/core/protocol/protocol.ts';
+import { cacheKey, type VerdictCache } from '../../src/core/gateway/verdict-cache.ts';
+import type { HookOutcome, TrafficRecorder } from '../admin/traffic-metrics.ts';
 import type { SocketPool } from './pool.ts';
 
 /** A plugin as the dispatcher sees it: its declared hooks and its pool (null while it cannot take calls). */

@@ -22,11 +22,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, chmodSync, mkdirSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { createServer, type Socket } from 'node:net';
-import { realClock } from '../clock.ts';
+import { realClock } from '../../src/core/clock.ts';
 import { LineSplitter } from '../lines.ts';
-import { ReadThrottle } from '../throttle.ts';
+import { ReadThrottle } from '../gateway/throttle.ts';
 import { processStat } from '../state-dir.ts';
-import { SOCKET_DIR_KEY, SOCKET_DIR_PREFIX } from '../../src/core/protocol.ts';
+import { SOCKET_DIR_KEY, SOCKET_DIR_PREFIX } from '../../src/core/protocol/protocol.ts';
 import { ensureSocketDir, keeperSocketPath } from './keeper-path.ts';
 
 /** How a runner asks for a plugin to be started. */

@@ -25,7 +25,7 @@
  *   `deny` (503, and the verdict's `e` says why) or `allow` (the plugin is
  *   skipped).
  *
- * Verdict cache: a binding with `cache` settings (`src/core/verdict-cache.ts`)
+ * Verdict cache: a binding with `cache` settings (`src/core/gateway/verdict-cache.ts`)
  * has an LRU of its own, keyed on what that plugin is sent (earlier
  * plugins' header changes included). A fresh verdict stands in for the
  * call; a failed call gets the binding's expired verdict within
@@ -56,8 +56,8 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { CacheSettings, Config, PluginConfig, Route } from '../../src/core/config.ts';
-import type { RouteCacheSettings } from '../../src/core/snapshot.ts';
+import type { CacheSettings, Config, PluginConfig, Route } from '../../src/core/config/config.ts';
+import type { RouteCacheSettings } from '../../src/core/state/routing-snapshot.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 import { LogThrottle, silentLogger, type Logger } from '../../src/core/log.ts';
 import {
@@ -70,19 +70,19 @@ import {
   type RequestInfo,
   type ResponseModResult,
   type ResponsePair,
-} from '../../src/core/protocol.ts';
-import { realClock, type Clock } from '../clock.ts';
+} from '../../src/core/protocol/protocol.ts';
+import { realClock, type Clock } from '../../src/core/clock.ts';
 import { AttachedPlugin, type AttachedState } from './attached.ts';
 import type { KeeperClient, KeptPlugin } from './keeper-client.ts';
-import type { TrafficRecorder } from '../traffic-metrics.ts';
+import type { TrafficRecorder } from '../admin/traffic-metrics.ts';
 import { codeFiles, codeFingerprint } from './code.ts';
 import { HookDispatcher } from './dispatch.ts';
 import { SocketPool } from './pool.ts';
 import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type PluginState, type Spawner } from './process.ts';
 import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
 import type { Reaper } from './reaper.ts';
-import { readSnapshot, removeSnapshot, writeSnapshot, type Snapshot } from './snapshot.ts';
-import { mergeCacheSettings, VerdictCache } from '../../src/core/verdict-cache.ts';
+import { readSnapshot, removeSnapshot, writeSnapshot, type Snapshot } from './plugins-file.ts';
+import { mergeCacheSettings, VerdictCache } from '../../src/core/gateway/verdict-cache.ts';
 
 /** Every hook bit: what a plugin that has not declared its hooks yet is assumed to have (fail closed). */
 const ALL_HOOKS = HOOK_BIT.on_request | HOOK_BIT.on_response | HOOK_BIT.on_connect | HOOK_BIT.on_disconnect;

@@ -17,10 +17,10 @@
  */
 
 import { connect, type Socket } from 'node:net';
-import { encodeEnvelopeFrame, FrameDecoder } from '../../src/core/codec.ts';
+import { encodeEnvelopeFrame, FrameDecoder } from '../../src/core/protocol/codec.ts';
 import { HookgateError } from '../../src/core/errors.ts';
-import type { HookType } from '../../src/core/protocol.ts';
-import { realClock, type Clock, type TimerHandle } from '../clock.ts';
+import type { HookType } from '../../src/core/protocol/protocol.ts';
+import { realClock, type Clock, type TimerHandle } from '../../src/core/clock.ts';
 
 export interface PoolOptions {
   /** connections at most (default 16) */

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, delimiter, join } from 'node:path';
 import { HookgateError } from '../../src/core/errors.ts';
 import type { Logger, LogLevel } from '../../src/core/log.ts';
-import type { PluginConfig } from '../../src/core/config.ts';
+import type { PluginConfig } from '../../src/core/config/config.ts';
 import {
   HOOK,
   HOOK_BIT,
@@ -27,10 +27,10 @@ import {
   SOCKET_DIR_KEY,
   SOCKET_DIR_PREFIX,
   type HookName,
-} from '../../src/core/protocol.ts';
-import { realClock, type Clock, type TimerHandle } from '../clock.ts';
+} from '../../src/core/protocol/protocol.ts';
+import { realClock, type Clock, type TimerHandle } from '../../src/core/clock.ts';
 import { LineSplitter } from '../lines.ts';
-import { RateBudget, READ_LIMITS, ReadThrottle, type ReadLimits } from '../throttle.ts';
+import { RateBudget, READ_LIMITS, ReadThrottle, type ReadLimits } from '../gateway/throttle.ts';
 import type { Reaper } from './reaper.ts';
 
 /** What `configure` carries for one route. */

@@ -6,9 +6,9 @@
  * Which routes a push addresses is the manager's call (it knows the routes).
  */
 
-import type { TargetSet } from '../../src/core/balancer.ts';
-import { isTarget } from '../../src/core/config.ts';
-import type { SpeedSet } from '../../src/core/state.ts';
+import type { TargetSet } from '../../src/core/routing/balancer.ts';
+import { isTarget } from '../../src/core/config/config.ts';
+import type { SpeedSet } from '../../src/core/state/state.ts';
 import { HookgateError } from '../../src/core/errors.ts';
 
 export { isTarget };

@@ -14,7 +14,7 @@
 
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import type { Config, PluginConfig } from '../../src/core/config.ts';
+import type { Config, PluginConfig } from '../../src/core/config/config.ts';
 import type { Logger } from '../../src/core/log.ts';
 import { codeFiles } from './code.ts';
 

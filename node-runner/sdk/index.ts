@@ -8,7 +8,7 @@
  *
  * Hook data and replies are the protocol's structs with their short wire
  * keys (`req.h`, `req.p`, `{ ok, h }` ...), re-exported from
- * `src/core/protocol.ts`, where every field is documented. The Python SDK
+ * `src/core/protocol/protocol.ts`, where every field is documented. The Python SDK
  * (sdk/python/hookgate_plugin.py) has the same shape.
  *
  * @example
@@ -22,7 +22,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeEnvelope, decodeHookData, encodeResultFrame, FrameDecoder } from '../../src/core/codec.ts';
+import { decodeEnvelope, decodeHookData, encodeResultFrame, FrameDecoder } from '../../src/core/protocol/codec.ts';
 import {
   HOOK_NAMES,
   MAGIC_COOKIE_KEY,
@@ -37,13 +37,13 @@ import {
   type RequestInfo,
   type ResponseModResult,
   type ResponsePair,
-} from '../../src/core/protocol.ts';
+} from '../../src/core/protocol/protocol.ts';
 import { LineSplitter } from '../lines.ts';
 
 /** The longest Unix socket path Linux takes (sun_path holds 108 bytes with the NUL). */
 const MAX_SOCKET_PATH = 107;
 
-/** The hook structs, field by field in src/core/protocol.ts and docs/protocol.md §1.6. */
+/** The hook structs, field by field in src/core/protocol/protocol.ts and docs/protocol.md §1.6. */
 export type { AuthorizeResult, ConnInfo, DisconnectInfo, HeaderMap, RequestInfo, ResponseModResult, ResponsePair };
 
 /** What `configure` tells a plugin about one route it is bound to (docs/protocol.md §1.2). */

@@ -467,7 +467,7 @@ _EXPECTED = {
     _is_body: "a str or bytes", _is_text_map: "a dict of str to str", _is_text_list: "a list of str",
 }
 _SPEED_KEYS = (("dl", _is_num), ("ul", _is_num), ("gk", _is_str))
-# Reply keys a plugin may send, with their checks, in the order src/core/codec.ts
+# Reply keys a plugin may send, with their checks, in the order src/core/protocol/codec.ts
 # writes them (so a reply's bytes equal the TypeScript SDK's); None marks `sp`.
 _REPLY_KEYS = {
     "on_request": (

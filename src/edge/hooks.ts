@@ -7,10 +7,10 @@
  * route's `edge_on_error` (deny 503 by default).
  */
 
-import { decodeHookResult, encodeHookFrame } from '../core/codec.ts';
-import type { HookClient } from '../core/gateway.ts';
+import { decodeHookResult, encodeHookFrame } from '../core/protocol/codec.ts';
+import type { HookClient } from '../core/gateway/gateway.ts';
 import { LogThrottle, type Logger } from '../core/log.ts';
-import type { AuthorizeResult, ConnInfo, ConnResult, DisconnectInfo, HookName, RequestInfo, ResponseModResult, ResponsePair } from '../core/protocol.ts';
+import type { AuthorizeResult, ConnInfo, ConnResult, DisconnectInfo, HookName, RequestInfo, ResponseModResult, ResponsePair } from '../core/protocol/protocol.ts';
 import type { RunnerPool } from './runners.ts';
 import type { EdgeStateCache } from './state-cache.ts';
 

@@ -10,8 +10,8 @@
  * drops fail cleanly, so the worker can try the next runner.
  */
 
-import { decodeFrames, unpackValue } from '../core/codec.ts';
-import { FRAMES_TYPE } from '../core/protocol.ts';
+import { decodeFrames, unpackValue } from '../core/protocol/codec.ts';
+import { FRAMES_TYPE } from '../core/protocol/protocol.ts';
 
 interface LinkEnv {
   RUNNER_KEY?: string;

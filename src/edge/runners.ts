@@ -7,9 +7,9 @@
  * marks that runner down for a while and tries the next one once.
  */
 
-import { decodeFrames } from '../core/codec.ts';
+import { decodeFrames } from '../core/protocol/codec.ts';
 import { HookgateError } from '../core/errors.ts';
-import { FRAMES_TYPE } from '../core/protocol.ts';
+import { FRAMES_TYPE } from '../core/protocol/protocol.ts';
 
 
 export interface RunnerSettings {

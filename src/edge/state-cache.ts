@@ -8,7 +8,7 @@
  */
 
 import type { Logger } from '../core/log.ts';
-import { edgeStateOf, type EdgeState } from '../core/snapshot.ts';
+import { edgeStateOf, type EdgeState } from '../core/state/routing-snapshot.ts';
 import type { RunnerPool } from './runners.ts';
 
 /** The cache key of the last good state (never fetched: only put and matched). */

@@ -7,7 +7,7 @@
  * closes.
  */
 
-import type { ClientInfo, Gateway, HookClient } from '../core/gateway.ts';
+import type { ClientInfo, Gateway, HookClient } from '../core/gateway/gateway.ts';
 import type { Logger } from '../core/log.ts';
 
 const utf8 = new TextEncoder();

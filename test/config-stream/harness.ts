@@ -6,7 +6,7 @@
  *   or node:https with `tls`) at `/v1/stream`. Every accepted connection is handed to `onConnect`,
  *   which sends events through it; `status` makes it refuse (401, ...);
  *   `requests` records every request (and its Authorization).
- * * `startStreamRunner`: `node node-runner/cli.ts serve --config-url ...`
+ * * `startStreamRunner`: `node node-runner/cli/cli.ts serve --config-url ...`
  *   as users start it, with a bootstrap file for its listeners (ephemeral
  *   ports on loopback) and short backoff / read timeout knobs; resolves
  *   once its gateway and admin listeners have logged their URLs.

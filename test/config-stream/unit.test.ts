@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { recordingLogger } from '../../node-runner/log.ts';
-import { ConfigStream } from '../../node-runner/config-stream.ts';
-import type { Config } from '../../src/core/config.ts';
+import { ConfigStream } from '../../node-runner/config/config-stream.ts';
+import type { Config } from '../../src/core/config/config.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 
 /** Lets pending promise callbacks and I/O callbacks run. */

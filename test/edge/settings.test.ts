@@ -1,5 +1,5 @@
 /**
- * The edge worker's settings (src/worker.ts header): a worker deployed
+ * The edge worker's settings (src/edge/worker.ts header): a worker deployed
  * with a missing or malformed setting answers every request 503 "service
  * unavailable" and logs what is wrong and what to set, rather than
  * failing in some less obvious way.

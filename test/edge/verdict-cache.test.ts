@@ -1,5 +1,5 @@
 /**
- * The edge worker's verdict cache (src/core/verdict-cache.ts in front of
+ * The edge worker's verdict cache (src/core/gateway/verdict-cache.ts in front of
  * src/edge/hooks.ts), in Miniflare against a real runner: the runner says
  * in `/v1/state` which routes' merged verdicts may be cached and how, and
  * the isolate then answers repeated requests itself, also once its runner

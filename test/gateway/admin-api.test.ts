@@ -11,7 +11,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseConfig } from '../../src/core/config.ts';
+import { parseConfig } from '../../src/core/config/config.ts';
 import { request, waitFor } from '../helpers/http.ts';
 import { VERDICT_PLUGIN } from '../helpers/paths.ts';
 import { baseConfig, isAlive, startGateway, writeConfig } from '../helpers/processes.ts';

@@ -1,5 +1,5 @@
 /**
- * What the Node data plane (node-runner/http-plane.ts) writes itself,
+ * What the Node data plane (node-runner/gateway/http-plane.ts) writes itself,
  * without Web Response objects in between: the upstream's headers as it
  * sent them (repeated ones kept apart, names in their case), and the
  * core's own answers framed so that the connection stays usable.

@@ -9,7 +9,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { requestIdOf } from '../../src/core/pipeline.ts';
+import { requestIdOf } from '../../src/core/gateway/pipeline.ts';
 import { request, waitFor } from '../helpers/http.ts';
 import { VERDICT_PLUGIN } from '../helpers/paths.ts';
 import { baseConfig, startGateway } from '../helpers/processes.ts';

@@ -1,12 +1,12 @@
 /**
  * @module test/helpers/fake-clock
- * A Clock (node-runner/clock.ts) whose time moves only when a test calls
+ * A Clock (src/core/clock.ts) whose time moves only when a test calls
  * `advance(ms)`, so restart backoff, ready deadlines, stop grace periods and
  * hook deadlines can be driven without sleeping; started at a date, it
  * stands in for the wall clock (`systemClock`) that key expiry reads.
  */
 
-import type { Clock, TimerHandle } from '../../node-runner/clock.ts';
+import type { Clock, TimerHandle } from '../../src/core/clock.ts';
 
 interface FakeTimer {
   id: number;

@@ -7,8 +7,8 @@
  */
 
 import { WebSocket as WsClient, type RawData } from 'ws';
-import { FRAMES_TYPE } from '../../node-runner/hook-api.ts';
-import { decodeFrames, unpackValue } from '../../src/core/codec.ts';
+import { FRAMES_TYPE } from '../../node-runner/hook-api/hook-api.ts';
+import { decodeFrames, unpackValue } from '../../src/core/protocol/codec.ts';
 import type { Scope } from './scope.ts';
 
 export interface ApiReply {

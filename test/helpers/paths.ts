@@ -10,8 +10,8 @@ const here = (rel: string) => fileURLToPath(new URL(rel, import.meta.url));
 
 /** The repository root (the cwd of every process the tests start). */
 export const ROOT = here('../../');
-/** `hookgate` (node-runner/cli.ts). */
-export const CLI = here('../../node-runner/cli.ts');
+/** `hookgate` (node-runner/cli/cli.ts). */
+export const CLI = here('../../node-runner/cli/cli.ts');
 
 /** The raw-protocol test plugin, configured by FIXTURE_* env vars (test/plugin-host). */
 export const CONFIGURABLE = here('../fixtures/plugins/configurable.ts');

@@ -3,7 +3,7 @@
  * `hookgate` processes, started as users start them and always stopped.
  *
  * * `startGateway` / `startRunner`: write a config into a temp dir, run
- *   `node node-runner/cli.ts serve --config FILE`, and resolve once the
+ *   `node node-runner/cli/cli.ts serve --config FILE`, and resolve once the
  *   listeners have logged their URLs (a runner: and `/readyz` says every
  *   plugin is ready), or fail with the process's stderr. Stopped with the
  *   scope: SIGTERM, then SIGKILL after a grace period. A gateway the scope
@@ -115,7 +115,7 @@ interface ServeOptions {
   timeoutMs?: number;
   /** fail the scope's close when the process does not exit 0 on its SIGTERM */
   expectCleanExit?: boolean;
-  /** how to run the CLI (default: this Node on the checkout's node-runner/cli.ts), e.g. an installed package's bin */
+  /** how to run the CLI (default: this Node on the checkout's node-runner/cli/cli.ts), e.g. an installed package's bin */
   bin?: string[];
   /** the working directory (default: the checkout) */
   cwd?: string;
@@ -299,7 +299,7 @@ export interface GatewayOptions {
   timeoutMs?: number;
   /** the config file's name inside its temp dir */
   fileName?: string;
-  /** how to run the CLI (default: the checkout's node-runner/cli.ts on this Node) */
+  /** how to run the CLI (default: the checkout's node-runner/cli/cli.ts on this Node) */
   bin?: string[];
   /** the working directory (default: the checkout) */
   cwd?: string;

@@ -1,9 +1,9 @@
 /**
  * @module test/helpers/protocol
- * Builders for the protocol's structs (src/core/protocol.ts) in hook data.
+ * Builders for the protocol's structs (src/core/protocol/protocol.ts) in hook data.
  */
 
-import type { RequestInfo } from '../../src/core/protocol.ts';
+import type { RequestInfo } from '../../src/core/protocol/protocol.ts';
 
 /** A complete RequestInfo: zero values for what `info` leaves out. */
 export function requestInfo(info: Partial<RequestInfo>): RequestInfo {

@@ -8,8 +8,8 @@
  * ./processes.ts), as users do.
  */
 
-import type { Clock } from '../../node-runner/clock.ts';
-import { loadConfigFile } from '../../node-runner/config-file.ts';
+import type { Clock } from '../../src/core/clock.ts';
+import { loadConfigFile } from '../../node-runner/config/config-file.ts';
 import { recordingLogger, type LogEntry } from '../../node-runner/log.ts';
 import { listenersOf, Runner } from '../../node-runner/runner.ts';
 import { waitFor } from './http.ts';

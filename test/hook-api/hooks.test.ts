@@ -9,8 +9,8 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { FRAMES_TYPE } from '../../node-runner/hook-api.ts';
-import { decodeFrames, decodeHookResult, encodeEnvelopeFrame, encodeFrame, encodeHookData, encodeHookFrame, packValue, unpackValue } from '../../src/core/codec.ts';
+import { FRAMES_TYPE } from '../../node-runner/hook-api/hook-api.ts';
+import { decodeFrames, decodeHookResult, encodeEnvelopeFrame, encodeFrame, encodeHookData, encodeHookFrame, packValue, unpackValue } from '../../src/core/protocol/codec.ts';
 import { getState, postFrames } from '../helpers/hook-api.ts';
 import { waitFor } from '../helpers/http.ts';
 import { AUTH_TS, EDGE_PLUGIN } from '../helpers/paths.ts';

@@ -8,7 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { encodeHookFrame } from '../../src/core/codec.ts';
+import { encodeHookFrame } from '../../src/core/protocol/codec.ts';
 import { getState, openLink, postFrames } from '../helpers/hook-api.ts';
 import { KEY, runnerConfig, startRunner, type RunnerProcess } from '../helpers/processes.ts';
 import { suiteScope } from '../helpers/scope.ts';

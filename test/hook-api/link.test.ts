@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { decodeHookResult, encodeFrame, encodeHookFrame, packValue } from '../../src/core/codec.ts';
+import { decodeHookResult, encodeFrame, encodeHookFrame, packValue } from '../../src/core/protocol/codec.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { getState, openLink, postFrames, type LinkMessage } from '../helpers/hook-api.ts';
 import { waitFor } from '../helpers/http.ts';

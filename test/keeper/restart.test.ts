@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { test } from 'node:test';
-import { encodeHookFrame } from '../../src/core/codec.ts';
+import { encodeHookFrame } from '../../src/core/protocol/codec.ts';
 import { postFrames } from '../helpers/hook-api.ts';
 import { request, sleep, waitFor } from '../helpers/http.ts';
 import { CONFIGURABLE, PUSH_TARGETS_SH, SDK_PLUGIN } from '../helpers/paths.ts';

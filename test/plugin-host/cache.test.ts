@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { RequestInfo } from '../../src/core/protocol.ts';
+import type { RequestInfo } from '../../src/core/protocol/protocol.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { waitFor } from '../helpers/http.ts';
 import { applyReady, config, Harness, request, route, statusOf } from '../helpers/plugin-host.ts';

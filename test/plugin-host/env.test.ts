@@ -16,7 +16,7 @@ import { waitFor } from '../helpers/http.ts';
 import { CLI, CONFIGURABLE, ROOT } from '../helpers/paths.ts';
 import { readJsonLines, runnerConfig, startRunner } from '../helpers/processes.ts';
 import { scope, tempDir } from '../helpers/scope.ts';
-import { MAGIC_COOKIE_KEY } from '../../src/core/protocol.ts';
+import { MAGIC_COOKIE_KEY } from '../../src/core/protocol/protocol.ts';
 
 const T = { timeout: 30_000 };
 /** What a runner holds in its environment and must not hand to plugins. */

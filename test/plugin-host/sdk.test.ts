@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, test } from 'node:test';
-import type { AuthorizeResult } from '../../src/core/protocol.ts';
+import type { AuthorizeResult } from '../../src/core/protocol/protocol.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import { waitFor } from '../helpers/http.ts';
 import { AUTH_PY, AUTH_TS, PY_SDK_DIR, SDK_PLUGIN, SDK_PY_PLUGIN } from '../helpers/paths.ts';

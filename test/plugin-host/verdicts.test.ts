@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { HOOK_BIT } from '../../src/core/protocol.ts';
+import { HOOK_BIT } from '../../src/core/protocol/protocol.ts';
 import { waitFor } from '../helpers/http.ts';
 import { AUTH_TS } from '../helpers/paths.ts';
 import { applyReady, Harness, request, route } from '../helpers/plugin-host.ts';

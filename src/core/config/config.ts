@@ -1,0 +1,665 @@
+/**
+ * @module config
+ * The one schema of hookgate's config, validated once where a config enters
+ * the system (a file, a config stream), with types inferred from it. Every
+ * problem is reported with the path of the field (`routes[2].match.domain:
+ * ...`), all at once, never just the first.
+ *
+ * Resolving relative paths against the config file's folder and reading
+ * files is the node runner's business (`node-runner/config/config-file.ts`); this
+ * module is runtime-neutral.
+ */
+
+import * as v from 'valibot';
+import { HookgateError } from '../errors.ts';
+import { matchProblems } from '../routing/routing.ts';
+
+/**
+ * Parses a duration: a number of milliseconds, or a string like `"500ms"`,
+ * `"2s"`, `"1m"`, `"1.5s"`. Returns NaN when it is not one.
+ *
+ * @example
+ * parseDuration('2s') // 2000
+ */
+export function parseDuration(input: string | number): number {
+  if (typeof input === 'number') return input >= 0 && Number.isFinite(input) ? input : NaN;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(input);
+  if (!m) return NaN;
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  return Math.round(n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000));
+}
+
+const Duration = v.pipe(
+  v.union([v.string(), v.number()], 'expected a duration such as "2s", "500ms" or a number of milliseconds'),
+  v.transform((x) => parseDuration(x)),
+  v.check((n) => !Number.isNaN(n), 'expected a duration such as "2s", "500ms" or a number of milliseconds'),
+);
+
+const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * Parses an RFC 3339 timestamp, whose offset (`Z` or `±hh:mm`) is
+ * mandatory, into milliseconds since the epoch. Returns NaN for anything
+ * else: no offset, a short offset (`+05`), a day the month does not have.
+ *
+ * @example
+ * parseTimestamp('2027-01-01T02:00:00+02:00') // 1798761600000
+ * parseTimestamp('2020-01-01T00:00:00+05')    // NaN
+ */
+export function parseTimestamp(input: string): number {
+  const m = RFC3339.exec(input);
+  if (!m) return NaN;
+  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
+  const offH = Number(m[9] ?? 0);
+  const offM = Number(m[10] ?? 0);
+  const d = new Date(0);
+  d.setUTCFullYear(year, month - 1, day);
+  if (month < 1 || month > 12 || d.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59 || offH > 23 || offM > 59) return NaN;
+  const ms = m[7] ? Number(`${m[7].slice(1)}00`.slice(0, 3)) : 0;
+  const offset = (m[8] === '-' ? -1 : 1) * (offH * 60 + offM) * 60_000;
+  return d.getTime() + ((hour * 60 + minute) * 60 + second) * 1000 + ms - offset;
+}
+
+const TIMESTAMP_MESSAGE = 'expected an ISO 8601 timestamp with a "Z" or "±hh:mm" offset (RFC 3339), such as "2027-01-01T00:00:00Z"';
+
+/** An RFC 3339 timestamp, parsed to ms since the epoch at validation. */
+const Timestamp = v.pipe(
+  v.string(TIMESTAMP_MESSAGE),
+  v.transform(parseTimestamp),
+  v.check((n) => !Number.isNaN(n), TIMESTAMP_MESSAGE),
+);
+
+const Listen = v.pipe(
+  v.string(),
+  v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:8080"'),
+  v.check((s) => {
+    const port = Number(s.slice(s.lastIndexOf(':') + 1));
+    return port >= 0 && port <= 65535;
+  }, 'expected a port from 0 to 65535'),
+);
+
+/** Whether a `host:port` listen address is on loopback (127.0.0.0/8, [::1], localhost). */
+export function isLoopbackListen(listen: string): boolean {
+  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  return host === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::1' || host === '0:0:0:0:0:0:0:1';
+}
+
+const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
+
+/**
+ * True when `t` is a `host:port` target safe to put into an upstream URL
+ * (a host name, IPv4 or bracketed IPv6, and a port 1-65535; nothing else).
+ *
+ * @example
+ * isTarget('10.0.0.1:3000') // true
+ * isTarget('evil.com/x:80') // false
+ */
+export function isTarget(t: unknown): t is string {
+  if (typeof t !== 'string') return false;
+  const m = HOST_PORT.exec(t);
+  if (!m) return false;
+  const port = Number(m[1]);
+  return port >= 1 && port <= 65535;
+}
+
+const Target = v.pipe(v.string(), v.check((t: string) => isTarget(t), 'expected a "host:port" target'));
+
+/** A number of connections; `min` 0 lets 0 mean "no limit". */
+const ConnectionCount = (min: 0 | 1) =>
+  v.pipe(
+    v.number('expected a number of connections'),
+    v.integer('expected a whole number of connections'),
+    v.minValue(min, min === 0 ? 'expected 0 (no limit) or more' : 'expected at least 1'),
+  );
+
+const HeaderValues = v.record(v.string(), v.string());
+
+/** A header name (an HTTP token), as `strip_request_headers` lists them. */
+const HeaderName = v.pipe(v.string(), v.regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a header name (an HTTP token such as "X-User")'));
+
+const OnError = v.picklist(['deny', 'allow'], 'expected "deny" or "allow"');
+
+/** The request facts a cache key may name besides headers (see `verdict-cache.ts`). */
+export const CACHE_KEY_FACTS: readonly string[] = ['method', 'domain', 'host', 'path', 'query', 'client_ip', 'body'];
+
+/**
+ * One part of a verdict cache key: what a plugin's verdict depends on.
+ * `header:Name` (any case), or one of the request's facts.
+ */
+const CacheKeyPart = v.pipe(
+  v.string(),
+  v.check(
+    (p) => CACHE_KEY_FACTS.includes(p) || /^header:[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(p),
+    `expected "header:<Name>" or one of ${CACHE_KEY_FACTS.map((f) => `"${f}"`).join(', ')}`,
+  ),
+);
+
+/**
+ * A binding's verdict cache, as written on a plugin (its defaults) or on a
+ * route's binding (overrides, field by field). Nothing is cached unless
+ * `ttl` or `negative_ttl` ends up above 0.
+ */
+const CacheSchema = v.strictObject({
+  /** how long an allow verdict is reused */
+  ttl: v.optional(Duration),
+  /** how long a deny, drop or fallback verdict is reused (0: never) */
+  negative_ttl: v.optional(Duration),
+  /** how long past its expiry a verdict still stands in for a failed call */
+  stale_if_error: v.optional(Duration),
+  /** what the verdict depends on; default: everything the plugin is sent */
+  key: v.optional(v.pipe(v.array(CacheKeyPart), v.minLength(1, 'expected at least one key part (leave "key" out to key on everything the plugin is sent)'))),
+  /** entries kept per binding (least recently used go first) */
+  max_entries: v.optional(v.pipe(v.number('expected a number of entries'), v.integer('expected a whole number of entries'), v.minValue(1, 'expected at least 1'), v.maxValue(10_000_000, 'expected at most 10000000'))),
+});
+
+const HookNames = v.array(v.picklist(['on_request', 'on_response', 'on_connect', 'on_disconnect'], 'expected on_request, on_response, on_connect or on_disconnect'));
+
+/** A plugin run by something else (systemd, a sidecar), reached at its socket. */
+const AttachSchema = v.strictObject({
+  /** the plugin's socket, as the plugin names it */
+  socket: v.pipe(v.string(), v.minLength(1, 'expected a socket path')),
+  /** the hooks it implements (there is no `ready` to say so) */
+  hooks: HookNames,
+  /** where the runner finds that socket, when it sees it under another path (containers) */
+  socket_host_path: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** how often an unreachable plugin's socket is tried again */
+  health_interval: v.optional(Duration, 2_000),
+  /** the user id that may own the socket besides the runner's own user and root (a sidecar running as another user) */
+  uid: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0, 'expected a user id'))),
+});
+
+const PluginSchema = v.pipe(
+  v.strictObject({
+    /** an executable */
+    path: v.optional(v.pipe(v.string(), v.minLength(1, 'expected a non-empty path'))),
+    /** argv: the program and its first arguments */
+    command: v.optional(v.pipe(v.array(v.string()), v.minLength(1, 'expected at least the program'))),
+    args: v.optional(v.array(v.string()), []),
+    env: v.optional(v.record(v.string(), v.string()), {}),
+    /** start with the runner's whole environment instead of a minimal one (PATH, HOME, LANG, LC_*, TZ, TMPDIR) */
+    inherit_env: v.optional(v.boolean()),
+    cwd: v.optional(v.string()),
+    on_error: v.optional(OnError, 'deny'),
+    with_body: v.optional(v.boolean(), false),
+    sha256: v.optional(v.pipe(v.string(), v.regex(/^[0-9a-fA-F]{64}$/, 'expected 64 hex digits'), v.toLowerCase())),
+    autostart: v.optional(v.boolean(), false),
+    /** how long a started plugin may take to send `ready` before it is restarted */
+    ready_timeout: v.optional(Duration, 10_000),
+    /** Unix-socket connections per plugin */
+    pool_size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(1), v.maxValue(1024)), 16),
+    /** with `gateway.workers`: each worker opens `pool_size` connections (default: they share `pool_size`, at least 1 each) */
+    pool_per_worker: v.optional(v.boolean()),
+    /** calls allowed to wait for a free connection when all are busy */
+    queue_limit: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0)), 1024),
+    /** a plugin the runner does not start: reached at its socket */
+    attach: v.optional(AttachSchema),
+    /**
+     * Development: restart the plugin when its code changes (`serve` from a
+     * config file). `true`: its `path`, or the files its `command` names; a
+     * list: those paths (files or folders) as well.
+     */
+    watch: v.optional(
+      v.union([v.boolean(), v.array(v.pipe(v.string(), v.minLength(1, 'expected a non-empty path')))], 'expected true, false or a list of paths to watch'),
+    ),
+    /** verdict cache defaults for every binding of this plugin */
+    cache: v.optional(CacheSchema),
+    /**
+     * the hooks the plugin implements, known before it says `ready`: `[]`
+     * declares a push-only plugin (its routes make no hook calls for it);
+     * a list makes its routes fail closed for just those hooks until ready
+     */
+    hooks: v.optional(HookNames),
+  }),
+  v.check(
+    (p) => [p.path, p.command, p.attach].filter((x) => x !== undefined).length === 1,
+    'expected exactly one of "path", "command" or "attach"',
+  ),
+  v.check((p) => !(p.attach && p.watch), '"watch" is for plugins the runner starts; an attached plugin (attach) is restarted by whoever runs it'),
+  v.check((p) => !(p.attach && p.hooks), 'an attached plugin lists its hooks in "attach.hooks", not "hooks"'),
+);
+
+const BindingSchema = v.union(
+  [
+    v.pipe(v.string(), v.minLength(1)),
+    v.strictObject({
+      plugin: v.pipe(v.string(), v.minLength(1)),
+      on_error: v.optional(OnError),
+      with_body: v.optional(v.boolean()),
+      /** overrides the plugin's `cache`, field by field */
+      cache: v.optional(CacheSchema),
+    }),
+  ],
+  'expected a plugin name or { plugin, on_error?, with_body?, cache? }',
+);
+
+const ProxyAction = v.strictObject({
+  type: v.literal('proxy'),
+  upstream: v.pipe(v.string(), v.minLength(1)),
+  fallback: v.optional(v.string()),
+  timeout: v.optional(Duration, 30_000),
+  /** self-hosted gateway: requests of this action in flight to each upstream host:port at once */
+  max_connections: v.optional(ConnectionCount(1), 1024),
+  /** self-hosted gateway: how long a request waits for one of them before `503 upstream busy` (0: not at all) */
+  queue_timeout: v.optional(Duration, 5_000),
+});
+const StaticAction = v.strictObject({
+  type: v.literal('static'),
+  status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)), 200),
+  body: v.optional(v.string(), ''),
+  headers: v.optional(HeaderValues, {}),
+});
+const RedirectAction = v.strictObject({
+  type: v.literal('redirect'),
+  to: v.pipe(v.string(), v.minLength(1)),
+  status: v.optional(v.picklist([301, 302, 303, 307, 308], 'expected 301, 302, 303, 307 or 308'), 302),
+});
+const ActionSchema = v.variant('type', [ProxyAction, StaticAction, RedirectAction], 'expected an action with type "proxy", "static" or "redirect"');
+
+const BalancerSchema = v.strictObject({
+  type: v.optional(v.picklist(['roundrobin', 'random', 'leastconn'], 'expected "roundrobin", "random" or "leastconn"'), 'roundrobin'),
+  targets: v.optional(v.array(Target), []),
+  /** where the group key of grouped pools comes from: `header:Name` or `var:name` */
+  group_by: v.optional(v.pipe(v.string(), v.regex(/^(header|var):.+$/, 'expected "header:<Name>" or "var:<name>"'))),
+  /** a group key that names no pushed group (or no key): `deny` answers 503 (the default), `all` picks from every target */
+  unknown_group: v.optional(v.picklist(['deny', 'all'], 'expected "deny" or "all"')),
+});
+
+const RouteSchema = v.strictObject({
+  id: v.optional(v.pipe(v.string(), v.regex(/^[A-Za-z0-9._~-]+$/, 'expected letters, digits, ".", "_", "~" or "-"'))),
+  match: v.optional(
+    v.strictObject({
+      domain: v.optional(v.string()),
+      path: v.optional(v.string()),
+      methods: v.optional(v.array(v.pipe(v.string(), v.regex(/^[A-Za-z]+$/, 'expected an HTTP method'), v.toUpperCase()))),
+      /** compare the path case-insensitively (ASCII), for upstreams that do */
+      case_insensitive: v.optional(v.boolean()),
+      /** accept `%2F` / `%5C` in the path (they are never separators); refused with 400 otherwise */
+      allow_encoded_slash: v.optional(v.boolean()),
+    }),
+    {},
+  ),
+  plugins: v.optional(v.array(BindingSchema), []),
+  /** request headers removed before plugins and the upstream see the request (with `gateway.strip_request_headers`) */
+  strip_request_headers: v.optional(v.array(HeaderName)),
+  plugin_timeout: v.optional(Duration, 5_000),
+  set: v.optional(v.record(v.string(), v.string()), {}),
+  balancer: v.optional(BalancerSchema),
+  action: v.union([v.pipe(v.string(), v.minLength(1)), ActionSchema], 'expected an action name or an inline action'),
+  edge_on_error: v.optional(
+    v.strictObject({
+      status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)), 503),
+      body: v.optional(v.string(), 'service unavailable\n'),
+    }),
+    {},
+  ),
+});
+
+const KeySchema = v.pipe(
+  v.strictObject({
+    id: v.pipe(v.string(), v.minLength(1)),
+    secret: v.optional(v.pipe(v.string(), v.minLength(16, 'expected at least 16 characters'))),
+    secret_env: v.optional(v.pipe(v.string(), v.minLength(1))),
+    /** ms since the epoch after validation */
+    expires_at: v.optional(Timestamp),
+  }),
+  v.check((k) => (k.secret === undefined) !== (k.secret_env === undefined), 'expected exactly one of "secret" or "secret_env"'),
+);
+
+const WORKERS = 'expected a whole number of workers from 1 to 256, or "auto"';
+
+export const ConfigSchema = v.strictObject({
+  gateway: v.optional(
+    v.strictObject({
+      listen: v.optional(Listen, '127.0.0.1:8080'),
+      /** time to receive a request's complete head (nginx's client_header_timeout); 0: no limit */
+      header_timeout: v.optional(Duration, 10_000),
+      /** longest pause between two reads of a request body (nginx's client_body_timeout); 0: no limit */
+      body_timeout: v.optional(Duration, 30_000),
+      /** open connections per client IP address; 0: no limit */
+      max_connections_per_client: v.optional(ConnectionCount(0), 512),
+      /** request headers removed on every route, before plugins and the upstream see the request */
+      strip_request_headers: v.optional(v.array(HeaderName), []),
+      /** request headers whose name holds "_": `drop` (the default, as nginx) or `allow` */
+      underscores_in_headers: v.optional(v.picklist(['drop', 'allow'], 'expected "drop" or "allow"'), 'drop'),
+      /**
+       * gateway processes sharing the listen port (Linux, SO_REUSEPORT): a
+       * number, or "auto" for one per available core. 1 (the default)
+       * serves from the runner's own process.
+       */
+      workers: v.optional(
+        v.union(
+          [v.pipe(v.number(), v.integer(WORKERS), v.minValue(1, WORKERS), v.maxValue(256, WORKERS)), v.literal('auto')],
+          WORKERS,
+        ),
+        1,
+      ),
+    }),
+    {},
+  ),
+  runner: v.optional(
+    v.strictObject({
+      listen: v.optional(Listen),
+      keys: v.optional(v.array(KeySchema), []),
+      /**
+       * Programs (and attached sockets) a config stream may name, as
+       * absolute paths or globs. Local: read from the bootstrap file of
+       * `serve --config-url`, never from the stream.
+       */
+      plugins_allowed: v.optional(
+        v.array(v.pipe(v.string(), v.check((p) => p.startsWith('/'), 'expected an absolute path or glob, such as "/opt/hookgate/plugins/*"'))),
+      ),
+    }),
+    {},
+  ),
+  admin: v.optional(
+    v.pipe(
+      v.strictObject({
+        listen: v.optional(Listen, '127.0.0.1:9090'),
+        /** bearer keys for /api/* and /metrics (same shape as runner.keys); required off loopback */
+        keys: v.optional(v.array(KeySchema), []),
+      }),
+      v.check(
+        (a) => isLoopbackListen(a.listen) || a.keys.length > 0,
+        'admin.listen is not a loopback address, so anyone who reaches it could read the config and restart plugins: set admin.keys (bearer keys, like runner.keys), or listen on 127.0.0.1',
+      ),
+    ),
+    {},
+  ),
+  /** local: logging of this process (the environment's HOOKGATE_LOG_LEVEL / HOOKGATE_LOG_FORMAT set the rest) */
+  log: v.optional(
+    v.strictObject({
+      /** one JSON line per request (self-hosted gateway) */
+      access: v.optional(v.boolean(), false),
+    }),
+    {},
+  ),
+  routes: v.optional(v.array(RouteSchema), []),
+  actions: v.optional(v.record(v.string(), ActionSchema), {}),
+  plugins: v.optional(v.record(v.pipe(v.string(), v.regex(/^[A-Za-z0-9._-]+$/, 'expected a plugin name of letters, digits, ".", "_" or "-"')), PluginSchema), {}),
+  /**
+   * A folder whose executables matching `plugins_glob` (default "*") are
+   * registered as plugins named after their files; entries in `plugins`
+   * with the same name take precedence. Expanded where files are read.
+   */
+  plugins_dir: v.optional(v.pipe(v.string(), v.minLength(1))),
+  plugins_glob: v.optional(v.pipe(v.string(), v.minLength(1))),
+});
+
+type Parsed = v.InferOutput<typeof ConfigSchema>;
+export type PluginConfig = Parsed['plugins'][string];
+export type Action = v.InferOutput<typeof ActionSchema>;
+export type BalancerConfig = v.InferOutput<typeof BalancerSchema>;
+/** The self-hosted gateway's listener settings (`gateway`), defaults filled in. */
+export type GatewaySettings = Parsed['gateway'];
+
+/** A cache block as written (plugin defaults or a binding's overrides), durations in ms. */
+export type CacheConfig = v.InferOutput<typeof CacheSchema>;
+
+/** A binding's verdict cache after merging the plugin's defaults with the route's overrides. */
+export interface CacheSettings {
+  /** ms an allow verdict is reused (0: allows are not cached) */
+  ttl: number;
+  /** ms a deny, drop or fallback verdict is reused (0: not cached) */
+  negative_ttl: number;
+  /** ms past expiry a verdict may stand in for a failed call */
+  stale_if_error: number;
+  /** the key parts, or null for everything the plugin is sent */
+  key: string[] | null;
+  max_entries: number;
+}
+
+/** Entries a binding's cache keeps when its config does not say. */
+export const DEFAULT_CACHE_ENTRIES = 10_000;
+
+/**
+ * Merges a plugin's cache defaults with a binding's overrides, field by
+ * field: null when nothing would be cached (no ttl and no negative_ttl).
+ *
+ * @example
+ * resolveCache({ ttl: 30_000, stale_if_error: 300_000 }, { ttl: 5_000 }) // { ttl: 5000, negative_ttl: 0, stale_if_error: 300000, key: null, max_entries: 10000 }
+ */
+export function resolveCache(plugin: CacheConfig | undefined, binding: CacheConfig | undefined): CacheSettings | null {
+  if (!plugin && !binding) return null;
+  const pick = <K extends keyof CacheConfig>(k: K): CacheConfig[K] => (binding?.[k] !== undefined ? binding[k] : plugin?.[k]);
+  const ttl = pick('ttl') ?? 0;
+  const negative_ttl = pick('negative_ttl') ?? 0;
+  if (ttl <= 0 && negative_ttl <= 0) return null;
+  return { ttl, negative_ttl, stale_if_error: pick('stale_if_error') ?? 0, key: pick('key') ?? null, max_entries: pick('max_entries') ?? DEFAULT_CACHE_ENTRIES };
+}
+
+/** A route's binding of one plugin, defaults filled in from the plugin. */
+export interface Binding {
+  plugin: string;
+  on_error: 'deny' | 'allow';
+  with_body: boolean;
+  /** the verdict cache of this binding; absent when it caches nothing */
+  cache?: CacheSettings;
+}
+
+/** A route after validation: id filled in, bindings normalized. */
+export interface Route extends Omit<Parsed['routes'][number], 'id' | 'plugins'> {
+  id: string;
+  /** index in `routes`, which is also the default id */
+  index: number;
+  plugins: Binding[];
+  /** the action's name when the route names one, else '' */
+  actionName: string;
+}
+
+/** A validated config, defaults filled in. */
+export interface Config extends Omit<Parsed, 'routes'> {
+  routes: Route[];
+}
+
+type PathItem = { key: unknown };
+
+function pathText(path: readonly PathItem[]): string {
+  let out = '';
+  for (const { key } of path) out += typeof key === 'number' ? `[${key}]` : out ? `.${String(key)}` : String(key);
+  return out || '(config)';
+}
+
+/**
+ * A union reports one issue per branch, with paths relative to the union;
+ * the branch that got furthest into the input is the one the author meant
+ * (the object with a bad field, not the string it also could have been).
+ */
+function deepest(issue: v.BaseIssue<unknown>, base: readonly PathItem[]): { issue: v.BaseIssue<unknown>; path: PathItem[] } {
+  let best = { issue, path: [...base, ...((issue.path ?? []) as PathItem[])] };
+  for (const sub of issue.issues ?? []) {
+    const d = deepest(sub, best.path);
+    if (d.path.length > best.path.length) best = d;
+  }
+  return best;
+}
+
+function describe(issue: v.BaseIssue<unknown>): string {
+  const d = deepest(issue, []);
+  const i = d.issue;
+  const msg =
+    i.kind === 'schema' && i.expected === 'never'
+      ? 'unknown field'
+      : i.kind === 'schema' && i.received === 'undefined'
+        ? 'required field is missing'
+        : i.kind === 'schema' && i.message.startsWith('Invalid ')
+          ? `expected ${expectedText(i.expected)}, got ${i.received}`
+          : i.message;
+  return `${pathText(d.path)}: ${msg}`;
+}
+
+/** The validator's name for an expected type, in words ("string" → "a string"). */
+function expectedText(expected: string | null): string {
+  const words: Record<string, string> = { string: 'a string', number: 'a number', boolean: 'true or false', Object: 'an object', object: 'an object', Array: 'a list', array: 'a list' };
+  if (!expected) return 'something else';
+  if (Object.hasOwn(words, expected)) return words[expected];
+  const parts = expected.split(' | ');
+  return parts.length > 1 ? `one of ${parts.map((p) => words[p] ?? p).join(', ')}` : expected;
+}
+
+/**
+ * Sorts problems in the order their fields appear in `input` (the order of
+ * the file), then by their order of discovery; a problem whose path is not
+ * in the input keeps its place after the fields before it.
+ */
+function inFileOrder(problems: string[], input: Record<string, unknown>): string[] {
+  const rank = (problem: string): number[] => {
+    const path = problem.slice(0, Math.max(0, problem.indexOf(': ')));
+    const out: number[] = [];
+    let at: unknown = input;
+    for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) {
+      const key = m[1] ?? Number(m[2]);
+      if (typeof at !== 'object' || at === null) break;
+      const keys = Array.isArray(at) ? null : Object.keys(at);
+      const i = keys ? keys.indexOf(String(key)) : Number(key);
+      if (i < 0) {
+        out.push(Number.MAX_SAFE_INTEGER);
+        break;
+      }
+      out.push(i);
+      at = (at as Record<string | number, unknown>)[key];
+    }
+    return out;
+  };
+  const ranked = problems.map((p, i) => ({ p, i, r: rank(p) }));
+  ranked.sort((a, b) => {
+    for (let k = 0; k < Math.min(a.r.length, b.r.length); k++) if (a.r[k] !== b.r[k]) return a.r[k] - b.r[k];
+    return a.r.length !== b.r.length ? a.r.length - b.r.length : a.i - b.i;
+  });
+  return ranked.map((x) => x.p);
+}
+
+/**
+ * Validates a config (already parsed from JSON5 or received as JSON) and
+ * fills in defaults. Throws `BAD_CONFIG` whose `problems` lists every
+ * problem found, each starting with the path of the field.
+ *
+ * @example
+ * try { const cfg = parseConfig(JSON5.parse(text)); }
+ * catch (e) { if (e instanceof ConfigError) for (const p of e.problems) console.error(p); }
+ */
+export function parseConfig(input: unknown): Config {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new ConfigError(['(config): expected an object with routes, actions, plugins, ...']);
+  }
+  const res = v.safeParse(ConfigSchema, input, { abortEarly: false, abortPipeEarly: true });
+  // Reference checks read the raw input, so they run (and report) even when
+  // the schema found problems elsewhere: every problem is listed at once.
+  const problems = [...(res.success ? [] : res.issues.map(describe)), ...referenceProblems(input as Record<string, unknown>)];
+  if (!res.success || problems.length) throw new ConfigError(inFileOrder(problems, input as Record<string, unknown>));
+  const raw = res.output;
+  const routes: Route[] = raw.routes.map((r, index) => {
+    const plugins: Binding[] = r.plugins.map((b) => {
+      const name = typeof b === 'string' ? b : b.plugin;
+      const p = raw.plugins[name];
+      const over: { on_error?: 'deny' | 'allow'; with_body?: boolean; cache?: CacheConfig } = typeof b === 'string' ? {} : b;
+      const binding: Binding = { plugin: name, on_error: over.on_error ?? p.on_error, with_body: over.with_body ?? p.with_body };
+      const cache = resolveCache(p.cache, over.cache);
+      if (cache) binding.cache = cache;
+      return binding;
+    });
+    const actionName = typeof r.action === 'string' ? r.action : '';
+    return { ...r, id: r.id ?? String(index), index, plugins, actionName };
+  });
+  return { ...raw, routes };
+}
+
+/** Cross-references (names that must exist, ids that must be unique), checked defensively on raw input. */
+function referenceProblems(input: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const obj = (x: unknown): Record<string, unknown> =>
+    typeof x === 'object' && x !== null && !Array.isArray(x) ? (x as Record<string, unknown>) : {};
+  const actions = obj(input.actions);
+  const plugins = obj(input.plugins);
+  const fallbackProblem = (where: string, action: Record<string, unknown>) => {
+    if (action.type !== 'proxy' || typeof action.fallback !== 'string') return;
+    const fb = actions[action.fallback];
+    if (fb === undefined) problems.push(`${where}.fallback: no action named "${action.fallback}" in actions`);
+    else if (obj(fb).type === 'proxy') problems.push(`${where}.fallback: "${action.fallback}" is a proxy; a fallback must be static or redirect`);
+  };
+  const ids = new Map<string, number>();
+  const routes = Array.isArray(input.routes) ? input.routes : [];
+  routes.forEach((raw, index) => {
+    const r = obj(raw);
+    const id = typeof r.id === 'string' ? r.id : String(index);
+    const seen = ids.get(id);
+    if (seen !== undefined) problems.push(`routes[${index}].id: "${id}" is already the id of routes[${seen}]`);
+    else ids.set(id, index);
+    if (Array.isArray(r.plugins)) {
+      r.plugins.forEach((b, j) => {
+        const name = typeof b === 'string' ? b : obj(b).plugin;
+        if (typeof name === 'string' && plugins[name] === undefined) problems.push(`routes[${index}].plugins[${j}]: no plugin named "${name}" in plugins`);
+        // "body" in the effective cache key needs the body: binding fields over the plugin's.
+        const p = obj(typeof name === 'string' ? plugins[name] : undefined);
+        const over = typeof b === 'string' ? {} : obj(b);
+        const key = obj(over.cache).key ?? obj(p.cache).key;
+        const withBody = over.with_body ?? p.with_body ?? false;
+        if (Array.isArray(key) && key.includes('body') && withBody !== true) {
+          problems.push(`routes[${index}].plugins[${j}]: the cache key names "body", but this binding sends plugin "${name}" no body (set with_body: true, or take "body" out of the key)`);
+        }
+      });
+    }
+    let action: Record<string, unknown> | undefined;
+    if (typeof r.action === 'string') {
+      if (actions[r.action] === undefined) problems.push(`routes[${index}].action: no action named "${r.action}" in actions`);
+      else action = obj(actions[r.action]);
+    } else if (r.action !== undefined) {
+      action = obj(r.action);
+      fallbackProblem(`routes[${index}].action`, action);
+    }
+    if (action?.type === 'proxy' && typeof action.upstream === 'string' && action.upstream.includes('{target}') && r.balancer === undefined) {
+      problems.push(`routes[${index}].balancer: the action's upstream uses {target}, so the route needs a balancer`);
+    }
+    const m = obj(r.match);
+    const str = (x: unknown) => (typeof x === 'string' ? x : undefined);
+    if (action && !isExactDomain(str(m.domain))) {
+      const fallback = action.type === 'proxy' && typeof action.fallback === 'string' ? action.fallback : undefined;
+      const checks: Array<[string, Record<string, unknown>, string]> = [
+        [typeof r.action === 'string' ? `routes[${index}].action` : `routes[${index}].action.${action.type === 'redirect' ? 'to' : 'upstream'}`, action, typeof r.action === 'string' ? `action "${r.action}": ` : ''],
+      ];
+      if (fallback) checks.push([`routes[${index}].action.fallback`, obj(actions[fallback]), `action "${fallback}": `]);
+      for (const [at, a, which] of checks) {
+        const tpl = a.type === 'proxy' ? a.upstream : a.type === 'redirect' ? a.to : undefined;
+        if (typeof tpl !== 'string' || !templateAuthority(tpl).includes('{host}')) continue;
+        problems.push(
+          `${at}: ${which}"${tpl}" puts {host} in the URL's host part, so any client could pick where the request goes; ` +
+            'use {host} there only on a route whose match.domain lists exact domains (no "*"), or write the host into the template',
+        );
+      }
+    }
+    for (const p of matchProblems({ domain: str(m.domain), path: str(m.path) })) problems.push(`routes[${index}].match.${p}`);
+  });
+  for (const [name, a] of Object.entries(actions)) fallbackProblem(`actions.${name}`, obj(a));
+  return problems;
+}
+
+/**
+ * The authority part (host and port) of a URL template: after a literal
+ * `scheme:` and the slashes that follow it, or after a leading `//`; a
+ * template that starts with neither a scheme nor `/` (e.g. `{host}/x`) is
+ * read from its start. It ends at the first `/`, backslash, `?`, `#`,
+ * `{path}` or `{query}`. A template that starts with one `/` (a path) has none ('').
+ */
+function templateAuthority(tpl: string): string {
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(tpl) ?? /^[/\\]{2,}/.exec(tpl);
+  if (!scheme && /^[/\\]/.test(tpl)) return '';
+  const rest = tpl.slice(scheme?.[0].length ?? 0);
+  const end = rest.search(/[/\\?#]|\{(?:path|query)\}/);
+  return end < 0 ? rest : rest.slice(0, end);
+}
+
+/** True when a route's `match.domain` lists only exact domains: a Host that matches it is one the author wrote. */
+function isExactDomain(domain: string | undefined): boolean {
+  if (domain === undefined) return false;
+  const parts = domain.split(',').map((d) => d.trim());
+  return parts.every((d) => d !== '' && !d.includes('*'));
+}
+
+/** A config that failed validation; `problems` has one line per problem, each naming its field. */
+export class ConfigError extends HookgateError {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super('BAD_CONFIG', `invalid config:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
+  }
+}
