@@ -434,6 +434,8 @@ export async function startHookgate(name: string, config: object, dir: string, n
     if (!running(proc)) throw new Error(`${name} exited\n${tail(proc)}`);
     const r = await get(`${admin}/readyz`);
     return r.status === 200 ? true : undefined;
+  }).catch((err: Error) => {
+    throw new Error(`${err.message}\n${tail(proc)}`);
   });
   return { proc, gateway, admin, runner, config: file };
 }
