@@ -299,6 +299,9 @@ export async function runBench(main: () => Promise<void>): Promise<void> {
     });
   }
   try {
+    // The example plugins import `hookgate/sdk`, which resolves to the checkout's lib/ (up to date: a no-op).
+    const build = spawnSync(process.execPath, [join(ROOT, 'scripts/build-package.ts')], { stdio: 'inherit' });
+    if (build.status !== 0) throw new Error(`scripts/build-package.ts failed (exit ${build.status ?? build.signal}): the example plugins need lib/`);
     await main();
   } catch (err) {
     if (!interrupted) {
