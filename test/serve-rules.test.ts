@@ -1,18 +1,18 @@
 /**
- * The runtime-neutral rules of `serve` and `drop` (src/core/serve.ts,
- * mime.ts, config-actions.ts) and the Node plane's decision to drop a
+ * The runtime-neutral rules of `serve` and `drop` (src/core/serve/,
+ * src/core/config/config-actions.ts) and the Node plane's decision to drop a
  * TLS connection before its handshake (node-runner/gateway/drop.ts):
  * plain data in, plain data out.
  */
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, parseConfig } from '../src/core/config.ts';
-import { edgeWarnings } from '../src/core/config-actions.ts';
-import { contentTypeOf } from '../src/core/mime.ts';
-import { normalizePath } from '../src/core/path.ts';
-import { etagOf, fileAnswer, servePath } from '../src/core/serve.ts';
-import { GatewayState } from '../src/core/state.ts';
+import { ConfigError, parseConfig } from '../src/core/config/config.ts';
+import { edgeWarnings } from '../src/core/config/config-actions.ts';
+import { contentTypeOf } from '../src/core/serve/mime.ts';
+import { normalizePath } from '../src/core/routing/path.ts';
+import { etagOf, fileAnswer, servePath } from '../src/core/serve/serve.ts';
+import { GatewayState } from '../src/core/state/state.ts';
 import { dropsBeforeHandshake } from '../node-runner/gateway/drop.ts';
 
 function problemsOf(input: unknown): string[] {
