@@ -14,6 +14,7 @@ import { normalizePath } from '../src/core/routing/path.ts';
 import { etagOf, fileAnswer, servePath } from '../src/core/serve/serve.ts';
 import { GatewayState } from '../src/core/state/state.ts';
 import { dropsBeforeHandshake } from '../node-runner/gateway/drop.ts';
+import { streamProblems } from '../node-runner/config/stream-policy.ts';
 
 function problemsOf(input: unknown): string[] {
   try {
@@ -226,4 +227,12 @@ describe('dropsBeforeHandshake: whether a TLS connection can be closed on its se
   test('no route for the name: not a drop (its requests get 404)', () => {
     assert.equal(dropsBeforeHandshake(state([{ match: { domain: 'a.example.com' }, action: ok }]), 'b.example.com'), false);
   });
+});
+
+test('a config stream may not carry serve actions unless it is trusted as the runner (--plugins-from-stream=any)', () => {
+  const config = parseConfig({ routes: [{ action: 'site' }, { action: { type: 'serve', root: '/' } }, { action: { type: 'drop' } }], actions: { site: { type: 'serve', root: '/srv/www' } } });
+  const problems = streamProblems(config, { plugins: 'allowlist', allowed: ['/**'] });
+  assert.deepEqual(problems.map((p) => p.slice(0, p.indexOf(':'))), ['actions.site', 'routes[1].action']);
+  assert.match(problems[0], /would let the stream publish any file the runner can read/);
+  assert.deepEqual(streamProblems(config, { plugins: 'any', allowed: [] }), []);
 });
