@@ -15,6 +15,8 @@ import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, matchesGlob, parse, resolve } from 'node:path';
 import JSON5 from 'json5';
 import { ConfigError, parseConfig, type Config } from '../../src/core/config/config.ts';
+import { edgeWarnings } from '../../src/core/config/config-actions.ts';
+import { resolveServePaths, serveProblems } from '../gateway/serve-paths.ts';
 import { sha256File } from '../plugin/process.ts';
 
 /**
@@ -32,8 +34,10 @@ export async function loadConfigFile(file: string, onWarning?: (warning: string)
   const raw = await readConfigInput(file);
   const baseDir = dirname(resolve(file));
   const config = resolvePaths(await parseWithDiscovery(raw, baseDir, onWarning), baseDir);
-  const problems = await programProblems(config.plugins);
+  const problems = [...(await programProblems(config.plugins)), ...(await serveProblems(config))];
   if (problems.length) throw new ConfigError(problems);
+  // runner.listen serves edge workers, which route by this config too.
+  if (config.runner.listen !== undefined) for (const w of edgeWarnings(config)) onWarning?.(w);
   return config;
 }
 
@@ -240,9 +244,10 @@ export async function readConfigInput(file: string): Promise<unknown> {
   }
 }
 
-/** Resolves plugin paths and working directories against `baseDir`. */
+/** Resolves plugin paths and working directories, and serve actions' `root` and `file`, against `baseDir`. */
 export function resolvePaths(config: Config, baseDir: string): Config {
   resolvePluginPaths(config.plugins, baseDir);
+  resolveServePaths(config, baseDir);
   return config;
 }
 

@@ -64,6 +64,7 @@ import { ConfigError } from '../../src/core/config/config.ts';
 import { canonicalJson, itemsOf, KINDS, type Kind } from '../../src/core/config/config-doc.ts';
 import type { Logger } from '../../src/core/log.ts';
 import { parseWithDiscovery, readConfigInput, resolvePluginPaths } from './config-file.ts';
+import { resolveServePaths } from '../gateway/serve-paths.ts';
 import { isLoopbackHost, spkiSha256 } from './config-tls.ts';
 import { etcdSettings, putOf as putOf_, type EtcdKv, type EtcdSettings } from './etcd.ts';
 import { KeyRing } from '../hook-api/keys.ts';
@@ -576,6 +577,7 @@ export async function readItems(file: string, onWarning?: (warning: string) => v
   if (problems.length) throw new ConfigError(problems);
   const input = raw as { plugins?: Record<string, Record<string, unknown>> } & Parameters<typeof itemsOf>[0];
   resolvePluginPaths(input.plugins ?? {}, dirname(file));
+  resolveServePaths(input, dirname(file));
   return itemsOf(input);
 }
 

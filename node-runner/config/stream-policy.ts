@@ -28,8 +28,10 @@
  *   (`LOADER_ENV`: `LD_*`, `NODE_OPTIONS`, `PYTHON*`, `PATH`, ...). That
  *   list is a deny-list and cannot be complete; arguments, `cwd` and the
  *   remaining variables stay the stream's to set.
- * - Mode `any` skips the plugin checks (not the key check): the stream is
- *   then trusted to run any program as the runner's user.
+ * - **No files from a stream.** A `serve` action is refused in `allowlist`
+ *   mode: which folders the runner publishes is the runner's decision.
+ * - Mode `any` skips the plugin and serve checks (not the key check): the
+ *   stream is then trusted to run any program as the runner's user.
  *
  * Problems are worded with config paths (`plugins.x: ...`), which the
  * stream client turns into item paths (`plugins/x: ...`). Validation is the
@@ -109,6 +111,22 @@ export function keyProblems(config: Config): string[] {
 }
 
 /**
+ * `serve` actions of a streamed config: refused in `allowlist` mode. A
+ * serve root names files on the runner's machine for anyone to fetch (a
+ * root of "/" would serve its keys), which is the runner's decision, as
+ * which programs run is; there is no allow-list for folders yet, so only a
+ * stream trusted as the runner's user (`--plugins-from-stream=any`) may
+ * carry them.
+ */
+function servedFromStream(config: Config): string[] {
+  const out: string[] = [];
+  const why = 'a serve action from a config stream would let the stream publish any file the runner can read; serve files from the runner\'s own config file, or start the runner with --plugins-from-stream=any to trust the stream as the runner\'s user';
+  for (const [name, a] of Object.entries(config.actions)) if (a.type === 'serve') out.push(`actions.${name}: ${why}`);
+  for (const r of config.routes) if (typeof r.action !== 'string' && r.action.type === 'serve') out.push(`routes[${r.index}].action: ${why}`);
+  return out;
+}
+
+/**
  * Checks a validated config from a stream against `policy`; returns the
  * problems (empty when it may run). In `allowlist` mode a `command`'s
  * program is replaced, in place, by the absolute path that was checked.
@@ -121,6 +139,7 @@ export function keyProblems(config: Config): string[] {
 export function streamProblems(config: Config, policy: StreamPolicy, env: NodeJS.ProcessEnv = process.env): string[] {
   const problems = keyProblems(config);
   if (policy.plugins === 'any') return problems;
+  problems.push(...servedFromStream(config));
   const how = 'add it to runner.plugins_allowed in the runner\'s bootstrap config (--config), or start the runner with --plugins-from-stream=any';
   for (const [name, p] of Object.entries(config.plugins)) {
     if (p.attach) {

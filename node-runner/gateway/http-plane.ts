@@ -23,6 +23,8 @@ import type { ActionPlan } from '../../src/core/state/state.ts';
 import type { TokenBucket } from '../../src/core/gateway/throttle.ts';
 import type { Upstream, UpstreamExchange, UpstreamSink } from './upstream.ts';
 import { clientOf } from './ws-proxy.ts';
+import { dropRequest } from './drop.ts';
+import { serveFiles } from './serve.ts';
 
 export interface HttpPlaneDeps {
   pipeline: Pipeline;
@@ -63,7 +65,7 @@ export function sendAnswer(res: ServerResponse, a: Answer): void {
 }
 
 /** A Transform that passes bytes through `bucket`'s pace (the core's token bucket). */
-function throttled(bucket: TokenBucket): Transform {
+export function throttled(bucket: TokenBucket): Transform {
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       let off = 0;
@@ -146,6 +148,8 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
     const s = p.step(f, action, verdict, isFallback);
     if (s.kind === 'answer') return sendAnswer(res, s);
     if (s.kind === 'fallback') return run(req, res, f, s.action, verdict, info, body, true);
+    if (s.kind === 'drop') return dropRequest(req);
+    if (s.kind === 'serve') return serveFiles(res, f, s, info, { pipeline: p, logger: log, send: sendAnswer, throttle: throttled });
     proxy(req, res, f, s, verdict, info, body, isFallback);
   }
 
@@ -254,7 +258,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
     if (body && p.wantsBody(f)) [bd, body] = await peekBody(req, MAX_BODY_COPY);
     const a = await p.authorize(f, bd);
     if (res.destroyed) return;
-    if (a.kind === 'drop') return void req.socket.destroy();
+    if (a.kind === 'drop') return dropRequest(req);
     if (a.kind === 'answer') return sendAnswer(res, a);
     run(req, res, f, a.action, a.verdict, a.info, body, a.isFallback);
   }

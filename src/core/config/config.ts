@@ -13,6 +13,7 @@
 import * as v from 'valibot';
 import { HookgateError } from '../errors.ts';
 import { matchProblems } from '../routing/routing.ts';
+import { DropAction, dropBindingProblems, fileActionProblems, ServeAction } from './config-actions.ts';
 
 /**
  * Parses a duration: a number of milliseconds, or a string like `"500ms"`,
@@ -254,7 +255,7 @@ const RedirectAction = v.strictObject({
   to: v.pipe(v.string(), v.minLength(1)),
   status: v.optional(v.picklist([301, 302, 303, 307, 308], 'expected 301, 302, 303, 307 or 308'), 302),
 });
-const ActionSchema = v.variant('type', [ProxyAction, StaticAction, RedirectAction], 'expected an action with type "proxy", "static" or "redirect"');
+const ActionSchema = v.variant('type', [ProxyAction, StaticAction, RedirectAction, ServeAction, DropAction], 'expected an action with type "proxy", "static", "redirect", "serve" or "drop"');
 
 const BalancerSchema = v.strictObject({
   type: v.optional(v.picklist(['roundrobin', 'random', 'leastconn'], 'expected "roundrobin", "random" or "leastconn"'), 'roundrobin'),
@@ -575,7 +576,7 @@ function referenceProblems(input: Record<string, unknown>): string[] {
     if (action.type !== 'proxy' || typeof action.fallback !== 'string') return;
     const fb = actions[action.fallback];
     if (fb === undefined) problems.push(`${where}.fallback: no action named "${action.fallback}" in actions`);
-    else if (obj(fb).type === 'proxy') problems.push(`${where}.fallback: "${action.fallback}" is a proxy; a fallback must be static or redirect`);
+    else if (typeof obj(fb).type === 'string' && obj(fb).type !== 'static' && obj(fb).type !== 'redirect') problems.push(`${where}.fallback: "${action.fallback}" is a ${String(obj(fb).type)}; a fallback must be static or redirect`);
   };
   const ids = new Map<string, number>();
   const routes = Array.isArray(input.routes) ? input.routes : [];
@@ -606,7 +607,9 @@ function referenceProblems(input: Record<string, unknown>): string[] {
     } else if (r.action !== undefined) {
       action = obj(r.action);
       fallbackProblem(`routes[${index}].action`, action);
+      problems.push(...fileActionProblems(`routes[${index}].action`, action));
     }
+    if (action) problems.push(...dropBindingProblems(`routes[${index}]`, action, r.plugins));
     if (action?.type === 'proxy' && typeof action.upstream === 'string' && action.upstream.includes('{target}') && r.balancer === undefined) {
       problems.push(`routes[${index}].balancer: the action's upstream uses {target}, so the route needs a balancer`);
     }
@@ -629,7 +632,10 @@ function referenceProblems(input: Record<string, unknown>): string[] {
     }
     for (const p of matchProblems({ domain: str(m.domain), path: str(m.path) })) problems.push(`routes[${index}].match.${p}`);
   });
-  for (const [name, a] of Object.entries(actions)) fallbackProblem(`actions.${name}`, obj(a));
+  for (const [name, a] of Object.entries(actions)) {
+    fallbackProblem(`actions.${name}`, obj(a));
+    problems.push(...fileActionProblems(`actions.${name}`, obj(a)));
+  }
   return problems;
 }
 

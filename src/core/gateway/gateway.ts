@@ -22,6 +22,7 @@ import type { Logger } from '../log.ts';
 import { HOOK_BIT, MAX_BODY_COPY, type AuthorizeResult, type RequestInfo } from '../protocol/protocol.ts';
 import type { GatewayState, ActionPlan } from '../state/state.ts';
 import { throttle } from './throttle.ts';
+import { edgeUnsupportedBody } from '../serve/serve.ts';
 import {
   Pipeline,
   textAnswer,
@@ -290,6 +291,8 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     const s = pipeline.step(f, action, verdict, isFallback);
     if (s.kind === 'answer') return answerResponse(s);
     if (s.kind === 'fallback') return runAction(req, f, s.action, verdict, info, body, true);
+    // Web Request/Response cannot serve files; a drop route was dropped by `authorize` already.
+    if (s.kind === 'serve' || s.kind === 'drop') return answerResponse(textAnswer(501, edgeUnsupportedBody(action.action.type)));
     let upBody = body;
     if (upBody && s.upload) upBody = upBody.pipeThrough(throttle(s.upload));
     let res: Response;
@@ -361,6 +364,7 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
     const a = await pipeline.authorize(f, null);
     if (a.kind === 'drop') return a;
     if (a.kind === 'answer') return { kind: 'respond', response: answerResponse(a) };
+    if (a.action.action.type === 'serve') return { kind: 'respond', response: answerResponse(textAnswer(501, 'not implemented: this route serves files; it takes no WebSocket upgrade\n')) };
     if (a.isFallback || a.action.action.type !== 'proxy') {
       return { kind: 'respond', response: await runAction(req, f, a.action, a.verdict, a.info, null, a.isFallback) };
     }

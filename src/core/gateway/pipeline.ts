@@ -33,6 +33,7 @@ import { hostOf, hostProblem, type RouteMatch } from '../routing/routing.ts';
 import type { Pick } from '../routing/balancer.ts';
 import { groupKeyOf, type ActionPlan, type GatewayState, type RoutePlan } from '../state/state.ts';
 import { mbpsToBytes, TokenBucket } from './throttle.ts';
+import type { ServeStep } from '../serve/serve.ts';
 
 /** How the gateway reaches plugins. PluginManager (runner) and the runner client (edge) implement it. */
 export interface HookClient {
@@ -140,8 +141,8 @@ export interface ProxyStep {
   upload: TokenBucket | null;
 }
 
-/** What an action does: answer, proxy, or fall back (the answer when there is no fallback). */
-export type Step = Answer | ProxyStep | { kind: 'fallback'; action: ActionPlan };
+/** What an action does: answer, proxy, serve files, drop, or fall back (the answer when there is no fallback). */
+export type Step = Answer | ProxyStep | ServeStep | { kind: 'drop' } | { kind: 'fallback'; action: ActionPlan };
 
 /** What `respond` decided about an upstream's answer. */
 export type Responded = Answer | { kind: 'respond'; status: number; headers: HeaderList };
@@ -414,6 +415,8 @@ export class Pipeline {
    * or the action to run. `bd` is the body copy when `wantsBody`.
    */
   async authorize(f: Facts, bd: Uint8Array | null): Promise<Authorized> {
+    // A drop route closes at once (its routes bind no plugins: config-actions.ts).
+    if (f.plan.action.action.type === 'drop') return { kind: 'drop' };
     if (!this.callsOnRequest(f)) return { kind: 'action', action: f.plan.action, isFallback: false, verdict: null, info: null };
     const info = this.requestInfo(f, bd, '');
     const verdict = await this.hooks.onRequest(f.plan.route.id, info);
@@ -452,14 +455,15 @@ export class Pipeline {
       if (query && !action.placesQuery) to += (to.includes('?') ? '&' : '?') + query;
       return { kind: 'answer', status: a.status, headers: ['location', to], body: null };
     }
+    if (a.type === 'drop') return { kind: 'drop' };
+    if (a.type === 'serve') {
+      const rp = verdict?.rp ? normalizePath(verdict.rp) : null;
+      const path = rp === null ? f.path : typeof rp === 'string' ? rp : null;
+      return { kind: 'serve', action: a, path, prefixed: rp === null, download: this.#speed(f, verdict, 'dl') };
+    }
     const pick = this.#pickTarget(f, verdict);
     if (pick === undefined) return this.fallbackOr(f, isFallback, textAnswer(503, 'no upstream target available\n'));
     const target = pick?.target ?? '';
-    const speed = verdict?.sp ?? null;
-    const pushed = this.#state().speed(f.plan.route.id);
-    const dl = speed?.dl || pushed?.download_mbps || 0;
-    const ul = speed?.ul || pushed?.upload_mbps || 0;
-    const gk = speed?.gk || pushed?.group_key || '';
     return {
       kind: 'proxy',
       url: this.upstreamUrl(action, f, verdict, target),
@@ -469,9 +473,17 @@ export class Pipeline {
       holdPick: f.plan.route.balancer?.type === 'leastconn',
       timeoutMs: action.timeoutMs,
       limits: action.limits,
-      download: dl > 0 ? this.#buckets.get(dl, gk, 'dl') : null,
-      upload: ul > 0 ? this.#buckets.get(ul, gk, 'ul') : null,
+      download: this.#speed(f, verdict, 'dl'),
+      upload: this.#speed(f, verdict, 'ul'),
     };
+  }
+
+  /** The speed limit of one direction: the verdict's `sp`, else the route's pushed one; null for none. */
+  #speed(f: Facts, verdict: AuthorizeResult | null, dir: 'dl' | 'ul'): TokenBucket | null {
+    const speed = verdict?.sp ?? null;
+    const pushed = this.#state().speed(f.plan.route.id);
+    const mbps = (dir === 'dl' ? speed?.dl || pushed?.download_mbps : speed?.ul || pushed?.upload_mbps) || 0;
+    return mbps > 0 ? this.#buckets.get(mbps, speed?.gk || pushed?.group_key || '', dir) : null;
   }
 
   /** The route's fallback action when there is one and this is not already it, else `answer`. */
