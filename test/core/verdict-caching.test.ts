@@ -10,10 +10,10 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import type { Planned } from '../helpers/core.ts';
+import { listGet } from '../../src/core/headers.ts';
 import { CachedHooks, mergeCacheSettings } from '../../src/core/verdict-cache.ts';
 import { allow, deny } from '../../node-runner/sdk/index.ts';
-import { answerOf, coreGateway, proxyOf } from '../helpers/core.ts';
+import { answerOf, coreGateway, proxyOf, type Planned } from '../helpers/core.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';
 import type { MemoryPlugin } from '../helpers/memory-hooks.ts';
 import { requestInfo } from '../helpers/protocol.ts';
@@ -41,7 +41,7 @@ describe('a binding\'s cache (runner side)', () => {
     const clock = new FakeClock();
     const gw = cached(['auth'], { auth: { cache: { ttl: '30s' }, run: byToken } }, clock);
     const calls = () => gw.hooks.callsOf('auth').length;
-    for (let i = 0; i < 3; i++) assert.equal(proxyOf(await gw.plan({ target: '/me', headers: token('good') })).headers.includes('alice'), true);
+    for (let i = 0; i < 3; i++) assert.equal(listGet(proxyOf(await gw.plan({ target: '/me', headers: token('good') })).headers, 'x-user'), 'alice');
     assert.equal(calls(), 1);
     clock.advance(30_000);
     await gw.plan({ target: '/me', headers: token('good') });
@@ -94,7 +94,7 @@ describe('a binding\'s cache (runner side)', () => {
     assert.equal(gw.hooks.callsOf('policy').length, 1, 'alice twice: one call');
     const bob = proxyOf(await gw.plan({ target: '/', headers: token('c') }));
     assert.equal(gw.hooks.callsOf('policy').length, 2);
-    assert.ok(bob.headers.includes('for-bob'));
+    assert.equal(listGet(bob.headers, 'x-policy'), 'for-bob');
   });
 
   test('a plugin that fails after ttl: the expired verdict within stale_if_error (marked not cacheable), its on_error after', async () => {
@@ -104,7 +104,7 @@ describe('a binding\'s cache (runner side)', () => {
     gw.hooks.down('auth');
     clock.advance(30_000);
     const stale = await gw.plan({ target: '/', headers: token('good') });
-    assert.ok(proxyOf(stale).headers.includes('alice'));
+    assert.equal(listGet(proxyOf(stale).headers, 'x-user'), 'alice');
     assert.equal(verdictOf(stale)?.nc, true);
     clock.advance(40_000);
     assert.equal(answerOf(await gw.plan({ target: '/', headers: token('good') })).status, 503);
@@ -115,7 +115,7 @@ describe('a binding\'s cache (runner side)', () => {
     gw.hooks.down('auth');
     assert.equal(answerOf(await gw.plan({ target: '/', headers: token('good') })).status, 503);
     gw.hooks.down('auth', true);
-    assert.ok(proxyOf(await gw.plan({ target: '/', headers: token('good') })).headers.includes('alice'));
+    assert.equal(listGet(proxyOf(await gw.plan({ target: '/', headers: token('good') })).headers, 'x-user'), 'alice');
   });
 
   test('concurrent misses on one key make one plugin call, and every request gets the verdict', async () => {
@@ -124,7 +124,7 @@ describe('a binding\'s cache (runner side)', () => {
     const gw = cached(['auth'], { auth: { cache: { ttl: '30s' }, run: { on_request: async () => (await gate, allow({ 'X-User': 'alice' })) } } }, new FakeClock());
     const all = Array.from({ length: 20 }, () => gw.plan({ target: '/', headers: token('good') }));
     release();
-    for (const p of await Promise.all(all)) assert.ok(proxyOf(p).headers.includes('alice'));
+    for (const p of await Promise.all(all)) assert.equal(listGet(proxyOf(p).headers, 'x-user'), 'alice');
     assert.equal(gw.hooks.callsOf('auth').length, 1);
   });
 });

@@ -81,7 +81,7 @@ describe('answers', () => {
     assert.equal(res.headers.get('connection'), 'close');
   });
 
-  test('routing answers (404, 400) carry no request id: no request was routed', async () => {
+  test('answers before routing (404, 400) carry no request id: only routed requests have one', async () => {
     const gw = webGateway(null, { route: { match: { path: '/only/*' } } });
     const res = await gw.fetch('/elsewhere');
     assert.equal(res.status, 404);
