@@ -11,9 +11,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HookgateError } from '../../src/core/errors.ts';
-import { listGet } from '../../src/core/headers.ts';
-import type { HeaderList, ProxyStep } from '../../src/core/pipeline.ts';
-import type { RequestInfo } from '../../src/core/protocol.ts';
+import { listGet } from '../../src/core/protocol/headers.ts';
+import type { HeaderList, ProxyStep } from '../../src/core/gateway/pipeline.ts';
+import type { RequestInfo } from '../../src/core/protocol/protocol.ts';
 import { allow, cleanQuery, deny, drop, fallback, limitSpeed, rewritePath } from '../../node-runner/sdk/index.ts';
 import { answerOf, bodyText, coreGateway, proxyOf, type CoreGateway } from '../helpers/core.ts';
 import type { MemoryPlugin } from '../helpers/memory-hooks.ts';

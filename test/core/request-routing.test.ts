@@ -10,7 +10,7 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { RequestInfo } from '../../src/core/protocol.ts';
+import type { RequestInfo } from '../../src/core/protocol/protocol.ts';
 import { allow, deny } from '../../node-runner/sdk/index.ts';
 import { answerOf, bodyText, coreGateway, proxyOf, type Planned } from '../helpers/core.ts';
 

@@ -10,8 +10,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { listGet } from '../../src/core/headers.ts';
-import { CachedHooks, mergeCacheSettings } from '../../src/core/verdict-cache.ts';
+import { listGet } from '../../src/core/protocol/headers.ts';
+import { CachedHooks, mergeCacheSettings } from '../../src/core/gateway/verdict-cache.ts';
 import { allow, deny } from '../../node-runner/sdk/index.ts';
 import { answerOf, coreGateway, proxyOf, type Planned } from '../helpers/core.ts';
 import { FakeClock } from '../helpers/fake-clock.ts';

@@ -10,9 +10,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HookgateError } from '../../src/core/errors.ts';
-import { createGateway, type Gateway, type UpstreamRequest } from '../../src/core/gateway.ts';
+import { createGateway, type Gateway, type UpstreamRequest } from '../../src/core/gateway/gateway.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { MAX_BODY_COPY, type RequestInfo } from '../../src/core/protocol.ts';
+import { MAX_BODY_COPY, type RequestInfo } from '../../src/core/protocol/protocol.ts';
 import { allow, deny, drop, rewritePath } from '../../node-runner/sdk/index.ts';
 import { CLIENT, coreGateway } from '../helpers/core.ts';
 import type { MemoryHooks, MemoryPlugin } from '../helpers/memory-hooks.ts';
