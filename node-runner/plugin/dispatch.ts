@@ -23,20 +23,33 @@ import {
   type ConnResult,
   type DisconnectInfo,
   type HookName,
+  type HookType,
   type RequestInfo,
   type ResponseModResult,
   type ResponsePair,
 } from '../../src/core/protocol/protocol.ts';
 import { cacheKey, type VerdictCache } from '../../src/core/gateway/verdict-cache.ts';
 import type { HookOutcome, TrafficRecorder } from '../admin/traffic-metrics.ts';
-import type { SocketPool } from './pool.ts';
 
-/** A plugin as the dispatcher sees it: its declared hooks and its pool (null while it cannot take calls). */
+/**
+ * What the dispatcher needs of a plugin's connections: a `SocketPool`
+ * (`pool.ts`), or anything else that answers hook frames the same way (the
+ * tests' in-process plugins). `callFrame` rejects with a HookgateError
+ * (`HOOK_TIMEOUT` by `timeoutMs`, `PLUGIN_UNAVAILABLE`, ...) or resolves with
+ * `decode` of the reply payload; `notify` sends a frame that gets no reply
+ * and says false when it was dropped.
+ */
+export interface HookChannel {
+  callFrame<T>(frame: Uint8Array, timeoutMs: number, decode: (payload: Uint8Array) => T): Promise<T>;
+  notify(type: HookType, data: Uint8Array): boolean;
+}
+
+/** A plugin as the dispatcher sees it: its declared hooks and its connections (null while it cannot take calls). */
 export interface HookPlugin {
   readonly name: string;
   /** HOOK_BIT mask */
   readonly hooks: number;
-  readonly pool: SocketPool | null;
+  readonly pool: HookChannel | null;
 }
 
 export interface HookBinding<P extends HookPlugin = HookPlugin> {

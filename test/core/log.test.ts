@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LogThrottle } from '../src/core/log.ts';
+import { LogThrottle } from '../../src/core/log.ts';
 
 test('a repeated line is let through once per interval per key, counting what was held back', () => {
   let now = 0;

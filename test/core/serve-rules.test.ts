@@ -7,14 +7,14 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, parseConfig } from '../src/core/config/config.ts';
-import { edgeWarnings } from '../src/core/config/config-actions.ts';
-import { contentTypeOf } from '../src/core/serve/mime.ts';
-import { normalizePath } from '../src/core/routing/path.ts';
-import { etagOf, fileAnswer, servePath } from '../src/core/serve/serve.ts';
-import { GatewayState } from '../src/core/state/state.ts';
-import { dropsBeforeHandshake } from '../node-runner/gateway/drop.ts';
-import { streamProblems } from '../node-runner/config/stream-policy.ts';
+import { ConfigError, parseConfig } from '../../src/core/config/config.ts';
+import { edgeWarnings } from '../../src/core/config/config-actions.ts';
+import { contentTypeOf } from '../../src/core/serve/mime.ts';
+import { normalizePath } from '../../src/core/routing/path.ts';
+import { etagOf, fileAnswer, servePath } from '../../src/core/serve/serve.ts';
+import { GatewayState } from '../../src/core/state/state.ts';
+import { dropsBeforeHandshake } from '../../node-runner/gateway/drop.ts';
+import { streamProblems } from '../../node-runner/config/stream-policy.ts';
 
 function problemsOf(input: unknown): string[] {
   try {

@@ -5,9 +5,9 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Route } from '../src/core/config/config.ts';
-import { isHookgateError } from '../src/core/errors.ts';
-import { Router, compileDomain, compilePath, hostOf, matchProblems } from '../src/core/routing/routing.ts';
+import type { Route } from '../../src/core/config/config.ts';
+import { isHookgateError } from '../../src/core/errors.ts';
+import { Router, compileDomain, compilePath, hostOf, matchProblems } from '../../src/core/routing/routing.ts';
 
 /** The Router reads only `id`, `index` and `match`; the rest of a Route is the config's business. */
 function route(index: number, match?: Route['match'], id = `r${index}`): Route {

@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { encodeHookFrame, encodeResultFrame } from '../src/core/protocol/codec.ts';
-import type { HookName } from '../src/core/protocol/protocol.ts';
-import { PROTOCOL_DOC } from './helpers/paths.ts';
+import { encodeHookFrame, encodeResultFrame } from '../../src/core/protocol/codec.ts';
+import type { HookName } from '../../src/core/protocol/protocol.ts';
+import { PROTOCOL_DOC } from '../helpers/paths.ts';
 
 const doc = readFileSync(PROTOCOL_DOC, 'utf8');
 

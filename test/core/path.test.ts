@@ -8,12 +8,12 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Balancer } from '../src/core/routing/balancer.ts';
-import { hostHeaders } from '../src/core/gateway/gateway.ts';
-import { canonicalHeaderMap, isWebSocketUpgrade, stripPolicy, strippedByPolicy, withHeaderChanges } from '../src/core/protocol/headers.ts';
-import { hasEncodedSlash, matchPathOf, normalizePath, splitTarget, type PathProblem } from '../src/core/routing/path.ts';
-import { compilePath, hostProblem, matchProblems } from '../src/core/routing/routing.ts';
-import { groupKeyOf } from '../src/core/state/state.ts';
+import { Balancer } from '../../src/core/routing/balancer.ts';
+import { hostHeaders } from '../../src/core/gateway/gateway.ts';
+import { canonicalHeaderMap, isWebSocketUpgrade, stripPolicy, strippedByPolicy, withHeaderChanges } from '../../src/core/protocol/headers.ts';
+import { hasEncodedSlash, matchPathOf, normalizePath, splitTarget, type PathProblem } from '../../src/core/routing/path.ts';
+import { compilePath, hostProblem, matchProblems } from '../../src/core/routing/routing.ts';
+import { groupKeyOf } from '../../src/core/state/state.ts';
 
 /** raw path → the normal path, or the refusal's problem */
 const TABLE: Array<[string, string | { refused: PathProblem }]> = [

@@ -1,9 +1,9 @@
 // The core pipeline's header rules on plain header lists, as both data planes use them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { clientHeaderList, forwardHeaderList, verdictAnswer } from '../src/core/gateway/pipeline.ts';
-import { headerMapOfList, listGet, stripList } from '../src/core/protocol/headers.ts';
-import type { AuthorizeResult } from '../src/core/protocol/protocol.ts';
+import { clientHeaderList, forwardHeaderList, verdictAnswer } from '../../src/core/gateway/pipeline.ts';
+import { headerMapOfList, listGet, stripList } from '../../src/core/protocol/headers.ts';
+import type { AuthorizeResult } from '../../src/core/protocol/protocol.ts';
 
 const client = { remoteAddr: '10.0.0.9:4000', ip: '10.0.0.9', protocol: 'HTTP/1.1', tls: false };
 const allow = (over: Partial<AuthorizeResult>): AuthorizeResult =>

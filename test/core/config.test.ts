@@ -5,8 +5,8 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, parseConfig, parseDuration, type Config } from '../src/core/config/config.ts';
-import { edgeStateOf, snapshotConfig } from '../src/core/state/routing-snapshot.ts';
+import { ConfigError, parseConfig, parseDuration, type Config } from '../../src/core/config/config.ts';
+import { edgeStateOf, snapshotConfig } from '../../src/core/state/routing-snapshot.ts';
 
 /** Runs parseConfig on a config that must fail and returns its problems. */
 function problemsOf(input: unknown): string[] {

@@ -5,8 +5,8 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Balancer, type Pick, type TargetSet } from '../src/core/routing/balancer.ts';
-import { isHookgateError } from '../src/core/errors.ts';
+import { Balancer, type Pick, type TargetSet } from '../../src/core/routing/balancer.ts';
+import { isHookgateError } from '../../src/core/errors.ts';
 
 function flat(...targets: string[]): TargetSet {
   return { targets, groups: null };

@@ -19,8 +19,8 @@ import {
   encodeHookResult,
   packValue,
   unpackValue,
-} from '../src/core/protocol/codec.ts';
-import { HookgateError } from '../src/core/errors.ts';
+} from '../../src/core/protocol/codec.ts';
+import { HookgateError } from '../../src/core/errors.ts';
 import {
   HOOK,
   MAX_PAYLOAD,
@@ -32,7 +32,7 @@ import {
   type RequestInfo,
   type ResponseModResult,
   type ResponsePair,
-} from '../src/core/protocol/protocol.ts';
+} from '../../src/core/protocol/protocol.ts';
 
 // ---------------------------------------------------------------------------
 // Fixtures: every struct of docs/protocol.md §1 with every field set.

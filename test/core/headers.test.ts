@@ -5,7 +5,7 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { canonicalHeaderName, headerMapProblem, headerProblem, toHeaderMap } from '../src/core/protocol/headers.ts';
+import { canonicalHeaderName, headerMapProblem, headerProblem, toHeaderMap } from '../../src/core/protocol/headers.ts';
 
 describe('canonicalHeaderName follows Go\'s CanonicalMIMEHeaderKey', () => {
   const cases: Array<[string, string]> = [

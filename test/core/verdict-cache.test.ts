@@ -9,13 +9,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { ConfigError, parseConfig, type CacheSettings } from '../src/core/config/config.ts';
-import type { HookClient } from '../src/core/gateway/gateway.ts';
-import type { AuthorizeResult, RequestInfo } from '../src/core/protocol/protocol.ts';
-import { decodeHookResult, encodeHookResult } from '../src/core/protocol/codec.ts';
-import { edgeStateOf } from '../src/core/state/routing-snapshot.ts';
-import { CachedHooks, cacheKey, clientIp, keyMaterial, mergeCacheSettings, subtleDigest, VerdictCache, type Fresh } from '../src/core/gateway/verdict-cache.ts';
-import { requestInfo } from './helpers/protocol.ts';
+import { ConfigError, parseConfig, type CacheSettings } from '../../src/core/config/config.ts';
+import type { HookClient } from '../../src/core/gateway/gateway.ts';
+import type { AuthorizeResult, RequestInfo } from '../../src/core/protocol/protocol.ts';
+import { decodeHookResult, encodeHookResult } from '../../src/core/protocol/codec.ts';
+import { edgeStateOf } from '../../src/core/state/routing-snapshot.ts';
+import { CachedHooks, cacheKey, clientIp, keyMaterial, mergeCacheSettings, subtleDigest, VerdictCache, type Fresh } from '../../src/core/gateway/verdict-cache.ts';
+import { requestInfo } from '../helpers/protocol.ts';
 
 const STATIC = { type: 'static' };
 
