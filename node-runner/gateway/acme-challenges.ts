@@ -89,6 +89,18 @@ export class ChallengeFiles {
 }
 
 /**
+ * The challenge dir the gateway answers from: `<gateway.acme.storage>/challenges`,
+ * or null without ACME (the storage resolved by the runner, `withAcmeStorage`).
+ *
+ * @example
+ * challengeDir({ acme: { storage: '/var/lib/hookgate/acme' } }) // '/var/lib/hookgate/acme/challenges'
+ */
+export function challengeDir(limits: { acme?: { storage?: string } }): string | null {
+  const storage = limits.acme?.storage;
+  return storage ? join(storage, 'challenges') : null;
+}
+
+/**
  * Answers an HTTP-01 challenge request from the files in `dir`, and says
  * whether it did: false for any request outside the challenge prefix
  * (routing goes on), true when it answered (200 with the key

@@ -85,9 +85,10 @@ export function acmeDomains(config: Pick<Config, 'routes'>): string[] {
  * @example
  * const limits = withAcmeStorage(config.gateway, '/var/lib/hookgate'); // limits.acme.storage === '/var/lib/hookgate/acme'
  */
-export function withAcmeStorage<T extends Partial<Pick<GatewaySettings, 'acme'>>>(limits: T, stateDir: string | undefined): T {
+export function withAcmeStorage<T extends Partial<Pick<GatewaySettings, 'acme'>>>(limits: T, stateDir: string | undefined): Omit<T, 'acme'> & { acme?: AcmeConfig } {
   const acme = limits.acme;
-  if (!acme || acme.storage) return limits;
+  if (!acme) return limits as Omit<T, 'acme'>;
+  if (acme.storage) return { ...limits, acme: { ...acme, storage: acme.storage } };
   if (!stateDir) {
     throw new ConfigError([
       'gateway.acme.storage: ACME keeps its account key and certificates on disk, and this runner has no state dir: set gateway.acme.storage to a private folder, or run with --state-dir',
