@@ -124,7 +124,7 @@ export interface AcmeManagerOptions {
   random?: () => number;
   /** how long one order may take before it counts as failed (default 15 min) */
   attemptTimeoutMs?: number;
-  /** how the client polls a challenge or order for its status (acme-client's backoff; default 10 polls, 5 s to 30 s) */
+  /** how the client polls a challenge or order for its status (acme-client's backoff; default 10 polls, 5 s to 30 s, or from HOOKGATE_ACME_POLL_MS) */
   poll?: { attempts: number; minMs: number; maxMs: number };
   /** told of each certificate stored (to reload a TLS store) */
   onIssued?: (cert: StoredCert) => void;
@@ -368,7 +368,9 @@ export class AcmeManager {
       this.store.saveAccountKey(accountKey);
       this.#log.info({ file: join(this.store.dir, 'account.key') }, 'ACME: new account key');
     }
-    const poll = this.#opts.poll;
+    // HOOKGATE_ACME_POLL_MS: the first poll delay (tests against a local CA that answers at once).
+    const envPoll = Number(process.env.HOOKGATE_ACME_POLL_MS);
+    const poll = this.#opts.poll ?? (envPoll > 0 ? { attempts: 30, minMs: envPoll, maxMs: Math.max(envPoll, 5000) } : undefined);
     return new acme.Client({
       directoryUrl: s.directory,
       accountKey,

@@ -65,6 +65,7 @@ async function acmeGateway(s: Scope, gateway: Record<string, unknown>) {
       gateway: { listen: '127.0.0.1:0', ...gateway, acme: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile } },
       routes,
     }),
+    { env: { HOOKGATE_ACME_POLL_MS: '100' } },
   );
   fwd.target(portOf(gw.url));
   return { gw, pebble, certs: join(gw.dir, '.hookgate-state', 'acme', 'certs') };
