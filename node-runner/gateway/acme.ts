@@ -240,10 +240,15 @@ export class AcmeManager {
     return Promise.resolve();
   }
 
-  /** When `cert` is due for renewal: `renew_before` ahead of its expiry, else at two thirds of its lifetime. */
+  /**
+   * When `cert` is due for renewal: `renew_before` ahead of its expiry, else
+   * at two thirds of its lifetime. At most half the lifetime ahead, so that
+   * a CA issuing shorter certificates than `renew_before` (6-day ones) does
+   * not get an order for each certificate it just issued.
+   */
   #renewAt(cert: StoredCert): number {
-    const before = this.#opts.settings.renew_before ?? (cert.notAfter - cert.notBefore) / 3;
-    return cert.notAfter - before;
+    const lifetime = cert.notAfter - cert.notBefore;
+    return cert.notAfter - Math.min(this.#opts.settings.renew_before ?? lifetime / 3, lifetime / 2);
   }
 
   #schedule(): void {

@@ -94,6 +94,7 @@ describe('gateway.acme', () => {
     assert.equal(existsSync(join(certs, '127.0.0.1.crt')), false, 'an IP address gets none');
     // Traffic was served all along.
     assert.equal((await request(`${gw.url}/`, { headers: { host: 'a.test' } })).text, 'site\n');
+    assert.match((await request(`${gw.admin}/metrics`)).text, /^hookgate_acme_renewals_total\{result="success"\} 2$/m);
   });
 
   test('with gateway.workers: 2 the runner holds ACME and the workers answer the challenges', async (t) => {
