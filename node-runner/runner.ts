@@ -238,7 +238,7 @@ export class Runner {
         this.#log.info({ url: this.urls.gateway }, 'gateway listening');
       }
       if (limits.acme) {
-        this.#acme = new AcmeManager({ settings: limits.acme, logger: this.#log.child({ component: 'acme' }), registry: this.#metrics.registry });
+        this.#acme = new AcmeManager({ settings: limits.acme, logger: this.#log.child({ component: 'acme' }), registry: this.#metrics.registry, clock: this.#opts.wallClock });
         this.#acme.start(this.#config ? acmeDomains(this.#config) : []);
       }
       this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), listen.admin, 'admin');

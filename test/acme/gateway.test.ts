@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { rawRequest, request, waitFor } from '../helpers/http.ts';
 import { startPebble } from '../helpers/pebble.ts';
-import { baseConfig, startGateway, type Gateway } from '../helpers/processes.ts';
+import { baseConfig, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
 import { scope, type Scope } from '../helpers/scope.ts';
 
 /**
@@ -59,16 +59,13 @@ const routes = [
 async function acmeGateway(s: Scope, gateway: Record<string, unknown>) {
   const fwd = await forwarder(s);
   const pebble = await startPebble(s, { httpPort: fwd.port });
-  const gw = await startGateway(
-    s,
-    baseConfig({
-      gateway: { listen: '127.0.0.1:0', ...gateway, acme: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile } },
-      routes,
-    }),
-    { env: { HOOKGATE_ACME_POLL_MS: '100' } },
-  );
+  const config = baseConfig({
+    gateway: { listen: '127.0.0.1:0', ...gateway, acme: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile } },
+    routes,
+  });
+  const gw = await startGateway(s, config, { env: { HOOKGATE_ACME_POLL_MS: '100' } });
   fwd.target(portOf(gw.url));
-  return { gw, pebble, certs: join(gw.dir, '.hookgate-state', 'acme', 'certs') };
+  return { gw, pebble, config, certs: join(gw.dir, '.hookgate-state', 'acme', 'certs') };
 }
 
 async function certificatesIssued(gw: Gateway, n: number): Promise<void> {
@@ -78,7 +75,7 @@ async function certificatesIssued(gw: Gateway, n: number): Promise<void> {
 describe('gateway.acme', () => {
   test('the gateway obtains a certificate for each exact domain of its routes, validated over HTTP-01 on its own port', async (t) => {
     const s = scope(t);
-    const { gw, pebble, certs } = await acmeGateway(s, {});
+    const { gw, pebble, config, certs } = await acmeGateway(s, {});
     await certificatesIssued(gw, 2);
     const failed = gw.logs.filter((l) => l.msg.startsWith('ACME: the order failed'));
     assert.deepEqual(failed, [], `no order failed:\n${gw.stderr().slice(-3000)}\n${pebble.output().slice(-2000)}`);
@@ -95,6 +92,11 @@ describe('gateway.acme', () => {
     // Traffic was served all along.
     assert.equal((await request(`${gw.url}/`, { headers: { host: 'a.test' } })).text, 'site\n');
     assert.match((await request(`${gw.admin}/metrics`)).text, /^hookgate_acme_renewals_total\{result="success"\} 2$/m);
+
+    // A reload that adds a route's domain orders its certificate.
+    gw.rewrite({ ...config, routes: [...routes, { id: 'new', match: { domain: 'c.test' }, action: { type: 'static', body: 'c\n' } }] });
+    await certificatesIssued(gw, 3);
+    assert.equal(new X509Certificate(readFileSync(join(certs, 'c.test.crt'))).checkHost('c.test'), 'c.test');
   });
 
   test('with gateway.workers: 2 the runner holds ACME and the workers answer the challenges', async (t) => {
@@ -135,6 +137,7 @@ describe('gateway.acme', () => {
     await gw.stop();
     const again = await startGateway(s, gw.configFile);
     await again.waitForLog((l) => l.msg === 'ACME certificate found in storage' && l.domain === 'b.test');
+    await whenReady(again);
     assert.equal(again.logs.filter((l) => l.msg === 'ACME: ordering a certificate').length, 0, 'nothing is ordered while the stored certificates are good');
     assert.equal(readFileSync(join(again.dir, '.hookgate-state', 'acme', 'certs', 'a.test.crt'), 'utf8'), before);
   });
