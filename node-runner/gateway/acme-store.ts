@@ -9,6 +9,7 @@
  * <storage>/certs/<domain>.crt the certificate and its chain (PEM, leaf first)
  * <storage>/certs/<domain>.key its private key (PEM, 0600)
  * <storage>/challenges/<token> HTTP-01 responses in flight (acme-challenges.ts)
+ * <storage>/alpn/<domain>.pem  TLS-ALPN-01 responses in flight (acme-tls-alpn.ts, 0600)
  * ```
  *
  * `certs/` is laid out as a TLS certificate dir (pairs by file name), so a
@@ -95,17 +96,21 @@ export class AcmeStore {
   readonly dir: string;
   readonly certsDir: string;
   readonly challengesDir: string;
+  /** TLS-ALPN-01 responses in flight (acme-tls-alpn.ts) */
+  readonly alpnDir: string;
 
   constructor(dir: string) {
     this.dir = dir;
     this.certsDir = join(dir, 'certs');
     this.challengesDir = join(dir, 'challenges');
+    this.alpnDir = join(dir, 'alpn');
   }
 
   open(): void {
     ensurePrivateDir(this.dir);
     mkdirSync(this.certsDir, { recursive: true, mode: 0o700 });
     mkdirSync(this.challengesDir, { recursive: true, mode: 0o700 });
+    mkdirSync(this.alpnDir, { recursive: true, mode: 0o700 });
   }
 
   /** The account key (PEM), or null before the first order. */

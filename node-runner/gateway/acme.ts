@@ -22,11 +22,14 @@
  *   an old one until the new one is in place. An order that takes longer
  *   than `attemptTimeoutMs` (15 min) counts as failed and its late result
  *   is dropped.
- * - **HTTP-01.** The key authorization is written to
+ * - **HTTP-01** (default). The key authorization is written to
  *   `challenges/<token>` (acme-challenges.ts) before the CA is told to
  *   validate, and removed after, whatever the outcome. The client's own
  *   pre-check (fetching the challenge from port 80 itself) is skipped: from
  *   behind NAT or a load balancer it proves nothing.
+ * - **TLS-ALPN-01** (`challenge: "tls-alpn-01"`). The challenge
+ *   certificate is written to `alpn/<domain>.pem` (acme-tls-alpn.ts) for
+ *   the TLS listener to present to `acme-tls/1` clients, removed after.
  * - **Trust.** `ca` (a PEM file) is trusted for the directory's own TLS,
  *   on requests to the directory's origin only, through an HTTPS agent of
  *   this manager's; nothing turns verification off.
@@ -46,6 +49,7 @@ import { ConfigError, type AcmeSettings, type Config, type GatewaySettings } fro
 import type { Logger } from '../../src/core/log.ts';
 import { Retry } from '../retry.ts';
 import { ChallengeFiles } from './acme-challenges.ts';
+import { AlpnChallengeFiles } from './acme-tls-alpn.ts';
 import { AcmeStore, type StoredCert } from './acme-store.ts';
 
 /** `gateway.acme` with its storage dir resolved. */
@@ -80,7 +84,9 @@ export function acmeDomains(config: Pick<Config, 'routes'>): string[] {
 /**
  * The gateway settings with `acme.storage` made absolute: as configured,
  * else `<stateDir>/acme`. Without either, ACME has nowhere to keep its
- * account and certificates: `BAD_CONFIG` naming `gateway.acme.storage`.
+ * account and certificates: `BAD_CONFIG` naming `gateway.acme.storage`
+ * (and naming `gateway.acme.challenge` for tls-alpn-01, which no listener
+ * answers yet).
  *
  * @example
  * const limits = withAcmeStorage(config.gateway, '/var/lib/hookgate'); // limits.acme.storage === '/var/lib/hookgate/acme'
@@ -88,6 +94,10 @@ export function acmeDomains(config: Pick<Config, 'routes'>): string[] {
 export function withAcmeStorage<T extends Partial<Pick<GatewaySettings, 'acme'>>>(limits: T, stateDir: string | undefined): Omit<T, 'acme'> & { acme?: AcmeConfig } {
   const acme = limits.acme;
   if (!acme) return limits as Omit<T, 'acme'>;
+  // The manager and the responder do TLS-ALPN-01 (acme-tls-alpn.ts); the listeners do not hand acme-tls/1 connections to it yet.
+  if (acme.challenge === 'tls-alpn-01') {
+    throw new ConfigError(['gateway.acme.challenge: "tls-alpn-01" needs a TLS listener that answers acme-tls/1 handshakes, which this gateway does not have yet; use "http-01"']);
+  }
   if (acme.storage) return { ...limits, acme: { ...acme, storage: acme.storage } };
   if (!stateDir) {
     throw new ConfigError([
@@ -156,6 +166,7 @@ export class AcmeManager {
   #log: Logger;
   #clock: Clock;
   #challenges: ChallengeFiles;
+  #alpn: AlpnChallengeFiles;
   #entries = new Map<string, Entry>();
   #timer: TimerHandle | null = null;
   #running = false;
@@ -172,6 +183,7 @@ export class AcmeManager {
     this.#clock = opts.clock ?? systemClock;
     this.store = new AcmeStore(opts.settings.storage);
     this.#challenges = new ChallengeFiles(this.store.challengesDir);
+    this.#alpn = new AlpnChallengeFiles(this.store.alpnDir);
     if (opts.registry) {
       this.#renewals = new Counter({
         name: 'hookgate_acme_renewals_total',
@@ -185,6 +197,7 @@ export class AcmeManager {
   start(domains: readonly string[]): void {
     this.store.open();
     this.#challenges.clear();
+    this.#alpn.clear();
     this.setDomains(domains);
   }
 
@@ -236,6 +249,7 @@ export class AcmeManager {
       this.#timer = null;
       this.#interceptor?.eject();
       this.#challenges.clear();
+      this.#alpn.clear();
     }
     return Promise.resolve();
   }
@@ -318,7 +332,7 @@ export class AcmeManager {
     }
   }
 
-  /** One order for `domain` through HTTP-01: a new key, a CSR, the challenge published, the chain fetched. */
+  /** One order for `domain`: a new key, a CSR, the challenge (HTTP-01 or TLS-ALPN-01) published, the chain fetched. */
   async #issue(domain: string): Promise<{ cert: string; key: string }> {
     const acme = await import('acme-client');
     const client = await (this.#client ??= this.#newClient().catch((err) => {
@@ -327,18 +341,22 @@ export class AcmeManager {
     }));
     const key = (this.#opts.settings.key_type === 'rsa' ? await acme.crypto.createPrivateRsaKey(2048) : await acme.crypto.createPrivateEcdsaKey('P-256')).toString();
     const [, csr] = await acme.crypto.createCsr({ commonName: domain, altNames: [domain] }, key);
+    const type = this.#opts.settings.challenge;
     const opts: ClientAutoOptions = {
       csr,
       email: this.#opts.settings.email,
       termsOfServiceAgreed: true,
-      challengePriority: ['http-01'],
+      challengePriority: [type],
       skipChallengeVerification: true,
-      challengeCreateFn: async (_authz, challenge, keyAuthorization) => {
-        if (challenge.type !== 'http-01') throw new Error(`ACME offered no http-01 challenge for ${domain} (got ${challenge.type})`);
-        this.#challenges.put(challenge.token, keyAuthorization);
+      challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+        if (challenge.type !== type) throw new Error(`ACME offered no ${type} challenge for ${domain} (got ${challenge.type})`);
+        if (type === 'http-01') return void this.#challenges.put(challenge.token, keyAuthorization);
+        const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization);
+        this.#alpn.put(authz.identifier.value, alpnCert.toString(), alpnKey.toString());
       },
-      challengeRemoveFn: async (_authz, challenge) => {
+      challengeRemoveFn: async (authz, challenge) => {
         if (challenge.type === 'http-01') this.#challenges.remove(challenge.token);
+        else this.#alpn.remove(authz.identifier.value);
       },
     };
     const cert = await client.auto(opts);

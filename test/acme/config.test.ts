@@ -45,13 +45,15 @@ describe('gateway.acme config', () => {
   test('a valid block gets its defaults; a bad one is refused with the path of each bad field', () => {
     const cfg = parseConfig({ gateway: { acme } });
     assert.equal(cfg.gateway.acme?.key_type, 'ecdsa');
+    assert.equal(cfg.gateway.acme?.challenge, 'http-01');
     assert.equal(cfg.gateway.acme?.renew_before, undefined);
     assert.equal(parseConfig({ gateway: { acme: { ...acme, renew_before: '720h' } } }).gateway.acme?.renew_before, 720 * 3_600_000);
-    assert.deepEqual(problems({ gateway: { acme: { email: 'nobody', directory: 'http://acme.example/dir', key_type: 'dsa', renew_before: 'soon', extra: 1 } } }), [
+    assert.deepEqual(problems({ gateway: { acme: { email: 'nobody', directory: 'http://acme.example/dir', key_type: 'dsa', renew_before: 'soon', challenge: 'dns-01', extra: 1 } } }), [
       'gateway.acme.email: expected an email address, such as "ops@example.com"',
       'gateway.acme.directory: expected the https URL of an ACME directory',
       'gateway.acme.key_type: expected "ecdsa" or "rsa"',
       'gateway.acme.renew_before: expected a duration such as "2s", "500ms" or a number of milliseconds',
+      'gateway.acme.challenge: expected "http-01" or "tls-alpn-01"',
       'gateway.acme.extra: unknown field',
     ]);
     assert.deepEqual(problems({ gateway: { acme: { email: 'ops@example.com' } } }), ['gateway.acme.directory: required field is missing']);
@@ -59,10 +61,11 @@ describe('gateway.acme config', () => {
 
   test('ACME with neither a state dir nor gateway.acme.storage is a config error; storage defaults to <state dir>/acme', async (t) => {
     const s = scope(t);
-    assert.throws(() => withAcmeStorage({ acme: { ...acme, key_type: 'ecdsa' as const } }, undefined), (err: ConfigError) => err.problems[0].startsWith('gateway.acme.storage: ACME keeps its account key'));
-    assert.equal(withAcmeStorage({ acme: { ...acme, key_type: 'ecdsa' as const } }, '/var/lib/hg').acme?.storage, '/var/lib/hg/acme');
-    assert.equal(withAcmeStorage({ acme: { ...acme, key_type: 'ecdsa' as const, storage: '/srv/acme' } }, '/var/lib/hg').acme?.storage, '/srv/acme');
+    assert.throws(() => withAcmeStorage({ acme: { ...acme, key_type: 'ecdsa' as const, challenge: 'http-01' as const } }, undefined), (err: ConfigError) => err.problems[0].startsWith('gateway.acme.storage: ACME keeps its account key'));
+    assert.equal(withAcmeStorage({ acme: { ...acme, key_type: 'ecdsa' as const, challenge: 'http-01' as const } }, '/var/lib/hg').acme?.storage, '/var/lib/hg/acme');
+    assert.equal(withAcmeStorage({ acme: { ...acme, key_type: 'ecdsa' as const, challenge: 'http-01' as const, storage: '/srv/acme' } }, '/var/lib/hg').acme?.storage, '/srv/acme');
     assert.equal(withAcmeStorage({}, undefined).acme, undefined);
+    assert.throws(() => withAcmeStorage({ acme: { ...acme, key_type: 'ecdsa' as const, challenge: 'tls-alpn-01' as const } }, '/var/lib/hg'), (err: ConfigError) => err.problems[0].startsWith('gateway.acme.challenge: "tls-alpn-01" needs a TLS listener'));
 
     // A runner without a state dir refuses to start, leaving nothing listening.
     const config = parseConfig({ gateway: { listen: '127.0.0.1:0', acme }, admin: { listen: '127.0.0.1:0' } });

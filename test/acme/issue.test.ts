@@ -16,6 +16,7 @@ import { describe, test } from 'node:test';
 import { silentLogger } from '../../src/core/log.ts';
 import { serveChallenge } from '../../node-runner/gateway/acme-challenges.ts';
 import { AcmeManager } from '../../node-runner/gateway/acme.ts';
+import { createAlpnChallengeServer } from '../../node-runner/gateway/acme-tls-alpn.ts';
 import { startPebble } from '../helpers/pebble.ts';
 import { scope, tempDir, type Scope } from '../helpers/scope.ts';
 import { waitFor } from '../helpers/http.ts';
@@ -56,7 +57,7 @@ describe('ACME with pebble', () => {
     const listener = await challengeListener(s, join(storage, 'challenges'));
     const pebble = await startPebble(s, { httpPort: listener.port });
     const manager = new AcmeManager({
-      settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'ecdsa' },
+      settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'ecdsa', challenge: 'http-01' },
       logger: silentLogger,
       poll: { attempts: 30, minMs: 100, maxMs: 1000 },
     });
@@ -82,5 +83,38 @@ describe('ACME with pebble', () => {
     assert.equal(statSync(storage).mode & 0o777, 0o700);
     assert.deepEqual(readdirSync(join(storage, 'challenges')), []);
     assert.deepEqual(readdirSync(join(storage, 'certs')).sort(), ['a.test.crt', 'a.test.key'], 'no temp files left');
+  });
+  test('TLS-ALPN-01: pebble validates against the acme-tls/1 responder serving the challenge files, and issues', async (t) => {
+    const s = scope(t);
+    const storage = join(tempDir(s), 'acme');
+    const alpn = createAlpnChallengeServer(join(storage, 'alpn'));
+    const handshakes: string[] = [];
+    alpn.on('secureConnection', (sock) => handshakes.push(`${sock.servername} ${sock.alpnProtocol}`));
+    await new Promise<void>((r) => alpn.listen(0, '127.0.0.1', () => r()));
+    s.defer(() => new Promise<void>((r) => alpn.close(() => r())));
+    // HTTP-01's port is closed: only TLS-ALPN-01 can pass.
+    const pebble = await startPebble(s, { httpPort: 1, tlsPort: (alpn.address() as AddressInfo).port });
+    const manager = new AcmeManager({
+      settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'ecdsa', challenge: 'tls-alpn-01' },
+      logger: silentLogger,
+      poll: { attempts: 30, minMs: 100, maxMs: 1000 },
+    });
+    s.defer(() => manager.stop());
+    manager.start(['alpn.test']);
+    await waitFor(() => manager.status()[0]?.cert_file || manager.status()[0]?.failures, { what: 'the order to end', timeoutMs: 60_000 });
+    assert.equal(manager.status()[0].last_error, null, `the order failed: ${manager.status()[0].last_error}\n${pebble.output()}`);
+    assert.ok(handshakes.includes('alpn.test acme-tls/1'), `pebble shook hands with acme-tls/1 for the domain: ${handshakes.join(', ')}`);
+    const certPem = readFileSync(join(storage, 'certs', 'alpn.test.crt'), 'utf8');
+    const verified = await verifyAsClient(s, certPem, readFileSync(join(storage, 'certs', 'alpn.test.key'), 'utf8'), await pebble.root(), 'alpn.test');
+    assert.equal(verified.authorized, true, verified.error);
+    assert.deepEqual(readdirSync(join(storage, 'alpn')), [], 'the challenge certificate is withdrawn');
+
+    // The responder refuses other names and other protocols.
+    const refused = await new Promise<string>((resolve) => {
+      const sock = connect({ host: '127.0.0.1', port: (alpn.address() as AddressInfo).port, servername: 'other.test', ALPNProtocols: ['acme-tls/1'], rejectUnauthorized: false });
+      sock.on('secureConnect', () => resolve('handshake'));
+      sock.on('error', (err) => resolve(err.message));
+    });
+    assert.notEqual(refused, 'handshake');
   });
 });

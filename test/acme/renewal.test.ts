@@ -47,7 +47,7 @@ test('a certificate is renewed a third of its lifetime before expiry; a failed o
   const issued: StoredCert[] = [];
   const log = recordingLogger();
   const manager = new AcmeManager({
-    settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'ecdsa' },
+    settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'ecdsa', challenge: 'http-01' },
     logger: log,
     clock,
     registry,
@@ -118,7 +118,7 @@ test('renew_before sets how long ahead of expiry a certificate is renewed', asyn
   const clock = new FakeClock(Date.now());
   const issued: StoredCert[] = [];
   const manager = new AcmeManager({
-    settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'rsa', renew_before: 30 * 86_400_000 },
+    settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'rsa', challenge: 'http-01', renew_before: 30 * 86_400_000 },
     logger: recordingLogger(),
     clock,
     poll: { attempts: 30, minMs: 100, maxMs: 1000 },

@@ -323,6 +323,8 @@ const AcmeSchema = v.strictObject({
   ca: v.optional(v.pipe(v.string(), v.minLength(1))),
   /** renew when a certificate has less than this left (default: a third of its lifetime) */
   renew_before: v.optional(Duration),
+  /** how the CA checks the domain: http-01 (port 80, default) or tls-alpn-01 (port 443) */
+  challenge: v.optional(v.picklist(['http-01', 'tls-alpn-01'], 'expected "http-01" or "tls-alpn-01"'), 'http-01'),
   /** the certificates' key: ECDSA P-256 (default) or RSA 2048 */
   key_type: v.optional(v.picklist(['ecdsa', 'rsa'], 'expected "ecdsa" or "rsa"'), 'ecdsa'),
 });
