@@ -22,10 +22,10 @@
  * Running the orders is `acme.ts`'s business; files on disk `acme-store.ts`'s.
  */
 
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { writeFileAtomic } from './acme-store.ts';
+import { removeFiles, writeFileAtomic } from './acme-store.ts';
 
 /** The path prefix of HTTP-01 challenge requests. */
 export const CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
@@ -68,23 +68,12 @@ export class ChallengeFiles {
 
   /** Withdraws the response for `token`. */
   remove(token: string): void {
-    if (!isChallengeToken(token)) return;
-    try {
-      unlinkSync(join(this.dir, token));
-    } catch {
-      // already gone
-    }
+    if (isChallengeToken(token)) removeFiles(this.dir, (name) => name === token);
   }
 
   /** Withdraws every response (left over by a holder that died mid-order). */
   clear(): void {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return;
-    }
-    for (const name of names) if (isChallengeToken(name)) this.remove(name);
+    removeFiles(this.dir, isChallengeToken);
   }
 }
 

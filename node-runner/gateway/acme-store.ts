@@ -23,7 +23,7 @@
  */
 
 import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { ensurePrivateDir } from '../state-dir.ts';
 
@@ -60,6 +60,30 @@ export function writeFileAtomic(file: string, data: string | Buffer, mode: numbe
     fsyncSync(dfd);
   } finally {
     closeSync(dfd);
+  }
+}
+
+/**
+ * Removes the files of `dir` that `names` picks (by file name), ignoring
+ * what is already gone; a missing dir is empty.
+ *
+ * @example
+ * removeFiles(challengesDir, (name) => name === token);
+ */
+export function removeFiles(dir: string, names: (name: string) => boolean): void {
+  let found: string[];
+  try {
+    found = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of found) {
+    if (!names(name)) continue;
+    try {
+      unlinkSync(join(dir, name));
+    } catch {
+      // already gone
+    }
   }
 }
 

@@ -18,10 +18,10 @@
  * without a challenge in flight is closed.
  */
 
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createSecureContext, createServer, type SecureContext, type Server } from 'node:tls';
-import { writeFileAtomic } from './acme-store.ts';
+import { removeFiles, writeFileAtomic } from './acme-store.ts';
 
 /** The ALPN protocol of TLS-ALPN-01 validation. */
 export const ACME_TLS_ALPN = 'acme-tls/1';
@@ -49,22 +49,11 @@ export class AlpnChallengeFiles {
   }
 
   remove(domain: string): void {
-    if (!DOMAIN.test(domain)) return;
-    try {
-      unlinkSync(join(this.dir, `${domain}.pem`));
-    } catch {
-      // already gone
-    }
+    if (DOMAIN.test(domain)) removeFiles(this.dir, (name) => name === `${domain}.pem`);
   }
 
   clear(): void {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return;
-    }
-    for (const name of names) if (name.endsWith('.pem')) this.remove(name.slice(0, -4));
+    removeFiles(this.dir, (name) => name.endsWith('.pem'));
   }
 }
 

@@ -17,7 +17,7 @@ import { silentLogger } from '../../src/core/log.ts';
 import { serveChallenge } from '../../node-runner/gateway/acme-challenges.ts';
 import { AcmeManager } from '../../node-runner/gateway/acme.ts';
 import { createAlpnChallengeServer } from '../../node-runner/gateway/acme-tls-alpn.ts';
-import { startPebble } from '../helpers/pebble.ts';
+import { startPebble, type Pebble } from '../helpers/pebble.ts';
 import { scope, tempDir, type Scope } from '../helpers/scope.ts';
 import { waitFor } from '../helpers/http.ts';
 
@@ -50,22 +50,27 @@ async function verifyAsClient(s: Scope, certPem: string, keyPem: string, root: s
   });
 }
 
+/** One manager ordering `domain` from pebble by `challenge`; resolves once that order succeeded (fails the test when it failed). */
+async function orderOnce(s: Scope, pebble: Pebble, storage: string, challenge: 'http-01' | 'tls-alpn-01', domain: string): Promise<void> {
+  const manager = new AcmeManager({
+    settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'ecdsa', challenge },
+    logger: silentLogger,
+    poll: { attempts: 30, minMs: 100, maxMs: 1000 },
+  });
+  s.defer(() => manager.stop());
+  manager.start([domain]);
+  await waitFor(() => manager.status()[0]?.cert_file || manager.status()[0]?.failures, { what: 'the order to end', timeoutMs: 60_000 });
+  const [st] = manager.status();
+  assert.equal(st.last_error, null, `the order failed: ${st.last_error}\n${pebble.output()}`);
+}
+
 describe('ACME with pebble', () => {
   test('pebble validates HTTP-01 against the listener and issues a certificate that a client verifies against pebble\'s root', async (t) => {
     const s = scope(t);
     const storage = join(tempDir(s), 'acme');
     const listener = await challengeListener(s, join(storage, 'challenges'));
     const pebble = await startPebble(s, { httpPort: listener.port });
-    const manager = new AcmeManager({
-      settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'ecdsa', challenge: 'http-01' },
-      logger: silentLogger,
-      poll: { attempts: 30, minMs: 100, maxMs: 1000 },
-    });
-    s.defer(() => manager.stop());
-    manager.start(['a.test']);
-    await waitFor(() => manager.status()[0]?.cert_file || manager.status()[0]?.failures, { what: 'the first order to end', timeoutMs: 60_000 });
-    const [st] = manager.status();
-    assert.equal(st.last_error, null, `the order failed: ${st.last_error}\n${pebble.output()}`);
+    await orderOnce(s, pebble, storage, 'http-01', 'a.test');
     assert.ok(listener.hits.some((h) => h.startsWith('a.test:') && h.includes('/.well-known/acme-challenge/')), `pebble fetched the challenge from the listener: ${listener.hits.join(', ')}`);
 
     const certPem = readFileSync(join(storage, 'certs', 'a.test.crt'), 'utf8');
@@ -94,15 +99,7 @@ describe('ACME with pebble', () => {
     s.defer(() => new Promise<void>((r) => alpn.close(() => r())));
     // HTTP-01's port is closed: only TLS-ALPN-01 can pass.
     const pebble = await startPebble(s, { httpPort: 1, tlsPort: (alpn.address() as AddressInfo).port });
-    const manager = new AcmeManager({
-      settings: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile, storage, key_type: 'ecdsa', challenge: 'tls-alpn-01' },
-      logger: silentLogger,
-      poll: { attempts: 30, minMs: 100, maxMs: 1000 },
-    });
-    s.defer(() => manager.stop());
-    manager.start(['alpn.test']);
-    await waitFor(() => manager.status()[0]?.cert_file || manager.status()[0]?.failures, { what: 'the order to end', timeoutMs: 60_000 });
-    assert.equal(manager.status()[0].last_error, null, `the order failed: ${manager.status()[0].last_error}\n${pebble.output()}`);
+    await orderOnce(s, pebble, storage, 'tls-alpn-01', 'alpn.test');
     assert.ok(handshakes.includes('alpn.test acme-tls/1'), `pebble shook hands with acme-tls/1 for the domain: ${handshakes.join(', ')}`);
     const certPem = readFileSync(join(storage, 'certs', 'alpn.test.crt'), 'utf8');
     const verified = await verifyAsClient(s, certPem, readFileSync(join(storage, 'certs', 'alpn.test.key'), 'utf8'), await pebble.root(), 'alpn.test');
