@@ -485,6 +485,7 @@ export class Runner {
         this.#log.info({ plugin: plugin ?? '*', purged }, 'verdict caches purged through the admin API');
         return purged;
       },
+      acme: () => this.#acme?.status() ?? null,
       drain: () => {
         if (!this.#draining) this.#log.info('draining: /readyz answers 503 from now on; traffic is still served');
         this.#draining = true;

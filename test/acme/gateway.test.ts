@@ -92,6 +92,10 @@ describe('gateway.acme', () => {
     // Traffic was served all along.
     assert.equal((await request(`${gw.url}/`, { headers: { host: 'a.test' } })).text, 'site\n');
     assert.match((await request(`${gw.admin}/metrics`)).text, /^hookgate_acme_renewals_total\{result="success"\} 2$/m);
+    const api = JSON.parse((await request(`${gw.admin}/api/acme`)).text) as { enabled: boolean; certificates: Array<{ domain: string; not_after: string; next_order: string; failures: number }> };
+    assert.equal(api.enabled, true);
+    assert.deepEqual(api.certificates.map((c) => [c.domain, c.failures]), [['a.test', 0], ['b.test', 0]]);
+    for (const c of api.certificates) assert.ok(Date.parse(c.next_order) < Date.parse(c.not_after) && Date.parse(c.next_order) > Date.now(), 'renewal is due before expiry, in the future');
 
     // A reload that adds a route's domain orders its certificate.
     gw.rewrite({ ...config, routes: [...routes, { id: 'new', match: { domain: 'c.test' }, action: { type: 'static', body: 'c\n' } }] });
