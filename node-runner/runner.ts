@@ -35,6 +35,7 @@ import { PluginManager, type ApplyChanges } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
 import { KeeperClient } from './plugin/keeper-client.ts';
 import { Reaper } from './plugin/reaper.ts';
+import { AcmeManager, acmeDomains, withAcmeStorage } from './gateway/acme.ts';
 import { GatewayServer } from './gateway/gateway-server.ts';
 import type { ToWorker } from './gateway/gateway-worker.ts';
 import { createUpstream } from './gateway/upstream.ts';
@@ -131,6 +132,8 @@ export class Runner {
   #gateway: GatewayServer | null = null;
   /** the gateway worker processes (gateway.workers > 1) */
   #workers: WorkerSet | null = null;
+  /** certificates by ACME (gateway.acme), held here whether or not there are workers */
+  #acme: AcmeManager | null = null;
   #feedQueued = false;
   #feedKinds = new Set<'state' | 'hooks' | 'pushes'>();
   #servers: Server[] = [];
@@ -220,7 +223,7 @@ export class Runner {
     this.#unsubscribe.push(pushes, hooks);
     try {
       if (config) await this.#applyNow(config);
-      const limits = listen.gatewayLimits ?? parseConfig({}).gateway;
+      const limits = withAcmeStorage(listen.gatewayLimits ?? parseConfig({}).gateway, this.#opts.stateDir);
       const { host, port } = splitListen(listen.gateway);
       const count = workerCount(limits.workers);
       if (count > 1) {
@@ -233,6 +236,10 @@ export class Runner {
         const a = await gw.listen('gateway', listen.gateway, host, port);
         this.urls.gateway = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
         this.#log.info({ url: this.urls.gateway }, 'gateway listening');
+      }
+      if (limits.acme) {
+        this.#acme = new AcmeManager({ settings: limits.acme, logger: this.#log.child({ component: 'acme' }), registry: this.#metrics.registry, clock: this.#opts.wallClock });
+        this.#acme.start(this.#config ? acmeDomains(this.#config) : []);
       }
       this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), listen.admin, 'admin');
       if (listen.runner) {
@@ -274,7 +281,7 @@ export class Runner {
       if (listen[k] !== this.#listen_?.[k]) this.#log.warn({ [k]: listen[k] }, `${k}.listen changed; restart to apply it`);
     }
     if (this.#listen_?.gatewayLimits && JSON.stringify(listen.gatewayLimits) !== JSON.stringify(this.#listen_.gatewayLimits)) {
-      this.#log.warn({ gateway: listen.gatewayLimits }, 'gateway timeouts or connection limits changed; restart to apply them');
+      this.#log.warn({ gateway: listen.gatewayLimits }, 'gateway settings (timeouts, connection limits, workers, acme) changed; restart to apply them');
     }
     const same = JSON.stringify(next) === JSON.stringify(this.#config);
     const changes = await this.apply(next);
@@ -313,6 +320,7 @@ export class Runner {
     this.#state = new GatewayState(config, this.#manager.pushes);
     this.#config = config;
     this.#feedWorkers('state');
+    this.#acme?.setDomains(acmeDomains(config));
     this.#keys = KeyRing.fromConfig(config, process.env, this.#log);
     if (this.#listen_?.runner && this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
     this.#invalidate();
@@ -333,6 +341,7 @@ export class Runner {
     for (const s of this.#servers) s.closeAllConnections();
     await Promise.all(closed);
     for (const u of this.#unsubscribe) u();
+    await this.#acme?.stop();
     await this.#manager.stop();
     await this.#upstream.close();
   }
@@ -476,6 +485,7 @@ export class Runner {
         this.#log.info({ plugin: plugin ?? '*', purged }, 'verdict caches purged through the admin API');
         return purged;
       },
+      acme: () => this.#acme?.status() ?? null,
       drain: () => {
         if (!this.#draining) this.#log.info('draining: /readyz answers 503 from now on; traffic is still served');
         this.#draining = true;

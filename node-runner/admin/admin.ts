@@ -10,6 +10,9 @@
  * - `GET /api/plugins`: each plugin's state, pid, readiness, hooks,
  *   restarts, failures, the delay of a pending restart, last error, socket.
  * - `GET /api/config`: the running config, secrets redacted (`redact.ts`).
+ * - `GET /api/acme`: with `gateway.acme`, each domain's certificate (file,
+ *   not-before/after), its next order, failures since the last success
+ *   and the last error.
  * - `POST /api/plugins/:name/restart`: a new process for that plugin.
  * - `POST /api/cache/purge` (body optional: `{"plugin": "<name>"}`): empties
  *   the verdict caches, in gateway workers too.
@@ -32,6 +35,7 @@ import type { StateSnapshot } from '../../src/core/state/routing-snapshot.ts';
 import type { KeyRing } from '../hook-api/keys.ts';
 import type { RunnerMetrics } from './metrics.ts';
 import type { PluginStatus } from '../plugin/manager.ts';
+import type { AcmeCertStatus } from '../gateway/acme.ts';
 
 /** Only the page's own inline script and style, and calls to this listener. */
 const PAGE_CSP = (() => {
@@ -61,6 +65,8 @@ export interface AdminDeps {
   /** empties the verdict caches (one plugin's, when named; gateway workers too); the verdicts dropped here, or null for an unknown plugin */
   purgeCache(plugin?: string): number | null;
   drain(): void;
+  /** `gateway.acme`'s certificates and schedule (null: ACME is off) */
+  acme?(): AcmeCertStatus[] | null;
 }
 
 /** Targets per route: pushed ones, else the config's. */
@@ -178,6 +184,11 @@ export function createAdminApp(d: AdminDeps): Hono {
     if (purged === null) return c.json({ error: `no plugin "${plugin}"` }, 404);
     return c.json({ purged, plugin: plugin ?? null });
   });
+  app.get('/api/acme', (c) => {
+    const certificates = d.acme?.() ?? null;
+    return c.json({ enabled: certificates !== null, certificates: certificates ?? [] });
+  });
+
   app.post('/api/drain', (c) => {
     d.drain();
     return c.json({ draining: true });

@@ -244,10 +244,13 @@ export async function readConfigInput(file: string): Promise<unknown> {
   }
 }
 
-/** Resolves plugin paths and working directories, and serve actions' `root` and `file`, against `baseDir`. */
+/** Resolves plugin paths and working directories, serve actions' `root` and `file`, and `gateway.acme`'s `storage` and `ca`, against `baseDir`. */
 export function resolvePaths(config: Config, baseDir: string): Config {
   resolvePluginPaths(config.plugins, baseDir);
   resolveServePaths(config, baseDir);
+  const acme = config.gateway.acme;
+  if (acme?.storage) acme.storage = resolve(baseDir, acme.storage);
+  if (acme?.ca) acme.ca = resolve(baseDir, acme.ca);
   return config;
 }
 

@@ -18,6 +18,7 @@ import { isWebSocketUpgrade } from '../../src/core/protocol/headers.ts';
 import type { Logger } from '../../src/core/log.ts';
 import { Pipeline, type HookClient } from '../../src/core/gateway/pipeline.ts';
 import type { GatewayState } from '../../src/core/state/state.ts';
+import { challengeDir, serveChallenge } from './acme-challenges.ts';
 import { applyClientLimits, headServerOptions, type ClientLimits } from './client-limits.ts';
 import { createHttpPlane } from './http-plane.ts';
 import type { TrafficRecorder } from '../admin/traffic-metrics.ts';
@@ -72,6 +73,8 @@ export class GatewayServer {
       },
       drop: () => new Response(null, { status: 499 }),
     });
+    // HTTP-01 answers come before routing: the gateway owns the ACME challenge path once gateway.acme is on.
+    const challenges = challengeDir(opts.limits);
     const routed = new WeakMap<ServerResponse, { route: string; id: string }>();
     const traffic = opts.traffic;
     const access = opts.accessLog;
@@ -107,6 +110,7 @@ export class GatewayServer {
         shouldUpgradeCallback: (req) => isWebSocketUpgrade(req.method ?? '', req.headers.upgrade),
       },
       (req, res) => {
+        if (challenges && serveChallenge(challenges, req, res)) return;
         if (!opts.state()) {
           res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
           return void res.end('not ready: no config yet\n');

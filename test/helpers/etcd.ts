@@ -8,22 +8,17 @@
  * tests never skip.
  */
 
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Agent } from 'undici';
 import { join } from 'node:path';
+import { ensureAptPackage } from './apt.ts';
 import { freePort, waitFor } from './http.ts';
 import { tempDir, type Scope } from './scope.ts';
 
 /** The etcd binary, installed with apt when missing; throws saying how to install it otherwise. */
 export function ensureEtcd(): string {
-  const found = ['/usr/bin/etcd', '/usr/local/bin/etcd'].find((p) => existsSync(p));
-  if (found) return found;
-  if (process.getuid?.() !== 0) throw new Error('etcd is not installed and this is not root: apt-get install etcd-server');
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', timeout: 300_000 });
-  execFileSync('apt-get', ['install', '-y', '-qq', 'etcd-server'], { stdio: 'ignore', timeout: 300_000, env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  if (!existsSync('/usr/bin/etcd')) throw new Error('apt-get install etcd-server did not install /usr/bin/etcd');
-  return '/usr/bin/etcd';
+  return ensureAptPackage('etcd-server', ['/usr/bin/etcd', '/usr/local/bin/etcd']);
 }
 
 export interface EtcdMember {

@@ -307,6 +307,28 @@ const KeySchema = v.pipe(
   v.check((k) => (k.secret === undefined) !== (k.secret_env === undefined), 'expected exactly one of "secret" or "secret_env"'),
 );
 
+/**
+ * `gateway.acme`: certificates for the routes' exact domains from an ACME CA
+ * (node-runner/gateway/acme.ts). `storage` defaults to `<state dir>/acme`;
+ * relative paths are against the config file's folder.
+ */
+const AcmeSchema = v.strictObject({
+  /** the account's contact, where the CA writes about expiring certificates */
+  email: v.pipe(v.string(), v.regex(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, 'expected an email address, such as "ops@example.com"')),
+  /** the CA's ACME directory URL (https) */
+  directory: v.pipe(v.string(), v.check((u) => URL.canParse(u) && new URL(u).protocol === 'https:', 'expected the https URL of an ACME directory')),
+  /** where the account key, the certificates and the challenges in flight are kept (a private dir) */
+  storage: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** PEM file of CA certificates trusted for the directory's own TLS, instead of the system's (a private CA) */
+  ca: v.optional(v.pipe(v.string(), v.minLength(1))),
+  /** renew when a certificate has less than this left (default: a third of its lifetime) */
+  renew_before: v.optional(Duration),
+  /** how the CA checks the domain: http-01 (port 80, default) or tls-alpn-01 (port 443) */
+  challenge: v.optional(v.picklist(['http-01', 'tls-alpn-01'], 'expected "http-01" or "tls-alpn-01"'), 'http-01'),
+  /** the certificates' key: ECDSA P-256 (default) or RSA 2048 */
+  key_type: v.optional(v.picklist(['ecdsa', 'rsa'], 'expected "ecdsa" or "rsa"'), 'ecdsa'),
+});
+
 const WORKERS = 'expected a whole number of workers from 1 to 256, or "auto"';
 
 export const ConfigSchema = v.strictObject({
@@ -335,6 +357,7 @@ export const ConfigSchema = v.strictObject({
         ),
         1,
       ),
+      acme: v.optional(AcmeSchema),
     }),
     {},
   ),
@@ -393,6 +416,8 @@ export type Action = v.InferOutput<typeof ActionSchema>;
 export type BalancerConfig = v.InferOutput<typeof BalancerSchema>;
 /** The self-hosted gateway's listener settings (`gateway`), defaults filled in. */
 export type GatewaySettings = Parsed['gateway'];
+/** `gateway.acme` as validated (absent: no ACME). */
+export type AcmeSettings = NonNullable<GatewaySettings['acme']>;
 
 /** A cache block as written (plugin defaults or a binding's overrides), durations in ms. */
 export type CacheConfig = v.InferOutput<typeof CacheSchema>;
