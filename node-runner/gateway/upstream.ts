@@ -63,6 +63,17 @@ export function createUpstream(opts: UpstreamOptions = {}): Upstream {
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
     pipelining: 1,
   });
+  // `proto: "h2"` upstreams: HTTP/2 with prior knowledge on http:// (h2c), by ALPN on https://; made on first use.
+  let h2Agent: Agent | null = null;
+  const h2 = () =>
+    (h2Agent ??= new Agent({
+      connections: opts.connections ?? null,
+      connect: { timeout: opts.connectTimeoutMs ?? 5000 },
+      keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
+      allowH2: true,
+      // undici's Client option (its H2CClient sets it); not in Agent's types yet
+      ...{ useH2c: true },
+    } as Agent.Options));
 
   async function fetchUpstream(r: UpstreamRequest): Promise<Response> {
     const headers: string[] = [];
@@ -113,8 +124,10 @@ export function createUpstream(opts: UpstreamOptions = {}): Upstream {
 
   return {
     fetch: fetchUpstream,
-    exchange: (call, sink) => new Exchange(agent, slots, call, sink).start(),
-    close: () => agent.close(),
+    exchange: (call, sink) => new Exchange(call.h2 ? h2() : agent, slots, call, sink).start(),
+    close: async () => {
+      await Promise.all([agent.close(), h2Agent?.close()]);
+    },
   };
 }
 
@@ -140,6 +153,8 @@ export interface UpstreamCall {
   /** time allowed until the response headers arrive */
   timeoutMs: number;
   limits: UpstreamLimits | null;
+  /** speak HTTP/2 (`proto: "h2"`) */
+  h2?: boolean;
 }
 
 /**
