@@ -160,8 +160,13 @@ function loadPair(name: string, certFile: string, keyFile: string): Pair {
   };
 }
 
-/** The pairs of a folder, by file name; bad or incomplete pairs are reported through `skip`, not thrown. */
-function loadDir(dir: string, skip: (why: string) => void): Pair[] {
+/**
+ * The pairs of a folder, by file name; bad or incomplete pairs are
+ * reported through `skip`, not thrown, and one that loaded before
+ * (`previous`, by certificate file) is kept while its files are being
+ * replaced (a new certificate beside the old key).
+ */
+function loadDir(dir: string, skip: (why: string) => void, previous: ReadonlyMap<string, Pair> = new Map()): Pair[] {
   let files: string[];
   try {
     files = readdirSync(dir).sort();
@@ -202,7 +207,9 @@ function loadDir(dir: string, skip: (why: string) => void): Pair[] {
     try {
       out.push(loadPair(name, e.cert, keyFile));
     } catch (err) {
-      skip((err as Error).message);
+      const before = previous.get(e.cert);
+      skip(`${(err as Error).message}${before ? '; still serving the one loaded before' : ''}`);
+      if (before) out.push(before);
     }
   }
   return out;
@@ -366,9 +373,11 @@ export class CertStore {
   #load(first: boolean): Loaded {
     const pairs: Pair[] = [];
     const skipped: string[] = [];
+    const previous = new Map<string, Pair>();
+    if (!first) for (const p of this.#loaded.pairs) previous.set(p.info.file, p);
     for (const s of this.#sources) {
       if (s.kind === 'pair') pairs.push(loadPair(basename(s.cert).replace(/(\.cert\.pem|\.crt\.pem|\.crt|\.pem)$/, ''), s.cert, s.key));
-      else pairs.push(...loadDir(s.dir, (why) => skipped.push(why)));
+      else pairs.push(...loadDir(s.dir, (why) => skipped.push(why), previous));
     }
     for (const why of skipped) this.#log[first ? 'error' : 'warn']({ listener: this.listener, problem: why }, 'certificate pair skipped');
     if (!pairs.length) {

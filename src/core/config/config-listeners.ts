@@ -89,7 +89,8 @@ export function listenerProblems(input: Record<string, unknown>): string[] {
       if (l.tls !== undefined) problems.push(`gateway.listeners[${i}].redirect_https: this listener speaks TLS itself; redirect_https is for a plain listener`);
       else if (!hasTls) problems.push(`gateway.listeners[${i}].redirect_https: no listener has tls, so there is nowhere to redirect to`);
     }
-    if (typeof l.listen === 'string') {
+    // Port 0 asks for any free port: two of them never clash.
+    if (typeof l.listen === 'string' && !l.listen.endsWith(':0')) {
       const at = seen.get(l.listen);
       if (at !== undefined) problems.push(`gateway.listeners[${i}].listen: "${l.listen}" is already gateway.listeners[${at}].listen`);
       else seen.set(l.listen, i);
