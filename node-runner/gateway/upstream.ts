@@ -13,7 +13,7 @@
  */
 
 import { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, buildConnector, request, type Dispatcher } from 'undici';
 import { HookgateError, isHookgateError } from '../../src/core/errors.ts';
 import { upstreamDeadline, type UpstreamFetch, type UpstreamRequest } from '../../src/core/gateway/gateway.ts';
 import type { HeaderList, UpstreamLimits } from '../../src/core/gateway/pipeline.ts';
@@ -68,12 +68,11 @@ export function createUpstream(opts: UpstreamOptions = {}): Upstream {
   const h2 = () =>
     (h2Agent ??= new Agent({
       connections: opts.connections ?? null,
-      connect: { timeout: opts.connectTimeoutMs ?? 5000 },
+      // A connector of our own: undici's Pool builds one without `useH2c` (only its H2CClient passes it on).
+      connect: buildConnector({ timeout: opts.connectTimeoutMs ?? 5000, allowH2: true, ...{ useH2c: true } } as buildConnector.BuildOptions),
       keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
       allowH2: true,
-      // undici's Client option (its H2CClient sets it); not in Agent's types yet
-      ...{ useH2c: true },
-    } as Agent.Options));
+    }));
 
   async function fetchUpstream(r: UpstreamRequest): Promise<Response> {
     const headers: string[] = [];
