@@ -62,7 +62,7 @@ function h2get(c: ClientHttp2Session, path: string, headers: Record<string, stri
 
 function h1get(path: string, headers: Record<string, string> = {}, host = 'api.test'): Promise<Answer & { socketError?: string }> {
   return new Promise((resolve) => {
-    const req = httpsRequest({ host: '127.0.0.1', port, path, servername: host, headers: { host, ...headers }, ca: ca.pem, agent: false, ALPNProtocols: ['http/1.1'] }, (res) => {
+    const req = httpsRequest({ host: '127.0.0.1', port, path, servername: host, headers: { host, ...headers }, ca: ca.pem, agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
