@@ -1,7 +1,7 @@
 /**
  * @module gateway/tls-listener
  * One TLS listener of the self-hosted gateway. It accepts TCP itself, and
- * when the routing state has pass routes, reads the ClientHello first
+ * when the routing state has pass or drop routes, reads the ClientHello first
  * (`client-hello.ts`, bounded, with the header timeout as its deadline)
  * and asks what the connection gets: closed unanswered (`drop.ts`, a
  * name whose every request would be dropped), relayed as it is
