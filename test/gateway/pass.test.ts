@@ -82,6 +82,7 @@ before(async () => {
       { id: 'db', match: { domain: 'db.test' }, plugins: ['gatekeeper'], action: { type: 'pass', upstream: `127.0.0.1:${upstreamPort}` } },
       { id: 'refused', match: { domain: 'refused.test' }, plugins: ['bouncer'], action: { type: 'pass', upstream: `127.0.0.1:${upstreamPort}` } },
       { id: 'pool', match: { domain: 'pool.test' }, balancer: { targets: [`127.0.0.1:${upstreamPort}`] }, action: { type: 'pass', upstream: '{target}' } },
+      { id: 'blocked', match: { domain: 'blocked.test' }, action: { type: 'drop' } },
       { id: 'www', match: { domain: 'www.test' }, action: { type: 'static', body: 'terminated here\n' } },
     ],
     plugins: { gatekeeper: plugin('gatekeeper', {}), bouncer: plugin('bouncer', { FIXTURE_CONNECT: 'deny' }) },
@@ -113,6 +114,18 @@ describe('pass (L4 TLS pass-through)', { concurrency: false, timeout: 120_000, s
     const before = upstreamSaw.length;
     await assert.rejects(session('refused.test'), /socket disconnected|ECONNRESET|closed/i);
     assert.equal(upstreamSaw.length, before);
+  });
+
+  test('a drop route for the SNI name closes the connection before the handshake: no certificate is shown', async () => {
+    let certificateSeen = false;
+    await assert.rejects(
+      new Promise((resolve, reject) => {
+        const s = tlsConnect({ host: '127.0.0.1', port, servername: 'blocked.test', rejectUnauthorized: false }, () => ((certificateSeen = true), resolve(s)));
+        s.once('error', reject);
+        s.once('close', () => reject(new Error('closed')));
+      }),
+    );
+    assert.equal(certificateSeen, false);
   });
 
   test('{target} relays to the balancer pick', async () => {
