@@ -5,8 +5,8 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ConfigError, parseConfig } from '../src/core/config/config.ts';
-import { gatewayListeners } from '../src/core/config/config-listeners.ts';
+import { ConfigError, parseConfig } from '../../src/core/config/config.ts';
+import { gatewayListeners } from '../../src/core/config/config-listeners.ts';
 
 function problemsOf(input: Record<string, unknown>): string[] {
   try {
