@@ -36,7 +36,10 @@ import type { PluginProcessOptions } from './plugin/process.ts';
 import { KeeperClient } from './plugin/keeper-client.ts';
 import { Reaper } from './plugin/reaper.ts';
 import { AcmeManager, acmeDomains, withAcmeStorage } from './gateway/acme.ts';
-import { GatewayServer } from './gateway/gateway-server.ts';
+import { GatewayServer, type BoundListener } from './gateway/gateway-server.ts';
+import { certificateExpiryGauge, ListenerCertificates, type ListedCertificate } from './gateway/certificates.ts';
+import { loadListeners } from './gateway/listeners.ts';
+import { listenersOf, splitListen, type Listeners } from './listen.ts';
 import type { ToWorker } from './gateway/gateway-worker.ts';
 import { createUpstream } from './gateway/upstream.ts';
 import { workerCount, WorkerSet } from './gateway/workers.ts';
@@ -66,23 +69,7 @@ export interface RunnerOptions {
   source?: string;
 }
 
-/** Where a runner listens; fixed for the life of the process. */
-export interface Listeners {
-  gateway: string;
-  admin: string;
-  /** the hook API for edge workers, when served */
-  runner?: string;
-  /** `admin.keys`: bearer keys for the admin API and /metrics (local, fixed at start) */
-  adminKeys?: Config['admin']['keys'];
-  /** the gateway's client limits (`gateway.*` but `listen`; default: the schema's defaults) */
-  gatewayLimits?: Omit<GatewaySettings, 'listen'>;
-}
-
-/** The listeners a (file) config names. */
-export function listenersOf(config: Config): Listeners {
-  const { listen, ...gatewayLimits } = config.gateway;
-  return { gateway: listen, admin: config.admin.listen, adminKeys: config.admin.keys, runner: config.runner.listen, gatewayLimits };
-}
+export { listenersOf, splitListen, type Listeners } from './listen.ts';
 
 /**
  * One info line for a reload: what happened to the plugins (started,
@@ -98,13 +85,6 @@ function logChanges(log: Logger, what: 'config reloaded' | 'plugin files changed
   const how =
     what === 'plugin files changed' ? (plugins ? '' : ': no plugin code changed') : configChanged ? '' : plugins ? ': config unchanged, plugins restarted' : ': nothing changed';
   log.info(fields, what + how);
-}
-
-/** Splits "host:port" (or "[v6]:port"). */
-export function splitListen(listen: string): { host: string; port: number } {
-  const i = listen.lastIndexOf(':');
-  const host = listen.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(listen.slice(i + 1)) };
 }
 
 function urlOf(server: Server): string {
@@ -145,7 +125,8 @@ export class Runner {
   #notified = '';
   #notifyQueued = false;
   /** base URLs once listening */
-  readonly urls: { gateway?: string; admin?: string; runner?: string } = {};
+  readonly urls: { gateway?: string; admin?: string; runner?: string; listeners?: string[] } = {};
+  #certs = new ListenerCertificates([]);
   #listen_: Listeners | null = null;
 
   #draining = false;
@@ -224,23 +205,30 @@ export class Runner {
     try {
       if (config) await this.#applyNow(config);
       const limits = withAcmeStorage(listen.gatewayLimits ?? parseConfig({}).gateway, this.#opts.stateDir);
-      const { host, port } = splitListen(listen.gateway);
+      const loaded = loadListeners(listen.listeners ?? [{ listen: listen.gateway }], listen.shorthand ?? true, this.#log);
+      this.#certs = new ListenerCertificates(loaded);
+      this.#certs.watch();
       const count = workerCount(limits.workers);
+      let bound: BoundListener[];
       if (count > 1) {
-        this.#workers = new WorkerSet({ count, listen: listen.gateway, host, port, limits, logger: this.#log, feed: { current: () => this.#feed() } });
+        // Each worker loads and watches the same files; the runner's stores are for listing.
+        this.#workers = new WorkerSet({ count, listeners: loaded.map(({ name, settings, host, port }) => ({ name, settings, host, port })), limits, logger: this.#log, feed: { current: () => this.#feed() } });
         const workers = this.#workers;
         this.#metrics.workers = () => workers.scrape();
-        this.urls.gateway = await this.#workers.start();
+        bound = await this.#workers.start();
       } else {
         const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits, traffic: this.#metrics.traffic, accessLog: () => this.#config?.log.access ?? false }));
-        const a = await gw.listen('gateway', listen.gateway, host, port);
-        this.urls.gateway = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-        this.#log.info({ url: this.urls.gateway }, 'gateway listening');
+        bound = await gw.listen(loaded.map((l) => ({ name: l.name, listen: l.settings.listen, host: l.host, port: l.port, tls: l.store ?? undefined, redirectHttps: l.settings.redirect_https })));
+        for (const b of bound) this.#log.info({ url: b.url }, 'gateway listening');
       }
+      this.urls.gateway = bound[0].url;
+      this.urls.listeners = bound.map((b) => b.url);
       if (limits.acme) {
         this.#acme = new AcmeManager({ settings: limits.acme, logger: this.#log.child({ component: 'acme' }), registry: this.#metrics.registry, clock: this.#opts.wallClock });
         this.#acme.start(this.#config ? acmeDomains(this.#config) : []);
+        this.addCertificateDir(this.#acme.store.certsDir);
       }
+      if (this.#certs.any) certificateExpiryGauge(this.#metrics.registry, () => this.#certs.list());
       this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), listen.admin, 'admin');
       if (listen.runner) {
         if (this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
@@ -277,6 +265,8 @@ export class Runner {
       return false;
     }
     const listen = listenersOf(next);
+    if (JSON.stringify(listen.listeners) !== JSON.stringify(this.#listen_?.listeners ?? listen.listeners)) this.#log.warn({ listeners: listen.listeners }, 'gateway listeners or their tls settings changed; restart to apply them');
+    this.reloadCertificates();
     for (const k of ['gateway', 'admin', 'runner'] as const) {
       if (listen[k] !== this.#listen_?.[k]) this.#log.warn({ [k]: listen[k] }, `${k}.listen changed; restart to apply it`);
     }
@@ -342,8 +332,22 @@ export class Runner {
     await Promise.all(closed);
     for (const u of this.#unsubscribe) u();
     await this.#acme?.stop();
+    this.#certs.close();
     await this.#manager.stop();
     await this.#upstream.close();
+  }
+
+  /** Reads the TLS listeners' certificate files again (SIGHUP; workers too); never throws (gateway/certificates.ts). */
+  reloadCertificates(): void {
+    this.#certs.reload();
+    this.#workers?.send({ t: 'certs' });
+  }
+
+  /** Adds a folder of certificate pairs to the TLS listeners (the one at `listen`), workers too: ACME's hand-over (`ListenerCertificates.addDir`). */
+  addCertificateDir(dir: string, listen?: string): number {
+    const n = this.#certs.addDir(dir, listen);
+    if (n) this.#workers?.send({ t: 'cert-dir', dir, listen });
+    return n;
   }
 
   /** What a gateway worker is sent to be in step: the config, the hook table, the pushes. */
@@ -478,6 +482,7 @@ export class Runner {
         this.#log.info({ plugin: name }, 'plugin restarted through the admin API');
         return changes.restarted.some((r) => r.plugin === name);
       },
+      certificates: () => this.#certs.list(),
       purgeCache: (plugin) => {
         if (plugin !== undefined && !this.#manager.status().some((p) => p.name === plugin)) return null;
         const purged = this.#manager.purgeCaches(plugin);

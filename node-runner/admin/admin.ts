@@ -13,6 +13,9 @@
  * - `GET /api/acme`: with `gateway.acme`, each domain's certificate (file,
  *   not-before/after), its next order, failures since the last success
  *   and the last error.
+ * - `GET /api/certificates`: each certificate a TLS listener serves: its
+ *   listener, pair name, files, names (SANs), issuer, not-before/after,
+ *   and whether it is the listener's default (ACME's certificates too).
  * - `POST /api/plugins/:name/restart`: a new process for that plugin.
  * - `POST /api/cache/purge` (body optional: `{"plugin": "<name>"}`): empties
  *   the verdict caches, in gateway workers too.
@@ -36,6 +39,7 @@ import type { KeyRing } from '../hook-api/keys.ts';
 import type { RunnerMetrics } from './metrics.ts';
 import type { PluginStatus } from '../plugin/manager.ts';
 import type { AcmeCertStatus } from '../gateway/acme.ts';
+import type { ListedCertificate } from '../gateway/certificates.ts';
 
 /** Only the page's own inline script and style, and calls to this listener. */
 const PAGE_CSP = (() => {
@@ -62,6 +66,8 @@ export interface AdminDeps {
   metrics: RunnerMetrics;
   /** restarts a plugin; false when there is no such (started) plugin */
   restartPlugin(name: string): Promise<boolean>;
+  /** the certificates the TLS listeners serve */
+  certificates?(): ListedCertificate[];
   /** empties the verdict caches (one plugin's, when named; gateway workers too); the verdicts dropped here, or null for an unknown plugin */
   purgeCache(plugin?: string): number | null;
   drain(): void;
@@ -160,6 +166,7 @@ export function createAdminApp(d: AdminDeps): Hono {
   );
 
   app.get('/api/config', (c) => c.json({ config: redactConfig(d.config()) }));
+  app.get('/api/certificates', (c) => c.json({ certificates: d.certificates?.() ?? [] }));
 
   app.post('/api/plugins/:name/restart', async (c) => {
     const name = c.req.param('name');

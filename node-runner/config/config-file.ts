@@ -14,6 +14,7 @@ import { constants } from 'node:fs';
 import { access, readdir, readFile, stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, matchesGlob, parse, resolve } from 'node:path';
 import JSON5 from 'json5';
+import { resolveTlsPaths } from '../gateway/cert-store.ts';
 import { ConfigError, parseConfig, type Config } from '../../src/core/config/config.ts';
 import { edgeWarnings } from '../../src/core/config/config-actions.ts';
 import { resolveServePaths, serveProblems } from '../gateway/serve-paths.ts';
@@ -244,10 +245,11 @@ export async function readConfigInput(file: string): Promise<unknown> {
   }
 }
 
-/** Resolves plugin paths and working directories, serve actions' `root` and `file`, and `gateway.acme`'s `storage` and `ca`, against `baseDir`. */
+/** Resolves plugin paths and working directories, serve actions' `root` and `file`, the gateway's certificate files and `gateway.acme`'s `storage` and `ca`, against `baseDir`. */
 export function resolvePaths(config: Config, baseDir: string): Config {
   resolvePluginPaths(config.plugins, baseDir);
   resolveServePaths(config, baseDir);
+  resolveTlsPaths(config.gateway, baseDir);
   const acme = config.gateway.acme;
   if (acme?.storage) acme.storage = resolve(baseDir, acme.storage);
   if (acme?.ca) acme.ca = resolve(baseDir, acme.ca);

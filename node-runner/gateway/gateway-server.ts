@@ -1,17 +1,23 @@
 /**
  * @module gateway-server
- * One self-hosted gateway listener, wired: the node:http server with the
- * slow-client limits (`client-limits.ts`), the Node data plane
- * (`http-plane.ts`) for plain requests and `ws-proxy.ts` for WebSocket
- * upgrades, both over one core pipeline, and the drain at shutdown. The
- * runner serves one in its own process; each gateway worker
- * (`gateway-worker.ts`) serves one on the shared port.
+ * The self-hosted gateway's listeners, wired: one core pipeline and one
+ * Node data plane (`http-plane.ts`, `ws-proxy.ts` for WebSocket
+ * upgrades) served on every listener of `gateway.listeners` (or the
+ * `gateway.listen` shorthand). A plain listener is a node:http server with
+ * the slow-client limits (`client-limits.ts`), or one that redirects to
+ * HTTPS; a TLS listener (`gateway/tls-listener.ts`) hands decrypted
+ * connections to a node:http server of its own (HTTP/1.1) or to a
+ * node:http2 server (h2 by ALPN), and relays pass routes' connections
+ * before any handshake. Then the drain at shutdown. The runner serves the
+ * listeners in its own process; each gateway worker (`gateway-worker.ts`)
+ * serves them all on the shared ports.
  *
- * Where the state and the hooks come from is the owner's business.
+ * Where the state, the hooks and the certificates come from is the owner's business.
  */
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import type { GatewaySettings } from '../../src/core/config/config.ts';
 import { createGateway } from '../../src/core/gateway/gateway.ts';
 import { isWebSocketUpgrade } from '../../src/core/protocol/headers.ts';
@@ -19,11 +25,14 @@ import type { Logger } from '../../src/core/log.ts';
 import { Pipeline, type HookClient } from '../../src/core/gateway/pipeline.ts';
 import type { GatewayState } from '../../src/core/state/state.ts';
 import { challengeDir, serveChallenge } from './acme-challenges.ts';
-import { applyClientLimits, headServerOptions, type ClientLimits } from './client-limits.ts';
+import { applyClientLimits, ConnectionLimit, headServerOptions, type ClientLimits } from './client-limits.ts';
+import type { CertStore } from './cert-store.ts';
+import { notReady, redirectHttps } from './listeners.ts';
+import { TlsListener } from './tls-listener.ts';
 import { createHttpPlane } from './http-plane.ts';
 import type { TrafficRecorder } from '../admin/traffic-metrics.ts';
 import type { Upstream } from './upstream.ts';
-import { upgradeHandler } from './ws-proxy.ts';
+import { upgradeHandler, type UpgradeHandler } from './ws-proxy.ts';
 
 export interface GatewayServerOptions {
   /** the routing state; null until the first config (then requests get 503) */
@@ -39,8 +48,30 @@ export interface GatewayServerOptions {
   accessLog?: () => boolean;
 }
 
+/** One listener to open. */
+export interface ListenSpec {
+  /** the config path it came from, for errors ("gateway", "gateway.listeners[1]") */
+  name: string;
+  listen: string;
+  host: string;
+  port: number;
+  /** TLS (and HTTP/2 by ALPN) with these certificates */
+  tls?: CertStore;
+  /** answer with a redirect to the first TLS listener */
+  redirectHttps?: boolean;
+}
+
+/** A listener that listens. */
+export interface BoundListener {
+  listen: string;
+  tls: boolean;
+  port: number;
+  /** e.g. "https://127.0.0.1:8443" */
+  url: string;
+}
+
 /**
- * A gateway listener.
+ * The self-hosted gateway: one data plane served on every listener.
  *
  * Contract: `listen` once. `stop(drainMs)` is idempotent: it stops
  * accepting, lets requests in flight finish for at most `drainMs`, then
@@ -48,13 +79,23 @@ export interface GatewayServerOptions {
  * connection. The owner stops its plugins after `stop` resolves.
  */
 export class GatewayServer {
-  readonly server: Server;
   #log: Logger;
   #inflight = 0;
   #drained: (() => void) | null = null;
   #stopping: Promise<void> | null = null;
-  #closeSessions: () => Promise<void>;
-  #clientLimits: ClientLimits;
+  #limits: Omit<GatewaySettings, 'listen'>;
+  #state: () => GatewayState | null;
+  #hooks: HookClient;
+  #handle: (req: IncomingMessage, res: ServerResponse) => void;
+  #upgrade: UpgradeHandler;
+  /** every listening server (plain HTTP, and the TCP side of TLS listeners) */
+  #servers: NetServer[] = [];
+  /** every node:http server (plain listeners, and the HTTP/1.1 side of TLS listeners) */
+  #http: Server[] = [];
+  #clientLimits: ClientLimits[] = [];
+  #tls: TlsListener[] = [];
+  #h2Sessions = new Set<ServerHttp2Session>();
+  #challenges: string | null;
 
   constructor(opts: GatewayServerOptions) {
     this.#log = opts.logger;
@@ -74,7 +115,7 @@ export class GatewayServer {
       drop: () => new Response(null, { status: 499 }),
     });
     // HTTP-01 answers come before routing: the gateway owns the ACME challenge path once gateway.acme is on.
-    const challenges = challengeDir(opts.limits);
+    this.#challenges = challengeDir(opts.limits);
     const routed = new WeakMap<ServerResponse, { route: string; id: string }>();
     const traffic = opts.traffic;
     const access = opts.accessLog;
@@ -100,28 +141,107 @@ export class GatewayServer {
       }
       this.#track(req, res, plane);
     };
-    this.server = createServer(
+
+    this.#limits = opts.limits;
+    this.#state = opts.state;
+    this.#handle = handle;
+    this.#upgrade = upgradeHandler({ gateway, hooks: opts.hooks, logger: opts.logger });
+    this.#hooks = opts.hooks;
+  }
+
+  /**
+   * A node:http server serving the data plane within the client limits;
+   * `countClients` false where the TCP connection is counted before it
+   * gets here (TLS listeners count their raw connections).
+   */
+  #httpServer(countClients: boolean, redirect: (() => number | null) | null): Server {
+    const limits = countClients ? this.#limits : { ...this.#limits, max_connections_per_client: 0 };
+    let clientLimits: ClientLimits | null = null;
+    const server = createServer(
       {
         keepAliveTimeout: 65_000,
-        ...headServerOptions(opts.limits),
+        ...headServerOptions(limits),
         // Only WebSocket upgrades on GET are tunnelled; any other Upgrade
         // (h2c, made-up tokens) is a plain request through the pipeline,
         // where Upgrade and Connection are dropped as hop-by-hop.
         shouldUpgradeCallback: (req) => isWebSocketUpgrade(req.method ?? '', req.headers.upgrade),
       },
       (req, res) => {
-        if (challenges && serveChallenge(challenges, req, res)) return;
-        if (!opts.state()) {
-          res.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'retry-after': '1' });
-          return void res.end('not ready: no config yet\n');
-        }
-        this.#clientLimits.serve(req, res, handle);
+        if (this.#challenges && serveChallenge(this.#challenges, req, res)) return;
+        if (redirect && redirectHttps(req, res, redirect())) return;
+        if (!this.#state()) return notReady(res);
+        clientLimits!.serve(req, res, this.#handle);
       },
     );
-    this.#clientLimits = applyClientLimits(this.server, opts.limits, opts.logger);
-    const upgrade = upgradeHandler({ gateway, hooks: opts.hooks, logger: opts.logger });
-    this.server.on('upgrade', upgrade);
-    this.#closeSessions = upgrade.closeAll;
+    clientLimits = applyClientLimits(server, limits, this.#log);
+    this.#clientLimits.push(clientLimits);
+    server.on('upgrade', this.#upgrade);
+    this.#http.push(server);
+    return server;
+  }
+
+  /** The HTTP/2 server of a TLS listener (fed decrypted connections that chose h2 by ALPN). */
+  #h2Server(): Http2Server {
+    const server = createH2Server({ settings: { maxConcurrentStreams: 128 } }, (req, res) => {
+      if (!this.#state()) return notReady(res);
+      // The compatibility objects offer every member the data plane uses
+      // (`gateway/h2.ts` handles the heads, drops and the few differences).
+      // Streams of one connection run concurrently: one request per
+      // connection at a time (`oneAtATime`) is HTTP/1.1's rule.
+      this.#handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+    });
+    server.on('session', (session) => {
+      this.#h2Sessions.add(session);
+      session.once('close', () => this.#h2Sessions.delete(session));
+      if (this.#stopping) session.close();
+    });
+    return server;
+  }
+
+  /**
+   * Listens on every listener (`reusePort`: several processes may share
+   * the ports, Linux). Resolves with each one's bound address; rejects,
+   * with a message naming the listener, when one cannot listen (the ones
+   * already listening stay open: stop them with `stop`).
+   */
+  async listen(specs: ListenSpec[], reusePort = false, ticketKeys?: Buffer): Promise<BoundListener[]> {
+    let httpsPort: number | null = null;
+    const bound: BoundListener[] = [];
+    for (const spec of specs) {
+      let server: NetServer;
+      if (spec.tls) {
+        const http1 = this.#httpServer(false, null);
+        // node:http tracks connections (header timeouts, closeIdleConnections) from 'listening' on;
+        // this one is fed connections by the TLS listener and never listens itself.
+        http1.emit('listening');
+        const t = new TlsListener({
+          store: spec.tls,
+          state: this.#state,
+          hooks: this.#hooks,
+          logger: this.#log,
+          http1,
+          h2: this.#h2Server(),
+          handshakeTimeoutMs: this.#limits.header_timeout,
+          perClient: this.#limits.max_connections_per_client > 0 ? new ConnectionLimit(this.#limits.max_connections_per_client) : null,
+          ticketKeys,
+        });
+        this.#tls.push(t);
+        server = t.server;
+      } else {
+        server = this.#httpServer(true, spec.redirectHttps ? () => httpsPort : null);
+      }
+      this.#servers.push(server);
+      const a = await new Promise<AddressInfo>((resolve, reject) => {
+        server.once('error', (err: NodeJS.ErrnoException) => {
+          reject(new Error(`${spec.name}.listen ${spec.listen}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`));
+        });
+        server.listen({ port: spec.port, host: spec.host, reusePort }, () => resolve(server.address() as AddressInfo));
+      });
+      const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+      if (spec.tls && httpsPort === null) httpsPort = a.port;
+      bound.push({ listen: spec.listen, tls: !!spec.tls, port: a.port, url: `${spec.tls ? 'https' : 'http'}://${host}:${a.port}` });
+    }
+    return bound;
   }
 
   /** Requests in flight. */
@@ -129,28 +249,15 @@ export class GatewayServer {
     return this.#inflight;
   }
 
-  /**
-   * Listens on `host:port`; `reusePort` lets several processes share the
-   * port (Linux). Rejects with a message naming `name.listen`.
-   */
-  listen(name: string, listen: string, host: string, port: number, reusePort = false): Promise<AddressInfo> {
-    const server = this.server;
-    return new Promise((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) => {
-        reject(new Error(`${name}.listen ${listen}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`));
-      });
-      server.listen({ port, host, reusePort }, () => resolve(server.address() as AddressInfo));
-    });
-  }
-
   stop(drainMs: number): Promise<void> {
     return (this.#stopping ??= this.#stop(drainMs));
   }
 
   async #stop(drainMs: number): Promise<void> {
-    const server = this.server;
-    const closed = new Promise<void>((r) => server.close(() => r()));
-    server.closeIdleConnections();
+    const closed = this.#servers.map((server) => new Promise<void>((r) => server.close(() => r())));
+    for (const server of this.#http) server.closeIdleConnections();
+    // HTTP/2 clients are told (GOAWAY) to open no new streams; the ones under way may finish.
+    for (const session of this.#h2Sessions) session.close();
     if (this.#inflight > 0) {
       this.#log.info({ inflight: this.#inflight, drain_ms: drainMs }, 'draining requests in flight');
       let timer: NodeJS.Timeout | undefined;
@@ -158,10 +265,12 @@ export class GatewayServer {
       clearTimeout(timer);
     }
     // Sessions end before the plugins stop, so their on_disconnect still reaches them.
-    await this.#closeSessions();
-    server.closeAllConnections();
-    this.#clientLimits.close();
-    await closed;
+    await Promise.all([this.#upgrade.closeAll(), ...this.#tls.map((t) => t.closeSessions())]);
+    for (const server of this.#http) server.closeAllConnections();
+    for (const session of this.#h2Sessions) session.destroy();
+    for (const l of this.#clientLimits) l.close();
+    for (const t of this.#tls) t.close();
+    await Promise.all(closed);
   }
 
   #track(req: IncomingMessage, res: ServerResponse, listener: (req: IncomingMessage, res: ServerResponse) => unknown): void {
@@ -169,7 +278,7 @@ export class GatewayServer {
     res.on('close', () => {
       if (--this.#inflight === 0 && this.#drained) this.#drained();
     });
-    if (this.#stopping) res.setHeader('connection', 'close');
+    if (this.#stopping && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     void listener(req, res);
   }
 }

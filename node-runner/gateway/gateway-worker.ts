@@ -29,11 +29,13 @@ import { HookDispatcher, type HookRoute } from '../plugin/dispatch.ts';
 import type { HookTable } from '../plugin/manager.ts';
 import { SocketPool } from '../plugin/pool.ts';
 import { createUpstream } from './upstream.ts';
-import { poolShare } from './workers.ts';
+import { poolShare, type WorkerListener } from './workers.ts';
+import { ListenerCertificates } from './certificates.ts';
+import { loadListeners } from './listeners.ts';
 
 /** What the runner sends a worker. */
 export type ToWorker =
-  | { t: 'start'; index: number; workers: number; listen: string; host: string; port: number; limits: Omit<GatewaySettings, 'listen'> }
+  | { t: 'start'; index: number; workers: number; listeners: WorkerListener[]; ticketKeys: Uint8Array; limits: Omit<GatewaySettings, 'listen'> }
   /** a new config: applied with its hook table and the pushes at once, so no request sees one without the other */
   | { t: 'state'; config: Config; table: HookTable; targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> }
   | { t: 'hooks'; table: HookTable }
@@ -42,7 +44,11 @@ export type ToWorker =
   /** the runner scrapes: answer with `metrics` and the same id */
   | { t: 'metrics'; id: number }
   /** empty the verdict caches (of one plugin's bindings, when named) */
-  | { t: 'purge'; plugin?: string };
+  | { t: 'purge'; plugin?: string }
+  /** read the certificate files again (SIGHUP) */
+  | { t: 'certs' }
+  /** add a folder of certificate pairs to the TLS listeners (the one at `listen`) */
+  | { t: 'cert-dir'; dir: string; listen?: string };
 
 /** What a worker sends the runner. */
 export type FromWorker = { t: 'ready'; pid: number } | { t: 'failed'; error: string } | { t: 'metrics'; id: number; metrics: unknown[] };
@@ -72,6 +78,7 @@ class Worker {
   #readySent = false;
   #upstream = createUpstream();
   #server: GatewayServer | null = null;
+  #certs = new ListenerCertificates([]);
   #logThrottle = new LogThrottle();
   #dispatch: HookDispatcher<WorkerPlugin>;
   /** this worker's metrics (its traffic and its process), aggregated by the runner on scrape */
@@ -132,6 +139,10 @@ class Worker {
         return this.drain(m.ms);
       case 'metrics':
         return void this.#send({ t: 'metrics', id: m.id, metrics: await this.#registry.getMetricsAsJSON() });
+      case 'certs':
+        return this.#certs.reload();
+      case 'cert-dir':
+        return void this.#certs.addDir(m.dir, m.listen);
       case 'purge':
         for (const r of this.#routes.values()) for (const b of r.bindings) if (b.cache && (m.plugin === undefined || b.plugin.name === m.plugin)) b.cache.clear();
         return;
@@ -142,7 +153,11 @@ class Worker {
     this.#workers = m.workers;
     this.#server = new GatewayServer({ state: () => this.#state, hooks: this.#dispatch, upstream: this.#upstream, logger: this.#log, limits: m.limits, traffic: this.#traffic, accessLog: () => this.#state?.config.log.access ?? false });
     try {
-      await this.#server.listen('gateway', m.listen, m.host, m.port, true);
+      const loaded = loadListeners(m.listeners.map((l) => l.settings), m.listeners[0]?.name === 'gateway', this.#log);
+      this.#certs = new ListenerCertificates(loaded);
+      this.#certs.watch();
+      const specs = loaded.map((l, i) => ({ name: l.name, listen: l.settings.listen, host: l.host, port: m.listeners[i].port, tls: l.store ?? undefined, redirectHttps: l.settings.redirect_https }));
+      await this.#server.listen(specs, true, Buffer.from(m.ticketKeys));
     } catch (err) {
       this.#send({ t: 'failed', error: (err as Error).message });
       process.exit(1);
@@ -207,6 +222,7 @@ class Worker {
   drain(ms: number): Promise<void> {
     return (this.#draining ??= (async () => {
       await this.#server?.stop(ms);
+      this.#certs.close();
       for (const p of this.#plugins.values()) {
         p.pool?.close();
         await p.pool?.flushed();

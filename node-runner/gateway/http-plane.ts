@@ -9,6 +9,10 @@
  * Response, Headers or ReadableStream is built on this path; every decision
  * (routing, verdicts, headers, fallbacks, on_response) is the pipeline's.
  *
+ * HTTP/2 requests (node:http2's compatibility objects) are served by the
+ * same code: `gateway/h2.ts` turns their head into HTTP/1.1 terms and
+ * writes heads and drops the HTTP/2 way.
+ *
  * WebSocket upgrades are `ws-proxy.ts`'s; slow-client limits are
  * `client-limits.ts`'s; this module only serves one request.
  */
@@ -25,6 +29,7 @@ import type { Upstream, UpstreamExchange, UpstreamSink } from './upstream.ts';
 import { clientOf } from './ws-proxy.ts';
 import { dropRequest } from './drop.ts';
 import { serveFiles } from './serve.ts';
+import { requestHead, writeHead as writeHeadOf } from './h2.ts';
 
 export interface HttpPlaneDeps {
   pipeline: Pipeline;
@@ -59,7 +64,7 @@ export function sendAnswer(res: ServerResponse, a: Answer): void {
     const n = body === null ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length;
     headers.push('content-length', String(n));
   }
-  res.writeHead(a.status, headers);
+  writeHeadOf(res, a.status, headers);
   if (body === null) res.end();
   else res.end(body);
 }
@@ -180,7 +185,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
 
     const writeHead = (status: number, headers: HeaderList): void => {
       headers.push('x-request-id', f.requestId);
-      res.writeHead(status, headers);
+      writeHeadOf(res, status, headers);
       if (p.bodiless(f, status)) return;
       if (s.download) {
         const t = throttled(s.download);
@@ -249,7 +254,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
         if (next.kind === 'answer') sendAnswer(res, next);
       },
     };
-    exchange = deps.upstream.exchange({ url: s.url, method: f.method, headers: s.headers, body: upBody, timeoutMs: s.timeoutMs, limits: s.limits }, sink);
+    exchange = deps.upstream.exchange({ url: s.url, method: f.method, headers: s.headers, body: upBody, timeoutMs: s.timeoutMs, limits: s.limits, h2: s.h2 }, sink);
   }
 
   async function authorized(req: IncomingMessage, res: ServerResponse, f: Facts): Promise<void> {
@@ -265,9 +270,9 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
 
   return (req, res) => {
     try {
-      const raw = req.rawHeaders;
+      const { method, target, raw } = requestHead(req);
       const client = clientOf(req.socket, req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`);
-      const f = p.route(req.method ?? 'GET', { target: req.url ?? '/', hosts: hostHeaders(raw) }, raw, client);
+      const f = p.route(method, { target, hosts: hostHeaders(raw) }, raw, client);
       if (f.kind === 'answer') return sendAnswer(res, f);
       requestIds.set(res, f.requestId);
       deps.onRoute?.(res, f.plan.route.id, f.requestId);

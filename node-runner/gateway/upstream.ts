@@ -13,7 +13,7 @@
  */
 
 import { Readable } from 'node:stream';
-import { Agent, request, type Dispatcher } from 'undici';
+import { Agent, buildConnector, request, type Dispatcher } from 'undici';
 import { HookgateError, isHookgateError } from '../../src/core/errors.ts';
 import { upstreamDeadline, type UpstreamFetch, type UpstreamRequest } from '../../src/core/gateway/gateway.ts';
 import type { HeaderList, UpstreamLimits } from '../../src/core/gateway/pipeline.ts';
@@ -63,6 +63,16 @@ export function createUpstream(opts: UpstreamOptions = {}): Upstream {
     keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
     pipelining: 1,
   });
+  // `proto: "h2"` upstreams: HTTP/2 with prior knowledge on http:// (h2c), by ALPN on https://; made on first use.
+  let h2Agent: Agent | null = null;
+  const h2 = () =>
+    (h2Agent ??= new Agent({
+      connections: opts.connections ?? null,
+      // A connector of our own: undici's Pool builds one without `useH2c` (only its H2CClient passes it on).
+      connect: buildConnector({ timeout: opts.connectTimeoutMs ?? 5000, allowH2: true, ...{ useH2c: true } } as buildConnector.BuildOptions),
+      keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
+      allowH2: true,
+    }));
 
   async function fetchUpstream(r: UpstreamRequest): Promise<Response> {
     const headers: string[] = [];
@@ -113,8 +123,10 @@ export function createUpstream(opts: UpstreamOptions = {}): Upstream {
 
   return {
     fetch: fetchUpstream,
-    exchange: (call, sink) => new Exchange(agent, slots, call, sink).start(),
-    close: () => agent.close(),
+    exchange: (call, sink) => new Exchange(call.h2 ? h2() : agent, slots, call, sink).start(),
+    close: async () => {
+      await Promise.all([agent.close(), h2Agent?.close()]);
+    },
   };
 }
 
@@ -140,6 +152,8 @@ export interface UpstreamCall {
   /** time allowed until the response headers arrive */
   timeoutMs: number;
   limits: UpstreamLimits | null;
+  /** speak HTTP/2 (`proto: "h2"`) */
+  h2?: boolean;
 }
 
 /**

@@ -16,6 +16,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import type { ListenerSettings } from '../../src/core/config/config-listeners.ts';
+import type { BoundListener } from './gateway-server.ts';
 import type { GatewaySettings } from '../../src/core/config/config.ts';
 import type { Logger } from '../../src/core/log.ts';
 import type { FromWorker, ToWorker } from './gateway-worker.ts';
@@ -52,12 +55,19 @@ export interface WorkerFeed {
   current(): Extract<ToWorker, { t: 'state' }> | null;
 }
 
-export interface WorkerSetOptions {
-  count: number;
-  /** `gateway.listen` as configured, and its parts */
-  listen: string;
+/** A gateway listener as a worker is told to open it. */
+export interface WorkerListener {
+  /** its config path, for errors */
+  name: string;
+  settings: ListenerSettings;
   host: string;
   port: number;
+}
+
+export interface WorkerSetOptions {
+  count: number;
+  /** the gateway's listeners (each worker opens them all) */
+  listeners: WorkerListener[];
   limits: Omit<GatewaySettings, 'listen'>;
   logger: Logger;
   feed: WorkerFeed;
@@ -82,7 +92,7 @@ const WORKER_ENTRY = new URL(`./gateway-worker${import.meta.url.slice(import.met
 /**
  * The gateway workers of one runner.
  *
- * Contract: `start` once; it resolves with the gateway's URL when every
+ * Contract: `start` once; it resolves with the listeners' URLs when every
  * worker listens, and rejects (having stopped them) when one cannot.
  * `send` reaches every live worker; a worker started later gets the
  * feed's current state first. `stop(drainMs)` is idempotent and resolves
@@ -92,7 +102,10 @@ export class WorkerSet {
   #opts: WorkerSetOptions;
   #log: Logger;
   #slots: Slot[] = [];
-  #port = 0;
+  /** the listeners with the ports they got (port 0 picks one, shared by every worker) */
+  #bound: WorkerListener[] = [];
+  /** TLS session ticket keys every worker shares, so a resumed session may land on any */
+  #ticketKeys = randomBytes(48);
   #stopping = false;
   #exited = new Map<ChildProcess, Promise<void>>();
 
@@ -111,22 +124,24 @@ export class WorkerSet {
     return this.#slots.map((s) => ({ pid: s.pid, ready: s.ready, restarts: s.failures }));
   }
 
-  async start(): Promise<string> {
-    const { host, port } = this.#opts;
+  async start(): Promise<BoundListener[]> {
     // SO_REUSEPORT lets any process of this user join a port its sockets
     // share. So first a plain bind, which fails when anyone holds the port
     // (another runner's workers included) and picks a free one for port 0;
     // the workers then share that port among themselves only.
-    this.#port = await new Promise<number>((resolve, reject) => {
-      const probe = createNetServer();
-      probe.once('error', (err: NodeJS.ErrnoException) => {
-        reject(new Error(`gateway.listen ${this.#opts.listen}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`));
+    for (const l of this.#opts.listeners) {
+      const port = await new Promise<number>((resolve, reject) => {
+        const probe = createNetServer();
+        probe.once('error', (err: NodeJS.ErrnoException) => {
+          reject(new Error(`${l.name}.listen ${l.settings.listen}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`));
+        });
+        probe.listen({ host: l.host, port: l.port }, () => {
+          const p = (probe.address() as AddressInfo).port;
+          probe.close(() => resolve(p));
+        });
       });
-      probe.listen({ host, port }, () => {
-        const p = (probe.address() as AddressInfo).port;
-        probe.close(() => resolve(p));
-      });
-    });
+      this.#bound.push({ ...l, port });
+    }
     try {
       for (let i = 0; i < this.#opts.count; i++) this.#slots.push({ index: i, child: null, pid: undefined, ready: false, failures: 0, startedAt: 0, timer: null });
       await Promise.all(this.#slots.map((s) => this.#spawn(s)));
@@ -134,10 +149,13 @@ export class WorkerSet {
       await this.stop(0);
       throw err;
     }
-    const h = host.includes(':') ? `[${host}]` : host;
-    const url = `http://${h}:${this.#port}`;
-    this.#log.info({ url, workers: this.#opts.count }, 'gateway listening');
-    return url;
+    const bound = this.#bound.map((l) => {
+      const h = l.host.includes(':') ? `[${l.host}]` : l.host;
+      const tls = l.settings.tls !== undefined;
+      return { listen: l.settings.listen, tls, port: l.port, url: `${tls ? 'https' : 'http'}://${h}:${l.port}` };
+    });
+    for (const b of bound) this.#log.info({ url: b.url, workers: this.#opts.count }, 'gateway listening');
+    return bound;
   }
 
   #scrapes = new Map<number, { want: number; got: unknown[][]; done: (v: unknown[][]) => void }>();
@@ -221,7 +239,7 @@ export class WorkerSet {
         }, delay);
       });
       const o = this.#opts;
-      child.send({ t: 'start', index: slot.index, workers: o.count, listen: o.listen, host: o.host, port: this.#port, limits: o.limits } satisfies ToWorker);
+      child.send({ t: 'start', index: slot.index, workers: o.count, listeners: this.#bound, ticketKeys: this.#ticketKeys, limits: o.limits } satisfies ToWorker);
       const state = o.feed.current();
       if (state) child.send(state);
     });

@@ -15,7 +15,9 @@ import { request as httpsRequest } from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
 import { hostHeaders, type ClientInfo, type Gateway, type HookClient } from '../../src/core/gateway/gateway.ts';
+import { reportDisconnect } from '../../src/core/gateway/connect.ts';
 import type { Logger } from '../../src/core/log.ts';
+import { relay, Sessions } from './relay.ts';
 
 /** Who the client of a Node socket is, in the forms the core wants. */
 export function clientOf(socket: Socket, protocol = 'HTTP/1.1'): ClientInfo {
@@ -69,7 +71,7 @@ export type UpgradeHandler = ((req: IncomingMessage, socket: Duplex, head: Buffe
 export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
   const log = deps.logger;
   /** open sessions, each with a promise settled once it has reported on_disconnect */
-  const sessions = new Map<Duplex, Promise<void>>();
+  const sessions = new Sessions();
 
   const handler = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => {});
@@ -90,7 +92,7 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         if (done) return;
         done = true;
         plan.release();
-        deps.hooks.onDisconnect(plan.routeId, { r: plan.routeId, tg: plan.target, a: client.remoteAddr, rx, tx, ms: Date.now() - started });
+        reportDisconnect(deps.hooks, plan.routeId, { tg: plan.target, a: client.remoteAddr, rx, tx, ms: Date.now() - started });
         reported();
       };
       up.on('timeout', () => up.destroy(new Error('upstream did not answer the upgrade in time')));
@@ -126,25 +128,8 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
         let head101 = `HTTP/1.1 101 Switching Protocols\r\n`;
         for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) head101 += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
         socket.write(head101 + '\r\n');
-        let rx = head.length;
-        let tx = upHead.length;
-        if (upHead.length) socket.write(upHead);
-        if (head.length) upSocket.write(head);
-        socket.on('data', (c: Buffer) => (rx += c.length));
-        upSocket.on('data', (c: Buffer) => (tx += c.length));
-        socket.pipe(upSocket);
-        upSocket.pipe(socket);
-        sessions.set(socket, ended);
-        const close = () => {
-          sessions.delete(socket);
-          socket.destroy();
-          upSocket.destroy();
-          finish(rx, tx);
-        };
-        upSocket.on('error', close);
-        socket.on('error', close);
-        upSocket.on('close', close);
-        socket.on('close', close);
+        sessions.add(socket, ended);
+        relay(socket, upSocket, { clientHead: head, upstreamHead: upHead, startedAt: started }, (end) => finish(end.rx, end.tx));
       });
       up.end();
     })().catch((err) => {
@@ -154,10 +139,6 @@ export function upgradeHandler(deps: UpgradeDeps): UpgradeHandler {
   };
   return Object.assign(handler, {
     /** Ends every open session (at shutdown). */
-    closeAll: async () => {
-      const waits = [...sessions.values()];
-      for (const s of sessions.keys()) s.destroy();
-      await Promise.all(waits);
-    },
+    closeAll: () => sessions.closeAll(),
   });
 }

@@ -14,11 +14,13 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { describe, test } from 'node:test';
 import { rawRequest, request, waitFor } from '../helpers/http.ts';
+import { HAS_OPENSSL, makeCa, makeCert } from '../helpers/certs.ts';
 import { startPebble } from '../helpers/pebble.ts';
 import { baseConfig, startGateway, whenReady, type Gateway } from '../helpers/processes.ts';
-import { scope, type Scope } from '../helpers/scope.ts';
+import { scope, tempDir, type Scope } from '../helpers/scope.ts';
 
 /**
  * A TCP forwarder on a port of its own, to a target set later: pebble is
@@ -60,7 +62,7 @@ async function acmeGateway(s: Scope, gateway: Record<string, unknown>) {
   const fwd = await forwarder(s);
   const pebble = await startPebble(s, { httpPort: fwd.port });
   const config = baseConfig({
-    gateway: { listen: '127.0.0.1:0', ...gateway, acme: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile } },
+    gateway: { ...(gateway.listeners ? {} : { listen: '127.0.0.1:0' }), ...gateway, acme: { email: 'ops@a.test', directory: pebble.directory, ca: pebble.caFile } },
     routes,
   });
   const gw = await startGateway(s, config, { env: { HOOKGATE_ACME_POLL_MS: '100' } });
@@ -101,6 +103,38 @@ describe('gateway.acme', () => {
     gw.rewrite({ ...config, routes: [...routes, { id: 'new', match: { domain: 'c.test' }, action: { type: 'static', body: 'c\n' } }] });
     await certificatesIssued(gw, 3);
     assert.equal(new X509Certificate(readFileSync(join(certs, 'c.test.crt'))).checkHost('c.test'), 'c.test');
+  });
+
+  test('a TLS listener serves the certificates ACME obtained, by SNI, beside its own default certificate', { skip: HAS_OPENSSL ? false : 'openssl is not installed (it makes the default certificate)' }, async (t) => {
+    const s = scope(t);
+    const dir = tempDir(s, 'hookgate-acme-tls-');
+    const ca = makeCa(join(dir, 'ca'));
+    const own = makeCert(ca, join(dir, 'own'), 'default', ['default.test']);
+    const { gw, pebble } = await acmeGateway(s, { listeners: [{ listen: '127.0.0.1:0' }, { listen: '127.0.0.1:0', tls: own }] });
+    await certificatesIssued(gw, 2);
+    const tlsUrl = gw.logs.filter((l) => l.msg === 'gateway listening').map((l) => String(l.url)).find((u) => u.startsWith('https:'));
+    assert.ok(tlsUrl, `a TLS listener logged its URL:\n${gw.stderr().slice(-2000)}`);
+    const root = await pebble.root();
+    const hello = (servername: string, ca: string) =>
+      new Promise<{ subject: string; body: string }>((resolve, reject) => {
+        const socket = tlsConnect({ host: '127.0.0.1', port: portOf(tlsUrl), servername, ca, ALPNProtocols: ['http/1.1'] }, () => {
+          const subject = socket.getPeerX509Certificate()?.subjectAltName ?? '';
+          socket.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
+          let body = '';
+          socket.setEncoding('utf8').on('data', (d: string) => (body += d)).on('end', () => resolve({ subject, body }));
+        });
+        socket.on('error', reject);
+      });
+    // The store watches ACME's folder: the pair written a moment ago is picked up without a reload.
+    await waitFor(async () => (await hello('a.test', root).catch(() => null)) !== null, { what: 'a.test served with a certificate pebble signed', timeoutMs: 30_000 });
+    const a = await hello('a.test', root);
+    assert.match(a.subject, /DNS:a\.test/);
+    assert.match(a.body, /^HTTP\/1\.1 200 [\s\S]*site\n$/);
+    assert.match((await hello('b.test', root)).subject, /DNS:b\.test/);
+    // A name ACME has no certificate for gets the listener's own default.
+    assert.match((await hello('default.test', ca.pem)).subject, /DNS:default\.test/);
+    const listed = JSON.parse((await request(`${gw.admin}/api/certificates`)).text) as { certificates: Array<{ names: string[] }> };
+    assert.deepEqual(listed.certificates.flatMap((c) => c.names).sort(), ['a.test', 'b.test', 'default.test']);
   });
 
   test('with gateway.workers: 2 the runner holds ACME and the workers answer the challenges', async (t) => {

@@ -273,7 +273,7 @@ describe('an invalid config reports every schema problem at once, with field pat
     assertProblems(problems, [
       /^routes\[0\]\.action: required field is missing$/,
       /^routes\[1\]\.plugins\[0\]: expected a plugin name or \{ plugin, on_error\?, with_body\?, cache\? \}$/,
-      /^routes\[1\]\.action\.type: expected an action with type "proxy", "static", "redirect", "serve" or "drop"$/,
+      /^routes\[1\]\.action\.type: expected an action with type "proxy", "static", "redirect", "serve", "drop" or "pass"$/,
       /^routes\[2\]\.id: expected letters, digits/,
       /^routes\[2\]\.action\.status: expected 301, 302, 303, 307 or 308$/,
     ]);

@@ -180,7 +180,7 @@ describe('config: serve and drop', () => {
   });
 
   test('the action variant names the new types', () => {
-    assert.match(problemsOf({ routes: [{ action: { type: 'sendfile' } }] })[0], /"serve" or "drop"/);
+    assert.match(problemsOf({ routes: [{ action: { type: 'sendfile' } }] })[0], /"serve", "drop" or "pass"/);
   });
 
   test('edge warnings: one per serve route, none for drop', () => {

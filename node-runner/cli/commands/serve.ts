@@ -336,7 +336,10 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
     return 1;
   }
   stream.start();
-  const onHup = () => ('reread' in stream ? stream.reread() : stream.reconnect());
+  const onHup = () => {
+    runner.reloadCertificates();
+    return 'reread' in stream ? stream.reread() : stream.reconnect();
+  };
   process.on('SIGHUP', onHup);
   const signal = await waitForStopSignal();
   log.info({ signal }, 'stopping');

@@ -14,6 +14,7 @@ import * as v from 'valibot';
 import { HookgateError } from '../errors.ts';
 import { matchProblems } from '../routing/routing.ts';
 import { DropAction, dropBindingProblems, fileActionProblems, ServeAction } from './config-actions.ts';
+import { ListenerSchema, listenerProblems, passRouteProblems, TlsSchema } from './config-listeners.ts';
 
 /**
  * Parses a duration: a number of milliseconds, or a string like `"500ms"`,
@@ -243,6 +244,16 @@ const ProxyAction = v.strictObject({
   max_connections: v.optional(ConnectionCount(1), 1024),
   /** self-hosted gateway: how long a request waits for one of them before `503 upstream busy` (0: not at all) */
   queue_timeout: v.optional(Duration, 5_000),
+  /** self-hosted gateway: "h2" speaks HTTP/2 to the upstream (h2c on http://, ALPN on https://) */
+  proto: v.optional(v.picklist(['http1', 'h2'], 'expected "http1" or "h2"')),
+});
+/** L4 pass-through (`config-listeners.ts` has its rules) */
+const PassAction = v.strictObject({
+  type: v.literal('pass'),
+  /** "host:port", or "{target}" from the route's balancer */
+  upstream: v.pipe(v.string(), v.regex(/^(\{target\}|[^/{}\s]+:\d{1,5})$/, 'expected "host:port" or "{target}"')),
+  /** time to connect to the upstream */
+  timeout: v.optional(Duration, 10_000),
 });
 const StaticAction = v.strictObject({
   type: v.literal('static'),
@@ -255,7 +266,7 @@ const RedirectAction = v.strictObject({
   to: v.pipe(v.string(), v.minLength(1)),
   status: v.optional(v.picklist([301, 302, 303, 307, 308], 'expected 301, 302, 303, 307 or 308'), 302),
 });
-const ActionSchema = v.variant('type', [ProxyAction, StaticAction, RedirectAction, ServeAction, DropAction], 'expected an action with type "proxy", "static", "redirect", "serve" or "drop"');
+const ActionSchema = v.variant('type', [ProxyAction, StaticAction, RedirectAction, ServeAction, DropAction, PassAction], 'expected an action with type "proxy", "static", "redirect", "serve", "drop" or "pass"');
 
 const BalancerSchema = v.strictObject({
   type: v.optional(v.picklist(['roundrobin', 'random', 'leastconn'], 'expected "roundrobin", "random" or "leastconn"'), 'roundrobin'),
@@ -335,6 +346,10 @@ export const ConfigSchema = v.strictObject({
   gateway: v.optional(
     v.strictObject({
       listen: v.optional(Listen, '127.0.0.1:8080'),
+      /** TLS on `listen` (the one-listener shorthand of `listeners`) */
+      tls: v.optional(TlsSchema),
+      /** several listeners, each plain or TLS; instead of `listen`/`tls` */
+      listeners: v.optional(v.array(ListenerSchema(Listen))),
       /** time to receive a request's complete head (nginx's client_header_timeout); 0: no limit */
       header_timeout: v.optional(Duration, 10_000),
       /** longest pause between two reads of a request body (nginx's client_body_timeout); 0: no limit */
@@ -656,7 +671,9 @@ function referenceProblems(input: Record<string, unknown>): string[] {
       }
     }
     for (const p of matchProblems({ domain: str(m.domain), path: str(m.path) })) problems.push(`routes[${index}].match.${p}`);
+    if (action) problems.push(...passRouteProblems(index, r, action, plugins));
   });
+  problems.push(...listenerProblems(input));
   for (const [name, a] of Object.entries(actions)) {
     fallbackProblem(`actions.${name}`, obj(a));
     problems.push(...fileActionProblems(`actions.${name}`, obj(a)));

@@ -18,8 +18,9 @@
  */
 
 import { Hono, type Context, type Env } from 'hono';
+import { admitConnection } from './connect.ts';
 import type { Logger } from '../log.ts';
-import { HOOK_BIT, MAX_BODY_COPY, type AuthorizeResult, type RequestInfo } from '../protocol/protocol.ts';
+import { MAX_BODY_COPY, type AuthorizeResult, type RequestInfo } from '../protocol/protocol.ts';
 import type { GatewayState, ActionPlan } from '../state/state.ts';
 import { throttle } from './throttle.ts';
 import { edgeUnsupportedBody } from '../serve/serve.ts';
@@ -369,13 +370,8 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
       return { kind: 'respond', response: await runAction(req, f, a.action, a.verdict, a.info, null, a.isFallback) };
     }
     const routeId = f.plan.route.id;
-    if (deps.hooks.hooksOf(routeId) & HOOK_BIT.on_connect) {
-      const conn = await deps.hooks.onConnect(routeId, { r: routeId, d: f.hostname, a: client.remoteAddr, md: f.m.md, mg: f.m.mg });
-      if (!conn.ok) {
-        const failed = conn.e ? textAnswer(conn.s >= 200 && conn.s <= 599 ? conn.s : 503, conn.b || 'service unavailable\n') : textAnswer(403, 'forbidden\n');
-        return { kind: 'respond', response: answerResponse(failed) };
-      }
-    }
+    const refused = await admitConnection(deps.hooks, routeId, { r: routeId, d: f.hostname, a: client.remoteAddr, md: f.m.md, mg: f.m.mg });
+    if (refused) return { kind: 'respond', response: answerResponse(refused) };
     const pick = pipeline.pickTarget(f, a.verdict);
     if (pick === undefined) return { kind: 'respond', response: answerResponse(textAnswer(503, 'no upstream target available\n')) };
     const target = pick?.target ?? '';

@@ -136,6 +136,8 @@ export interface ProxyStep {
   /** time allowed until the response headers arrive */
   timeoutMs: number;
   limits: UpstreamLimits | null;
+  /** speak HTTP/2 to the upstream (`proto: "h2"`) */
+  h2: boolean;
   /** the speed limits, in bytes per second (0: none), and their shared buckets */
   download: TokenBucket | null;
   upload: TokenBucket | null;
@@ -448,6 +450,9 @@ export class Pipeline {
       if (body !== null && !headers.some((n, i) => i % 2 === 0 && n.toLowerCase() === 'content-type')) headers.push('content-type', TEXT);
       return { kind: 'answer', status: a.status, headers, body };
     }
+    // A pass route's connections are relayed before any request (L4); a request that reaches it anyway
+    // (plain HTTP, or a TLS client whose SNI named another host) is not this listener's to answer.
+    if (a.type === 'pass') return textAnswer(421, 'misdirected request: this host is relayed as TLS by its SNI name\n');
     if (a.type === 'redirect') {
       const path = verdict?.rp || f.path;
       const query = verdict?.cq ? '' : f.query;
@@ -473,6 +478,7 @@ export class Pipeline {
       holdPick: f.plan.route.balancer?.type === 'leastconn',
       timeoutMs: action.timeoutMs,
       limits: action.limits,
+      h2: a.proto === 'h2',
       download: this.#speed(f, verdict, 'dl'),
       upload: this.#speed(f, verdict, 'ul'),
     };
