@@ -108,6 +108,29 @@ export function cpuSeconds<K extends string>(groups: Record<K, number[]>): Recor
 }
 
 /**
+ * CPU seconds used so far by the process trees under `roots`, summed by
+ * role: `roleOf` names each live process from its command line (the
+ * split of a setup's CPU per request: gateway, plugin, keeper...).
+ *
+ * @example
+ * cpuSecondsByRole([serve], (cmd) => (cmd.includes('plugins/') ? 'plugin' : 'gateway')) // { gateway: 12.3, plugin: 4.1 }
+ */
+export function cpuSecondsByRole(roots: number[], roleOf: (cmdline: string) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [pid, s] of tree(roots, allStats())) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+    } catch {
+      continue;
+    }
+    const role = roleOf(cmd);
+    out[role] = (out[role] ?? 0) + s.ticks / CLK_TCK;
+  }
+  return out;
+}
+
+/**
  * Busy and total CPU seconds of the whole machine so far (/proc/stat, all
  * cores; busy = everything but idle and iowait). The difference of two
  * samples says how much of the machine a run had, and how much went to

@@ -61,7 +61,7 @@ import { execFile, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
-import { cpuSeconds, machineCpuSeconds } from './cpu.ts';
+import { cpuSeconds, cpuSecondsByRole, machineCpuSeconds } from './cpu.ts';
 import {
   LOAD_OPTIONS, ROOT, assertRunning, describeMachine, elapsedSeconds, firstLine, freePort, get, loadNow, loadOptions, medianOf, resultsFile,
   runBench, seconds, setupTools, shellArgs, start, startHookgate, startService, stop, tail, tempDir, until, usage, which, wrk as runWrk,
@@ -444,21 +444,36 @@ interface Run extends WrkRun {
   /** the setup's CPU seconds per second of the run */
   cores: number;
   upstream_cpu_us_per_req: number;
+  /** cpu_us_per_req split by process (`roleOf`): where a setup's CPU goes */
+  cpu_us_per_req_by_process: Record<string, number>;
   /** busy cores of the whole machine during the run (everyone's work, other engineers' included) */
   machine_busy_cores: number;
   /** nginx cases with auth: checks that reached the auth service during the run */
   auth_checks?: number;
 }
 
+/** Which part of a setup a process is, from its command line. */
+function roleOf(cmd: string): string {
+  if (cmd.includes('gateway-worker')) return 'workers';
+  if (cmd.includes('keeper')) return 'keeper';
+  if (cmd.includes('plugins/')) return 'plugin';
+  if (cmd.includes('cli.ts') || cmd.includes('cli.js')) return 'serve';
+  if (cmd.includes('auth-service')) return 'auth service';
+  if (cmd.startsWith('nginx')) return 'nginx';
+  return 'other';
+}
+
 async function measure(c: Live, upstreamPid: number, duration: string, label: string): Promise<Run> {
   const authBefore = c.authService ? await authChecks(c.authService) : undefined;
   const groups = { setup: c.pids, upstream: [upstreamPid] };
+  const roles0 = cpuSecondsByRole(c.pids, roleOf);
   const cpu0 = cpuSeconds(groups);
   const m0 = machineCpuSeconds();
   const t0 = performance.now();
   const r = await runWrk(label, `${c.base}${PATH}`, load(duration));
   const wall = (performance.now() - t0) / 1000;
   const cpu1 = cpuSeconds(groups);
+  const roles1 = cpuSecondsByRole(c.pids, roleOf);
   const m1 = machineCpuSeconds();
   const authAfter = c.authService ? await authChecks(c.authService) : undefined;
   const cpu = cpu1.setup - cpu0.setup;
@@ -469,6 +484,7 @@ async function measure(c: Live, upstreamPid: number, duration: string, label: st
     cpu_us_per_req: us(cpu),
     cores: +(cpu / wall).toFixed(2),
     upstream_cpu_us_per_req: us(cpu1.upstream - cpu0.upstream),
+    cpu_us_per_req_by_process: Object.fromEntries(Object.keys(roles1).sort().map((k) => [k, us(roles1[k] - (roles0[k] ?? 0))])),
     machine_busy_cores: +((m1.busy - m0.busy) / wall).toFixed(2),
     ...(authBefore !== undefined && authAfter !== undefined ? { auth_checks: authAfter - authBefore } : {}),
   };
@@ -611,6 +627,12 @@ async function main(): Promise<void> {
   }
   console.log(`CPU µs/req: user+sys of the setup's processes over the requests completed (hookgate: serve, workers, keeper, plugin;`);
   console.log(`nginx: master, workers, auth service; the upstream and wrk count for neither). cores: that CPU per second of the run.`);
+  console.log(`CPU µs/req by process (medians over the rounds):`);
+  for (const r of results) {
+    const roles = [...new Set(r.runs.flatMap((x) => Object.keys(x.cpu_us_per_req_by_process)))].sort();
+    const parts = roles.map((k) => `${k} ${fmt(medianOf(r.runs.map((x) => x.cpu_us_per_req_by_process[k] ?? 0)), 1)}`);
+    console.log(`  ${`(${r.case})`.padEnd(5)} ${parts.join(', ')}`);
+  }
 
   const ratios = COMPARISONS.filter((cmp) => selection.selected.has(cmp.x) && selection.selected.has(cmp.y)).map((cmp) => {
     const x = by.get(cmp.x);

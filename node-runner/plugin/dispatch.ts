@@ -136,7 +136,9 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
     let merged: AuthorizeResult | null = null;
     /** a stale verdict or an on_error allow went into the verdict: an edge must not cache it */
     let degraded = false;
-    for (const b of entry.bindings) {
+    const bindings = entry.bindings;
+    for (let i = 0; i < bindings.length; i++) {
+      const b = bindings[i];
       const p = b.plugin;
       if (!(p.hooks & HOOK_BIT.on_request)) continue;
       const call = () => {
@@ -187,8 +189,11 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
       merged ??= allowResult();
       if (res.rm.length || !isEmpty(res.h)) {
         mergeRequestChanges(merged, res);
-        data = { ...data, h: withHeaderChanges(data.h, res.h, res.rm) };
-        withBody = noBody = null;
+        // What the next plugin sees; the last one's changes (the usual single plugin) only go into the verdict.
+        if (laterOnRequest(bindings, i)) {
+          data = { ...data, h: withHeaderChanges(data.h, res.h, res.rm) };
+          withBody = noBody = null;
+        }
       }
       if (res.rp) merged.rp = res.rp;
       if (res.cq) merged.cq = true;
@@ -311,6 +316,12 @@ function allowResult(): AuthorizeResult {
 
 function denyOnError(why: string): AuthorizeResult {
   return { ok: false, dr: false, fb: false, s: 503, b: DENY_BODY, h: {}, rm: [], sp: null, cq: false, rp: '', e: why };
+}
+
+/** Whether a binding after `i` declared on_request (and so sees the request as earlier plugins changed it). */
+function laterOnRequest(bindings: ReadonlyArray<HookBinding>, i: number): boolean {
+  for (let j = i + 1; j < bindings.length; j++) if (bindings[j].plugin.hooks & HOOK_BIT.on_request) return true;
+  return false;
 }
 
 function isEmpty(o: object): boolean {
