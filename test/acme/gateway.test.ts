@@ -125,8 +125,10 @@ describe('gateway.acme', () => {
         });
         socket.on('error', reject);
       });
-    // The store watches ACME's folder: the pair written a moment ago is picked up without a reload.
-    await waitFor(async () => (await hello('a.test', root).catch(() => null)) !== null, { what: 'a.test served with a certificate pebble signed', timeoutMs: 30_000 });
+    // The store watches ACME's folder: the pairs written a moment ago are picked up without a reload (each write
+    // settles before the store reloads, so the second pair may come a reload after the first).
+    const served = async (name: string) => (await hello(name, root).catch(() => null)) !== null;
+    await waitFor(async () => (await served('a.test')) && (await served('b.test')), { what: 'a.test and b.test served with certificates pebble signed', timeoutMs: 30_000 });
     const a = await hello('a.test', root);
     assert.match(a.subject, /DNS:a\.test/);
     assert.match(a.body, /^HTTP\/1\.1 200 [\s\S]*site\n$/);
