@@ -15,24 +15,13 @@ import { parseConfig } from '../../src/core/config/config.ts';
 import { request, waitFor } from '../helpers/http.ts';
 import { VERDICT_PLUGIN } from '../helpers/paths.ts';
 import { baseConfig, isAlive, startGateway, writeConfig } from '../helpers/processes.ts';
+import { sample } from '../helpers/metrics.ts';
 import { scope } from '../helpers/scope.ts';
 
 const json = async (url: string, opts: { method?: string; headers?: Record<string, string> } = {}) => {
   const res = await request(url, opts);
   return { status: res.status, body: res.status === 404 && !res.text.startsWith('{') ? null : (JSON.parse(res.text) as Record<string, any>), headers: res.headers };
 };
-
-/** The value of one sample line of a Prometheus text exposition (null when absent). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | null {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (.+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
-  }
-  return null;
-}
 
 const SECRET = 'a-runner-key-secret-0123456789';
 

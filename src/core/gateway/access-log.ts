@@ -18,6 +18,7 @@
  * error), `on_response_ms` and `on_response_verdict` (ok, error).
  */
 
+import type { ClientInfo, RawRequest } from './pipeline.ts';
 import type { AuthorizeResult } from '../protocol/protocol.ts';
 
 /** What a data plane knows about a request when its answer is done. Times in ms, -1 (or '') when the step did not happen. */
@@ -113,4 +114,62 @@ export function accessFields(a: AccessFacts, withQuery: boolean): AccessFields {
  */
 export function verdictName(v: AuthorizeResult): string {
   return v.e ? 'error' : v.dr ? 'drop' : v.fb ? 'fallback' : v.ok ? 'allow' : 'deny';
+}
+
+/**
+ * The facts of a Web request before it is served (the edge): its body's
+ * size from Content-Length, unknown (-1) for a streamed one.
+ */
+export function accessFactsOf(req: Request, raw: RawRequest, client: ClientInfo): AccessFacts {
+  const cl = req.headers.get('content-length');
+  return {
+    requestId: '',
+    route: '',
+    method: req.method,
+    host: raw.hosts[0] ?? '',
+    target: raw.target,
+    status: 0,
+    bytesIn: cl === null ? (req.body ? -1 : 0) : Number(cl) || 0,
+    bytesOut: -1,
+    durationMs: 0,
+    client: client.ip,
+    upstream: '',
+    upstreamMs: -1,
+    onRequestMs: -1,
+    onRequestVerdict: '',
+    onResponseMs: -1,
+    onResponseVerdict: '',
+  };
+}
+
+/**
+ * `res` with its body counted: `sent(bytes)` is called once, when the body
+ * has been sent or abandoned (at once for a response without a body).
+ *
+ * @example
+ * return whenSent(res, (n) => log.info({ bytes_out: n }, 'sent'));
+ */
+export function whenSent(res: Response, sent: (bytes: number) => void): Response {
+  if (!res.body) {
+    sent(0);
+    return res;
+  }
+  let n = 0;
+  let reported = false;
+  const end = () => {
+    if (reported) return;
+    reported = true;
+    sent(n);
+  };
+  const counted = res.body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctrl) {
+        n += chunk.length;
+        ctrl.enqueue(chunk);
+      },
+      flush: end,
+      cancel: end,
+    } as Transformer<Uint8Array, Uint8Array>),
+  );
+  return new Response(counted, { status: res.status, statusText: res.statusText, headers: res.headers });
 }
