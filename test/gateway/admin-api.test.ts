@@ -110,6 +110,11 @@ describe('admin API and metrics', { concurrency: true, timeout: 90_000 }, () => 
     assert.equal(sample(m, 'hookgate_http_requests_total', { route: 'api', method: 'GET', code: '200' }), 20);
     assert.equal(sample(m, 'hookgate_hook_calls_total', { plugin: 'fx', hook: 'on_request', outcome: 'allow' }), 20);
     assert.equal(sample(m, 'hookgate_plugin_up', { plugin: 'fx' }), 1, 'the runner\'s own gauges are there too');
+    assert.equal(sample(m, 'hookgate_http_request_duration_seconds_count', { route: 'api' }), 20);
+    assert.ok(sample(m, 'hookgate_bandwidth_bytes_total', { route: 'api', direction: 'out' })! >= 20 * 'api\n'.length);
+    // The workers' own pools made the calls: their connections are summed in.
+    assert.ok(sample(m, 'hookgate_hook_pool_connections', { plugin: 'fx', state: 'idle' })! >= 1, m);
+    assert.equal(sample(m, 'hookgate_open_connections', { listener: 'gateway' }), 0, 'every request closed its connection');
   });
 
   test('POST /api/cache/purge empties the verdict caches (one plugin\'s or all); the entries gauge and lookups follow', async (t) => {
