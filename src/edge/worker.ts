@@ -18,7 +18,7 @@
  * - RUNNER_DOWN_MS: how long a failing runner is skipped (default 10000)
  * - LOG_LEVEL: debug | info | warn | error (default info)
  * - ACCESS_LOG: "1" logs one `access` line per request (info level; the
- *   fields of `core/access-log.ts`); ACCESS_LOG_QUERY: "1" adds the query
+ *   fields of `core/gateway/access-log.ts`); ACCESS_LOG_QUERY: "1" adds the query
  */
 
 import { accessFields, type AccessFacts } from '../core/gateway/access-log.ts';
