@@ -46,6 +46,8 @@ try {
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'] });
   try {
     const page = await browser.newPage({ viewport: { width: 1200, height: 760 } });
+    page.on('pageerror', (err) => process.stderr.write(`status page error: ${err.message}\n`));
+    page.on('console', (m) => m.type() === 'error' && process.stderr.write(`status page console: ${m.text()}\n`));
     await page.goto(`${ADMIN}/`);
     await page.waitForFunction(() => (document.querySelector('#rate polyline')?.getAttribute('points') ?? '').split(' ').length >= 12, null, { timeout: 60_000, polling: 500 });
     await page.screenshot({ path: out, fullPage: true });
