@@ -41,7 +41,7 @@ import { AcmeManager, acmeDomains, withAcmeStorage } from './gateway/acme.ts';
 import { GatewayServer, type BoundListener } from './gateway/gateway-server.ts';
 import { certificateExpiryGauge, ListenerCertificates, type ListedCertificate } from './gateway/certificates.ts';
 import { loadListeners } from './gateway/listeners.ts';
-import { listenersOf, splitListen, type Listeners } from './listen.ts';
+import { countConnections, listenersOf, splitListen, type Listeners } from './listen.ts';
 import type { ToWorker } from './gateway/gateway-worker.ts';
 import { createUpstream } from './gateway/upstream.ts';
 import { workerCount, WorkerSet } from './gateway/workers.ts';
@@ -76,8 +76,6 @@ export interface RunnerOptions {
 }
 
 export { listenersOf, splitListen, type Listeners } from './listen.ts';
-
-const NO_ACCESS = { access: false };
 
 function urlOf(server: Server): string {
   const a = server.address() as AddressInfo;
@@ -214,7 +212,7 @@ export class Runner {
         this.#metrics.workers = () => workers.scrape();
         bound = await this.#workers.start();
       } else {
-        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits, traffic: this.#opts.requestMetrics === false ? undefined : this.#metrics.traffic, accessLog: () => this.#config?.log ?? NO_ACCESS }));
+        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits, traffic: this.#opts.requestMetrics === false ? undefined : this.#metrics.traffic, accessLog: () => this.#config?.log ?? { access: false } }));
         this.#open.set('gateway', () => gw.connections);
         bound = await gw.listen(loaded.map((l) => ({ name: l.name, listen: l.settings.listen, host: l.host, port: l.port, tls: l.store ?? undefined, redirectHttps: l.settings.redirect_https })));
         for (const b of bound) this.#log.info({ url: b.url }, 'gateway listening');
@@ -440,12 +438,7 @@ export class Runner {
       server.once('error', (err: NodeJS.ErrnoException) => {
         reject(new Error(`${name}.listen ${listen}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`));
       });
-      let open = 0;
-      server.on('connection', (socket) => {
-        open++;
-        socket.once('close', () => open--);
-      });
-      this.#open.set(name, () => open);
+      this.#open.set(name, countConnections(server));
       server.listen(port, host, () => {
         this.#servers.push(server);
         const url = urlOf(server);

@@ -73,7 +73,8 @@ function originOf(u: string): string | null {
   return end < 0 ? u : u.slice(0, end);
 }
 
-const ms = (v: number) => (v < 0 ? null : Math.round(v * 1000) / 1000);
+/** ms to 3 decimals; null for -1 (the step did not happen) or a value a plane left unset. */
+const ms = (v: number) => (!(v >= 0) ? null : Math.round(v * 1000) / 1000);
 
 /**
  * The line's fields from what the data plane measured.

@@ -21,7 +21,7 @@ import { Hono, type Context, type Env } from 'hono';
 import { accessFactsOf, verdictName, whenSent, type AccessFacts } from './access-log.ts';
 import { admitConnection } from './connect.ts';
 import type { Logger } from '../log.ts';
-import { MAX_BODY_COPY, type AuthorizeResult, type RequestInfo } from '../protocol/protocol.ts';
+import { HOOK_BIT, MAX_BODY_COPY, type AuthorizeResult, type RequestInfo } from '../protocol/protocol.ts';
 import type { GatewayState, ActionPlan } from '../state/state.ts';
 import { throttle } from './throttle.ts';
 import { edgeUnsupportedBody } from '../serve/serve.ts';
