@@ -18,6 +18,8 @@
  *   (c2) hookgate + hook with `gateway: { workers: 2 }`   vs (d2) nginx + auth_request, worker_processes 2;
  *   (cc) hookgate + hook, binding `cache: { ttl: "30s" }` vs (dc) nginx + auth_request with proxy_cache on
  *        the auth location keyed on the Authorization header (every request a hit after warmup);
+ *   (bm), (cm) hookgate without / with the hook, `metrics: { requests: false }`, vs (b) and (c) with
+ *        request metrics on (the default): what recording costs;
  *   (ct) hookgate + hook over TLS (`gateway.tls`)           vs (dt) nginx + auth_request over TLS
  *        (one self-signed P-256 certificate made with openssl for both; wrk keeps its connections).
  *
@@ -51,7 +53,7 @@
  * (BENCH_WARMUP; the first run of each case warms up for at least 3 s),
  * --connections 64 (BENCH_CONNECTIONS), --threads 2 (BENCH_THREADS),
  * --rounds N (BENCH_ROUNDS; default: as many as fit in about 140 s of
- * load), --cases LIST (BENCH_CASES; groups base, workers2, cache, tls
+ * load), --cases LIST (BENCH_CASES; groups base, workers2, cache, tls, metrics
  * and/or case ids, comma-separated; default all groups), --nginx-workers 1
  * (BENCH_NGINX_WORKERS: nginx of (d) and (e); a number or "auto"),
  * --no-profile (BENCH_PROFILE=0), --keep-profile (copy the .cpuprofile to
@@ -71,7 +73,7 @@ import { formatSummary, summarizeProfile, type CpuProfile, type ProfileSummary }
 
 // ------------------------------------------------------------------- cases
 
-type Group = 'base' | 'workers2' | 'cache' | 'tls';
+type Group = 'base' | 'workers2' | 'cache' | 'tls' | 'metrics';
 type Kind = 'upstream' | 'hookgate' | 'nginx';
 
 interface CaseDef {
@@ -88,6 +90,8 @@ interface CaseDef {
   cache: boolean;
   /** hookgate: the config field this case needs beyond today's, checked with `hookgate validate` */
   needs?: string;
+  /** hookgate: `metrics: { requests: false }` (every other hookgate case runs with request metrics on, the default) */
+  metricsOff?: boolean;
 }
 
 const CASES: CaseDef[] = [
@@ -101,9 +105,11 @@ const CASES: CaseDef[] = [
   { id: 'cc', group: 'cache', name: 'hookgate + auth hook, cached verdicts', kind: 'hookgate', auth: true, tls: false, cache: true, needs: 'cache on a plugin binding' },
   { id: 'dc', group: 'cache', name: 'nginx + auth_request + proxy_cache', kind: 'nginx', auth: true, tls: false, cache: true },
   { id: 'ct', group: 'tls', name: 'hookgate + auth hook, TLS', kind: 'hookgate', auth: true, tls: true, cache: false, needs: 'gateway.tls' },
+  { id: 'bm', group: 'metrics', name: 'hookgate, no hook, request metrics off', kind: 'hookgate', auth: false, tls: false, cache: false, metricsOff: true, needs: 'metrics.requests' },
+  { id: 'cm', group: 'metrics', name: 'hookgate + auth hook, metrics off', kind: 'hookgate', auth: true, tls: false, cache: false, metricsOff: true, needs: 'metrics.requests' },
   { id: 'dt', group: 'tls', name: 'nginx + auth_request, TLS', kind: 'nginx', auth: true, tls: true, cache: false },
 ];
-const GROUPS: Group[] = ['base', 'workers2', 'cache', 'tls'];
+const GROUPS: Group[] = ['base', 'workers2', 'cache', 'tls', 'metrics'];
 
 /**
  * What the bench compares, x/y of the same round. `goal` is the acceptance
@@ -133,6 +139,10 @@ const COMPARISONS: Comparison[] = [
   { x: 'cc', y: 'dc', metric: 'cpu_us_per_req', what: 'cached verdicts: CPU per request' },
   { x: 'ct', y: 'dt', metric: 'rps', what: 'TLS: hookgate+hook vs nginx+auth_request' },
   { x: 'ct', y: 'dt', metric: 'cpu_us_per_req', what: 'TLS: CPU per request' },
+  { x: 'b', y: 'bm', metric: 'rps', what: 'request metrics on (default) vs off, no hook' },
+  { x: 'b', y: 'bm', metric: 'cpu_us_per_req', what: 'request metrics on vs off: CPU per request, no hook' },
+  { x: 'c', y: 'cm', metric: 'rps', what: 'request metrics on (default) vs off, auth hook' },
+  { x: 'c', y: 'cm', metric: 'cpu_us_per_req', what: 'request metrics on vs off: CPU per request, auth hook' },
 ];
 
 // ---------------------------------------------------------------- options
@@ -193,11 +203,12 @@ const UPSTREAM_BODY_BYTES = 100;
 const CACHE_TTL = '30s';
 
 /**
- * Metrics: hookgate has none yet. When it gets Prometheus metrics on by
- * default, the hookgate cases measure with them on (the honest default);
- * say so here, and it is printed with the results and written to the report.
+ * Metrics: every hookgate case measures with request metrics on (the
+ * default) but (bm) and (cm), which turn them off (`metrics: { requests:
+ * false }`) to show what recording costs; printed with the results and
+ * written to the report.
  */
-const METRICS_NOTE = 'hookgate has no metrics yet (nothing to turn on or off)';
+const METRICS_NOTE = 'request metrics on (the default) in every hookgate case but (bm) and (cm): metrics: { requests: false }';
 
 let tmp = '';
 
@@ -208,6 +219,7 @@ interface HookgateVariant {
   workers?: number;
   cache: boolean;
   tls?: { cert: string; key: string };
+  metricsOff?: boolean;
 }
 
 function hookgateConfig(upstreamPort: number, v: HookgateVariant): object {
@@ -215,6 +227,7 @@ function hookgateConfig(upstreamPort: number, v: HookgateVariant): object {
   return {
     gateway: { listen: '127.0.0.1:0', ...(v.workers !== undefined ? { workers: v.workers } : {}), ...(v.tls ? { tls: v.tls } : {}) },
     admin: { listen: '127.0.0.1:0' },
+    ...(v.metricsOff ? { metrics: { requests: false } } : {}),
     routes: [
       {
         id: 'bench',
@@ -526,6 +539,7 @@ async function main(): Promise<void> {
   const variant = (c: CaseDef, workersField: boolean): HookgateVariant => ({
     auth: c.auth,
     cache: c.cache,
+    metricsOff: c.metricsOff,
     // Once hookgate has workers, the 1-worker cases say so: their default may change.
     workers: c.workers ?? (workersField ? 1 : undefined),
     tls: c.tls ? tls : undefined,

@@ -2,9 +2,11 @@
  * @module listen
  * Where a runner listens (the gateway's listeners, admin, the hook API),
  * as a config names it: fixed for the life of the process (a reload that
- * changes them is logged, not applied).
+ * changes them is logged, not applied), and how many connections each has
+ * open.
  */
 
+import type { Server as NetServer, Socket } from 'node:net';
 import type { Config, GatewaySettings } from '../src/core/config/config.ts';
 import { gatewayListeners, type ListenerSettings } from '../src/core/config/config-listeners.ts';
 
@@ -38,3 +40,19 @@ export function splitListen(listen: string): { host: string; port: number } {
   return { host, port: Number(listen.slice(i + 1)) };
 }
 
+
+/**
+ * Counts the connections open on `server` from now on; the returned
+ * function reads the count (`hookgate_open_connections`).
+ *
+ * @example
+ * const open = countConnections(server); ...; open() // 2
+ */
+export function countConnections(server: NetServer): () => number {
+  let open = 0;
+  server.on('connection', (socket: Socket) => {
+    open++;
+    socket.once('close', () => open--);
+  });
+  return () => open;
+}

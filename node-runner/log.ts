@@ -1,11 +1,12 @@
 /**
  * @module log
  * The runner's logger: pino on stderr (stdout is free for a command's own
- * output), level from `HOOKGATE_LOG_LEVEL` (default info). Format from
- * `HOOKGATE_LOG_FORMAT`: `json` (one JSON object per line, for machines),
- * or `pretty` (one human line per record: time, level, message, fields;
- * coloured on a terminal); the default is pretty when stderr is a terminal,
- * json otherwise.
+ * output). Level: `HOOKGATE_LOG_LEVEL`, else the config's `log.level`,
+ * else info. Format: `HOOKGATE_LOG_FORMAT` (or `--log-format`, which sets
+ * it), else the config's `log.format`: `json` (one JSON object per line,
+ * for machines) or `pretty` (one human line per record: time, level,
+ * message, fields; coloured on a terminal); without either, pretty when
+ * stderr is a terminal, json otherwise.
  * Also a recording logger for tests and tools that need to read logs back.
  */
 
@@ -20,21 +21,38 @@ import type { LogFields, Logger, LogLevel } from '../src/core/log.ts';
  * log.child({ plugin: 'auth' }).info({ pid: 42 }, 'plugin started');
  */
 export function createLogger(opts: { name?: string; level?: string; format?: string } = {}): Logger {
-  const format = opts.format ?? logFormat();
+  const { level, format } = logSettings(opts);
   const dest = pino.destination({ dest: 2, sync: true });
   return pino(
-    { name: opts.name ?? 'hookgate', level: opts.level ?? process.env.HOOKGATE_LOG_LEVEL ?? 'info', base: undefined },
+    { name: opts.name ?? 'hookgate', level, base: undefined },
     format === 'pretty' ? { write: (line: string) => dest.write(prettyLine(line, process.stderr.isTTY === true)) } : dest,
   ) as unknown as Logger;
 }
 
-/** `HOOKGATE_LOG_FORMAT` (json or pretty), else pretty on a terminal and json otherwise. */
-export function logFormat(): 'json' | 'pretty' {
-  const f = process.env.HOOKGATE_LOG_FORMAT;
-  if (f === 'json' || f === 'pretty') return f;
-  if (f) process.stderr.write(`hookgate: HOOKGATE_LOG_FORMAT: expected "json" or "pretty", got "${f}"; using json\n`);
-  return !f && process.stderr.isTTY ? 'pretty' : 'json';
+const LEVEL_NAMES = ['debug', 'info', 'warn', 'error'];
+
+/**
+ * The log level and format in force: the environment's
+ * (`HOOKGATE_LOG_LEVEL`, `HOOKGATE_LOG_FORMAT`) over the config's `log`
+ * section (`config`), over the defaults (info; pretty on a terminal, else
+ * json). An environment value that is not one of those is reported on
+ * stderr and not used.
+ *
+ * @example
+ * logSettings({ level: 'warn' }) // { level: 'warn', format: 'json' } (no env, stderr not a terminal)
+ */
+export function logSettings(config: { level?: string; format?: string } = {}, env: NodeJS.ProcessEnv = process.env): { level: string; format: 'json' | 'pretty' } {
+  let level = config.level ?? 'info';
+  const l = env.HOOKGATE_LOG_LEVEL;
+  if (l && LEVEL_NAMES.includes(l)) level = l;
+  else if (l) process.stderr.write(`hookgate: HOOKGATE_LOG_LEVEL: expected ${LEVEL_NAMES.join(', ')}, got "${l}"; using ${level}\n`);
+  let format: 'json' | 'pretty' = config.format === 'json' || config.format === 'pretty' ? config.format : process.stderr.isTTY ? 'pretty' : 'json';
+  const f = env.HOOKGATE_LOG_FORMAT;
+  if (f === 'json' || f === 'pretty') format = f;
+  else if (f) process.stderr.write(`hookgate: HOOKGATE_LOG_FORMAT: expected "json" or "pretty", got "${f}"; using ${format}\n`);
+  return { level, format };
 }
+
 
 const LEVELS: Record<number, [string, string]> = {
   10: ['TRACE', '\x1b[90m'],

@@ -30,6 +30,8 @@ import { createHookApi, type HookApi } from './hook-api/hook-api.ts';
 import { KeyRing } from './hook-api/keys.ts';
 import { createAdminApp, routeTargets } from './admin/admin.ts';
 import { RunnerMetrics } from './admin/metrics.ts';
+import { logChanges, warnFixedAtStart } from './reload-log.ts';
+import { NO_TRAFFIC } from './admin/traffic-metrics.ts';
 import { packageVersion } from './version.ts';
 import { PluginManager, type ApplyChanges } from './plugin/manager.ts';
 import type { PluginProcessOptions } from './plugin/process.ts';
@@ -39,7 +41,7 @@ import { AcmeManager, acmeDomains, withAcmeStorage } from './gateway/acme.ts';
 import { GatewayServer, type BoundListener } from './gateway/gateway-server.ts';
 import { certificateExpiryGauge, ListenerCertificates, type ListedCertificate } from './gateway/certificates.ts';
 import { loadListeners } from './gateway/listeners.ts';
-import { listenersOf, splitListen, type Listeners } from './listen.ts';
+import { countConnections, listenersOf, splitListen, type Listeners } from './listen.ts';
 import type { ToWorker } from './gateway/gateway-worker.ts';
 import { createUpstream } from './gateway/upstream.ts';
 import { workerCount, WorkerSet } from './gateway/workers.ts';
@@ -67,25 +69,13 @@ export interface RunnerOptions {
   wallClock?: Clock;
   /** where configs come from, for the admin API and metrics: "file", "stream" or "etcd" (default: "file" with configFile, else "stream") */
   source?: string;
+  /** the log settings in force (`logSettings`), which gateway worker processes take too */
+  log?: { level: string; format: string };
+  /** `metrics.requests`: false records nothing on the request path (default true); fixed at start */
+  requestMetrics?: boolean;
 }
 
 export { listenersOf, splitListen, type Listeners } from './listen.ts';
-
-/**
- * One info line for a reload: what happened to the plugins (started,
- * restarted and why, stopped, settings changed), or that nothing changed.
- */
-function logChanges(log: Logger, what: 'config reloaded' | 'plugin files changed', configChanged: boolean, c: ApplyChanges, extra: Record<string, unknown> = {}): void {
-  const fields: Record<string, unknown> = { ...extra };
-  if (c.started.length) fields.started = c.started;
-  if (c.restarted.length) fields.restarted = c.restarted.map((r) => `${r.plugin} (${r.why})`);
-  if (c.stopped.length) fields.stopped = c.stopped;
-  if (c.settings.length) fields.settings_changed = c.settings;
-  const plugins = c.started.length + c.restarted.length + c.stopped.length + c.settings.length > 0;
-  const how =
-    what === 'plugin files changed' ? (plugins ? '' : ': no plugin code changed') : configChanged ? '' : plugins ? ': config unchanged, plugins restarted' : ': nothing changed';
-  log.info(fields, what + how);
-}
 
 function urlOf(server: Server): string {
   const a = server.address() as AddressInfo;
@@ -132,6 +122,8 @@ export class Runner {
   #draining = false;
   #startedAt = Date.now();
   #metrics: RunnerMetrics;
+  /** connections open now on this process's listeners (gateway, admin, runner) */
+  #open = new Map<string, () => number>();
 
   constructor(opts: RunnerOptions) {
     this.#opts = opts;
@@ -145,8 +137,11 @@ export class Runner {
         return v ? { version: v, source: opts.source ?? (opts.configFile ? 'file' : 'stream') } : null;
       },
       version: packageVersion(),
+      pools: () => this.#manager.status().flatMap((p) => (p.pool ? [{ plugin: p.name, busy: p.pool.busy, idle: p.pool.idle }] : [])),
+      connections: () => [...this.#open].map(([listener, count]) => ({ listener, count: count() })),
+      requests: opts.requestMetrics,
     });
-    const traffic = this.#metrics.traffic;
+    const traffic = this.#metrics.traffic === NO_TRAFFIC ? undefined : this.#metrics.traffic;
     this.#manager = opts.stateDir
       ? new PluginManager({
           logger: opts.logger,
@@ -212,12 +207,13 @@ export class Runner {
       let bound: BoundListener[];
       if (count > 1) {
         // Each worker loads and watches the same files; the runner's stores are for listing.
-        this.#workers = new WorkerSet({ count, listeners: loaded.map(({ name, settings, host, port }) => ({ name, settings, host, port })), limits, logger: this.#log, feed: { current: () => this.#feed() } });
+        this.#workers = new WorkerSet({ count, listeners: loaded.map(({ name, settings, host, port }) => ({ name, settings, host, port })), limits, logger: this.#log, feed: { current: () => this.#feed() }, log: this.#opts.log, requestMetrics: this.#opts.requestMetrics !== false });
         const workers = this.#workers;
         this.#metrics.workers = () => workers.scrape();
         bound = await this.#workers.start();
       } else {
-        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits, traffic: this.#metrics.traffic, accessLog: () => this.#config?.log.access ?? false }));
+        const gw = (this.#gateway = new GatewayServer({ state: () => this.#state, hooks: this.#manager, upstream: this.#upstream, logger: this.#log, limits, traffic: this.#opts.requestMetrics === false ? undefined : this.#metrics.traffic, accessLog: () => this.#config?.log ?? { access: false } }));
+        this.#open.set('gateway', () => gw.connections);
         bound = await gw.listen(loaded.map((l) => ({ name: l.name, listen: l.settings.listen, host: l.host, port: l.port, tls: l.store ?? undefined, redirectHttps: l.settings.redirect_https })));
         for (const b of bound) this.#log.info({ url: b.url }, 'gateway listening');
       }
@@ -232,7 +228,7 @@ export class Runner {
       this.urls.admin = await this.#listen(createServer(getRequestListener(this.#admin().fetch, { overrideGlobalObjects: false })), listen.admin, 'admin');
       if (listen.runner) {
         if (this.#keys.size === 0) this.#log.warn('runner.listen is set but no usable runner.keys: every hook API call will get 401');
-        const api = createHookApi({ hooks: this.#manager, snapshot: () => this.snapshot(), keys: () => this.#keys, logger: this.#log, clock: this.#opts.wallClock });
+        const api = createHookApi({ hooks: this.#manager, snapshot: () => this.snapshot(), keys: () => this.#keys, logger: this.#log, clock: this.#opts.wallClock, metrics: this.#metrics.hookApi });
         const rest = getRequestListener(api.app.fetch, { overrideGlobalObjects: false });
         const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }, (req, res) => {
           if (!api.handle(req, res)) void rest(req, res);
@@ -270,6 +266,7 @@ export class Runner {
     for (const k of ['gateway', 'admin', 'runner'] as const) {
       if (listen[k] !== this.#listen_?.[k]) this.#log.warn({ [k]: listen[k] }, `${k}.listen changed; restart to apply it`);
     }
+    if (this.#config) warnFixedAtStart(this.#log, this.#config, next);
     if (this.#listen_?.gatewayLimits && JSON.stringify(listen.gatewayLimits) !== JSON.stringify(this.#listen_.gatewayLimits)) {
       this.#log.warn({ gateway: listen.gatewayLimits }, 'gateway settings (timeouts, connection limits, workers, acme) changed; restart to apply them');
     }
@@ -441,6 +438,7 @@ export class Runner {
       server.once('error', (err: NodeJS.ErrnoException) => {
         reject(new Error(`${name}.listen ${listen}: ${err.code === 'EADDRINUSE' ? 'the address is already in use' : err.message}`));
       });
+      this.#open.set(name, countConnections(server));
       server.listen(port, host, () => {
         this.#servers.push(server);
         const url = urlOf(server);

@@ -108,6 +108,38 @@ test('logs: --log-format pretty (or HOOKGATE_LOG_FORMAT) gives human lines; json
   assertUsageError(await runCli(['serve', '--config', file, '--log-format', 'fancy']), /--log-format: expected "json" or "pretty", got "fancy"/, 'hookgate serve --help');
 });
 
+test('logs: log.level and log.format in the config; HOOKGATE_LOG_LEVEL and HOOKGATE_LOG_FORMAT override them', async (t) => {
+  const busy = createServer();
+  await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+  t.after(() => new Promise<void>((r) => busy.close(() => r())));
+  const dir = mkdtempSync(join(tmpdir(), 'hookgate-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const env = { ...process.env };
+  delete env.HOOKGATE_LOG_LEVEL;
+  delete env.HOOKGATE_LOG_FORMAT;
+  const port = (busy.address() as AddressInfo).port;
+  // Before "cannot start" (an error: the gateway's port is taken) serve warns that plugins_allowed does nothing in a file.
+  const run = (name: string, log: Record<string, unknown>, more: Record<string, string> = {}) => {
+    const file = join(dir, `${name}.json5`);
+    writeFileSync(file, JSON.stringify({ log, gateway: { listen: `127.0.0.1:${port}` }, admin: { listen: '127.0.0.1:0' }, runner: { plugins_allowed: ['/opt/x/*'] } }));
+    return runCli(['serve', '--config', file, '--state-dir', join(dir, `s-${name}`)], { env: { ...env, ...more } });
+  };
+  const warning = /runner\.plugins_allowed only limits/;
+  const errorsOnly = await run('error', { level: 'error' });
+  assert.equal(errorsOnly.code, 1);
+  assert.match(errorsOnly.stderr, /"msg":"cannot start"/);
+  assert.doesNotMatch(errorsOnly.stderr, warning, 'a warning is below log.level error');
+  const envLevel = await run('env-level', { level: 'error' }, { HOOKGATE_LOG_LEVEL: 'warn' });
+  assert.match(envLevel.stderr, warning, 'HOOKGATE_LOG_LEVEL wins');
+  const pretty = await run('pretty', { format: 'pretty' });
+  assert.match(pretty.stderr, /^\d\d:\d\d:\d\d\.\d{3} ERROR cannot start {2}err=".*already in use/m, 'log.format pretty');
+  const envFormat = await run('env-format', { format: 'pretty' }, { HOOKGATE_LOG_FORMAT: 'json' });
+  assert.match(envFormat.stderr, /^\{"level":50,"time":\d+,.*"msg":"cannot start"/m, 'HOOKGATE_LOG_FORMAT wins');
+  const bad = await run('bad', { level: 'loud' });
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /log\.level: expected "debug", "info", "warn" or "error"/);
+});
+
 test('a pretty line: time, level, message, fields; a multi-line field (a traceback) indented below', () => {
   const line = prettyLine(`${JSON.stringify({ level: 40, time: Date.UTC(2026, 0, 1), msg: 'plugin stderr', plugin: 'auth', n: 3, text: 'Traceback:\n  File "x.py"\nValueError: bad\n' })}\n`, false);
   const [head, ...rest] = line.trimEnd().split('\n');

@@ -3,9 +3,11 @@
  * The status page at `GET /` of the admin listener: one self-contained
  * HTML page (no CDN, no build step) that polls the admin API every 2 s and
  * shows the config version, routes with their balancers' targets, plugins
- * with state and restarts, and small charts of what changes: requests per
- * second and plugins ready over the last few minutes, from `/metrics`
- * counters. The page holds no data itself: with `admin.keys` it asks for
+ * with state and restarts, and small charts of what changes over the last
+ * few minutes, from `/metrics`: requests and errors (5xx, cut off) per
+ * second, p50 and p99 of requests and of hook calls (from the histograms'
+ * bucket deltas between two polls: a bucket's upper bound), and plugins
+ * ready. The page holds no data itself: with `admin.keys` it asks for
  * a key once, keeps it in sessionStorage, and sends it with its calls.
  */
 
@@ -48,6 +50,9 @@ export const STATUS_PAGE = `<!doctype html>
 <div id="error" role="alert"></div>
 <main>
   <section><h2>Requests / s</h2><svg id="rate" viewBox="0 0 300 70" preserveAspectRatio="none"></svg><div class="muted" id="rate-now">–</div></section>
+  <section><h2>Errors / s (5xx, cut off)</h2><svg id="errors" viewBox="0 0 300 70" preserveAspectRatio="none"></svg><div class="muted" id="errors-now">–</div></section>
+  <section><h2>Request latency p50 / p99</h2><svg id="lat" viewBox="0 0 300 70" preserveAspectRatio="none"></svg><div class="muted" id="lat-now">–</div></section>
+  <section><h2>Hook call latency p50 / p99</h2><svg id="hook-lat" viewBox="0 0 300 70" preserveAspectRatio="none"></svg><div class="muted" id="hook-lat-now">–</div></section>
   <section><h2>Plugins ready</h2><svg id="ready-chart" viewBox="0 0 300 70" preserveAspectRatio="none"></svg><div class="muted" id="ready-now">–</div></section>
   <section class="wide"><h2>Routes</h2><table id="routes"><thead><tr><th>id</th><th>match</th><th>plugins</th><th>targets</th></tr></thead><tbody></tbody></table></section>
   <section class="wide"><h2>Plugins</h2><table id="plugins"><thead><tr><th>name</th><th>state</th><th>pid</th><th>restarts</th><th>hooks</th></tr></thead><tbody></tbody></table></section>
@@ -55,8 +60,8 @@ export const STATUS_PAGE = `<!doctype html>
 <script>
 (() => {
   const KEY = 'hookgate-admin-key';
-  const history = { rate: [], ready: [] };
-  let lastCount = null, lastAt = 0, asking = null;
+  const history = { rate: [], ready: [], errors: [], p50: [], p99: [], h50: [], h99: [] };
+  let lastCount = null, lastAt = 0, asking = null, lastErrors = null, lastReq = null, lastHook = null, prevAt = 0;
   const $ = (id) => document.getElementById(id);
   const text = (v) => document.createTextNode(v == null ? '' : String(v));
   async function api(path) {
@@ -88,11 +93,40 @@ export const STATUS_PAGE = `<!doctype html>
       return tr;
     }));
   }
-  function spark(svg, xs) {
-    const max = Math.max(1, ...xs);
-    const pts = xs.map((v, i) => (i * 300 / Math.max(1, xs.length - 1)).toFixed(1) + ',' + (68 - v / max * 64).toFixed(1)).join(' ');
-    svg.innerHTML = '<polyline fill="none" stroke="var(--line)" stroke-width="2" points="' + pts + '"/>';
+  function spark(svg, xs, ys) {
+    const max = Math.max(1e-9, ...xs, ...(ys || []));
+    const line = (vs, dash) => '<polyline fill="none" stroke="var(--line)" stroke-width="2"' + (dash ? ' stroke-dasharray="4 3"' : '') + ' points="' + vs.map((v, i) => (i * 300 / Math.max(1, vs.length - 1)).toFixed(1) + ',' + (68 - v / max * 64).toFixed(1)).join(' ') + '"/>';
+    svg.innerHTML = line(xs, false) + (ys ? line(ys, true) : '');
   }
+  /** Every sample of a metric: [labels text, value]. */
+  function samples(metrics, name) {
+    const out = [];
+    for (const line of metrics.split('\\n')) {
+      if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue;
+      const sp = line.lastIndexOf(' ');
+      out.push([line.slice(name.length, sp), Number(line.slice(sp + 1))]);
+    }
+    return out;
+  }
+  /** A histogram's cumulative counts by upper bound, summed over its series. */
+  function buckets(metrics, name) {
+    const by = new Map();
+    for (const [labels, v] of samples(metrics, name + '_bucket')) {
+      const le = /le="([^"]*)"/.exec(labels);
+      if (le) by.set(le[1], (by.get(le[1]) || 0) + v);
+    }
+    return by;
+  }
+  /** The q-quantile (upper bound of its bucket, ms) of what was observed between two bucket snapshots; null when nothing was. */
+  function quantile(now, before, q) {
+    const les = [...now.keys()].sort((a, b) => (a === '+Inf' ? Infinity : Number(a)) - (b === '+Inf' ? Infinity : Number(b)));
+    const d = les.map((le) => now.get(le) - ((before && before.get(le)) || 0));
+    const total = d[d.length - 1];
+    if (!total) return null;
+    for (let i = 0; i < les.length; i++) if (d[i] >= q * total) return les[i] === '+Inf' ? Number(les[i - 1] || 0) * 1000 : Number(les[i]) * 1000;
+    return null;
+  }
+  const ms = (v) => (v === null ? '–' : v < 1 ? v.toFixed(2) : v.toFixed(v < 10 ? 1 : 0)) + ' ms';
   function counter(metrics, name) {
     let sum = 0, seen = false;
     for (const line of metrics.split('\\n')) {
@@ -116,10 +150,28 @@ export const STATUS_PAGE = `<!doctype html>
       const now = Date.now();
       if (count !== null && lastCount !== null) history.rate.push(Math.max(0, (count - lastCount) / ((now - lastAt) / 1000)));
       if (count !== null) { lastCount = count; lastAt = now; $('requests').textContent = String(count); }
+      const errors = samples(m, 'hookgate_http_requests_total').filter(([l]) => /code="(5\\d\\d|0)"/.test(l)).reduce((n, [, v]) => n + v, 0);
+      const req = buckets(m, 'hookgate_http_request_duration_seconds');
+      const hook = buckets(m, 'hookgate_hook_duration_seconds');
+      if (lastErrors !== null && lastAt) {
+        const secs = Math.max(0.001, (now - prevAt) / 1000);
+        history.errors.push(Math.max(0, (errors - lastErrors) / secs));
+        const r50 = quantile(req, lastReq, 0.5), r99 = quantile(req, lastReq, 0.99), k50 = quantile(hook, lastHook, 0.5), k99 = quantile(hook, lastHook, 0.99);
+        history.p50.push(r50 || 0); history.p99.push(r99 || 0); history.h50.push(k50 || 0); history.h99.push(k99 || 0);
+        const rate = history.rate.length ? history.rate[history.rate.length - 1] : 0;
+        const e = history.errors[history.errors.length - 1];
+        $('errors-now').textContent = e.toFixed(1) + ' errors/s' + (rate > 0 ? ' (' + (100 * e / rate).toFixed(1) + ' % of requests)' : '');
+        $('lat-now').textContent = 'p50 ' + ms(r50) + ' · p99 ' + ms(r99) + ' (dashed)';
+        $('hook-lat-now').textContent = 'p50 ' + ms(k50) + ' · p99 ' + ms(k99) + ' (dashed)';
+      }
+      lastErrors = errors; lastReq = req; lastHook = hook; prevAt = now;
       history.ready.push(o.plugins.ready);
       for (const k of Object.keys(history)) if (history[k].length > 90) history[k].shift();
       spark($('rate'), history.rate);
       spark($('ready-chart'), history.ready);
+      spark($('errors'), history.errors);
+      spark($('lat'), history.p50, history.p99);
+      spark($('hook-lat'), history.h50, history.h99);
       $('rate-now').textContent = history.rate.length ? history.rate[history.rate.length - 1].toFixed(1) + ' req/s' : (count === null ? 'no request metrics' : 'measuring…');
       $('ready-now').textContent = o.plugins.ready + ' of ' + o.plugins.total;
     } catch (err) {

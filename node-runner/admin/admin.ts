@@ -8,7 +8,8 @@
  * - `GET /api/routes`: each route's match, plugin bindings, action and
  *   balancer with the targets it has now.
  * - `GET /api/plugins`: each plugin's state, pid, readiness, hooks,
- *   restarts, failures, the delay of a pending restart, last error, socket.
+ *   restarts, failures, the delay of a pending restart, last error, socket,
+ *   and the runner's pool to it (size, busy, idle, calls waiting).
  * - `GET /api/config`: the running config, secrets redacted (`redact.ts`).
  * - `GET /api/acme`: with `gateway.acme`, each domain's certificate (file,
  *   not-before/after), its next order, failures since the last success
@@ -161,6 +162,8 @@ export function createAdminApp(d: AdminDeps): Hono {
         restart_delay_ms: p.restartDelayMs,
         last_error: p.lastError || null,
         socket: p.socket,
+        // the runner's own pool (gateway workers keep theirs: see hookgate_hook_pool_connections)
+        pool: p.pool,
       })),
     }),
   );

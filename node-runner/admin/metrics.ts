@@ -10,8 +10,9 @@
  */
 
 import { AggregatorRegistry, Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { HookApiRecorder } from '../hook-api/hook-api.ts';
 import type { PluginStatus } from '../plugin/manager.ts';
-import { cacheEntriesGauge, trafficMetrics, type TrafficRecorder } from './traffic-metrics.ts';
+import { cacheEntriesGauge, NO_TRAFFIC, openConnectionsGauge, poolConnectionsGauge, trafficMetrics, type PoolCounts, type TrafficRecorder } from './traffic-metrics.ts';
 
 export interface MetricsSources {
   plugins(): PluginStatus[];
@@ -23,14 +24,24 @@ export interface MetricsSources {
   config(): { version: string; source: string } | null;
   /** the package version */
   version: string;
+  /** this process's hook pools (busy and idle connections per plugin) */
+  pools(): PoolCounts[];
+  /** client connections open now on this process's listeners */
+  connections(): Array<{ listener: string; count: number }>;
+  /** false: the request path records nothing (`metrics.requests: false`); default true */
+  requests?: boolean;
 }
 
 export class RunnerMetrics {
   readonly registry = new Registry();
-  /** config reloads and applies, by result (applied, refused) */
+  /** configs offered after the first (file reloads, stream and etcd commits), by result (applied, refused) */
   readonly reloads: Counter<'result'>;
-  /** what this process's data plane and hook calls record */
+  /** what this process's data plane and hook calls record (`NO_TRAFFIC` with `requests: false`) */
   readonly traffic: TrafficRecorder;
+  /** what the hook API for edge workers records */
+  readonly hookApi: HookApiRecorder;
+  /** whether the config source is connected now, set by whoever follows it (null: a file, always 1) */
+  sourceConnected: (() => boolean) | null = null;
   /** other processes' metrics to add in (gateway workers), set by the runner */
   workers: (() => Promise<unknown[][]>) | null = null;
 
@@ -87,8 +98,37 @@ export class RunnerMetrics {
         if (c) this.set({ version: c.version, source: c.source }, 1);
       },
     });
-    this.traffic = trafficMetrics(registry);
+    // The request families exist either way (a scrape shows them, unchanging, when off).
+    const traffic = trafficMetrics(registry);
+    this.traffic = src.requests === false ? NO_TRAFFIC : traffic;
     cacheEntriesGauge(registry, src.cacheEntries);
+    poolConnectionsGauge(registry, src.pools);
+    openConnectionsGauge(registry, src.connections);
+    const self = this;
+    new Gauge({
+      name: 'hookgate_config_source_connected',
+      help: '1 while the runner is connected to its config source (a config file: always 1), else 0',
+      registers: [registry],
+      collect() {
+        this.set(self.sourceConnected === null || self.sourceConnected() ? 1 : 0);
+      },
+    });
+    const apiCalls = new Counter({
+      name: 'hookgate_hook_api_requests_total',
+      help: 'Calls edge workers made to the runner’s hook API, by transport (http: a POST /v1/hooks batch; ws: one call on a link, or a refused link) and outcome',
+      labelNames: ['transport', 'outcome'],
+      registers: [registry],
+    });
+    const rejections = new Counter({
+      name: 'hookgate_hook_api_key_rejections_total',
+      help: 'Hook API requests and links refused for their key, by reason (missing, unknown, expired)',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+    this.hookApi = {
+      call: (transport, outcome) => apiCalls.inc({ transport, outcome }),
+      rejected: (reason) => rejections.inc({ reason }),
+    };
     this.reloads = new Counter({ name: 'hookgate_config_reloads_total', help: 'Configs offered to the runner after the first, by result', labelNames: ['result'], registers: [registry] });
   }
 

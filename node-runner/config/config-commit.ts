@@ -55,6 +55,8 @@ export interface CommitterOptions {
   logger: Logger;
   /** the source in log lines: "config applied from <source>" (default "the stream") */
   source?: string;
+  /** told of each commit that changed the config (applied) or was refused (`hookgate_config_reloads_total`) */
+  onResult?: (result: 'applied' | 'refused') => void;
 }
 
 /** Commits documents from one source; see the module. One `commit` at a time (the caller's loop). */
@@ -93,6 +95,7 @@ export class ConfigCommitter {
     } catch (err) {
       const problems = err instanceof ConfigError ? err.problems.map((p) => nameItems(p, input)) : [errorText(err)];
       this.#log.error({ ...fields, problems }, `config from ${this.#source} refused: the result is invalid; keeping the previous config`);
+      this.#opts.onResult?.('refused');
       return false;
     }
     const key = canonicalJson(input);
@@ -101,9 +104,11 @@ export class ConfigCommitter {
         await this.#opts.onConfig(config);
       } catch (err) {
         this.#log.error({ ...fields, err: errorText(err) }, `applying the config from ${this.#source} failed; keeping the previous document`);
+        this.#opts.onResult?.('refused');
         return false;
       }
       this.#applied = key;
+      this.#opts.onResult?.('applied');
       this.#log.info({ ...fields, routes: config.routes.length, plugins: Object.keys(config.plugins).length }, `config applied from ${this.#source}`);
     } else {
       this.#log.debug(fields, `config from ${this.#source} unchanged`);

@@ -88,6 +88,8 @@ export interface ConfigStreamOptions {
   local: Record<string, unknown>;
   /** applies a validated config (the runner's `apply`); a rejection leaves the previous document in force */
   onConfig: (config: Config) => Promise<void>;
+  /** told of each commit that changed the config or was refused (metrics) */
+  onResult?: (result: 'applied' | 'refused') => void;
   /** where `last-good.json` is written; without it nothing is persisted */
   stateDir?: string;
   /** the state to continue from (`ConfigStream.loadPersisted`), already serving */
@@ -168,6 +170,7 @@ export class ConfigStream {
       local: opts.local,
       policy: opts.policy,
       onConfig: opts.onConfig,
+      onResult: opts.onResult,
       stateDir: opts.stateDir,
       initial: opts.initial?.doc ?? null,
       logger: opts.logger,
@@ -177,6 +180,13 @@ export class ConfigStream {
   /** The document in force (read-only use). */
   get doc(): ConfigDoc {
     return this.#committer.doc;
+  }
+
+  #connected = false;
+
+  /** Whether a stream from the source is open now (`hookgate_config_source_connected`). */
+  get connected(): boolean {
+    return this.#connected;
   }
 
   /** Starts following the stream in the background. */
@@ -326,6 +336,7 @@ export class ConfigStream {
         return { kind: 'error', why: `expected text/event-stream, got "${type}"` };
       }
       this.#log.info({ url: this.#opts.url }, 'config stream connected');
+      this.#connected = true;
       healthyTimer = this.#clock.setTimeout(() => this.#retry.reset(), this.#backoff.healthyMs, true);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
@@ -348,6 +359,7 @@ export class ConfigStream {
       return { kind: 'error', why: errorText(err) };
     } finally {
       conn.outcome ??= { kind: 'error', why: 'ended' };
+      this.#connected = false;
       abort.abort();
       this.#clock.clearTimeout(readTimer);
       this.#clock.clearTimeout(healthyTimer);

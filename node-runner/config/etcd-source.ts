@@ -64,6 +64,12 @@ export class EtcdFollower {
   #retry: Retry;
   /** one change at a time, in order */
   #chain: Promise<void> = Promise.resolve();
+  #watching = false;
+
+  /** Whether the watch is connected now. */
+  get watching(): boolean {
+    return this.#watching;
+  }
   #down = false;
 
   constructor(opts: EtcdFollowerOptions) {
@@ -139,6 +145,7 @@ export class EtcdFollower {
       const end = (why: string) => {
         if (ended) return;
         ended = true;
+        this.#watching = false;
         this.#restart = null;
         if (this.#watcher === w) this.#watcher = null;
         void w.cancel().catch(() => {});
@@ -147,6 +154,7 @@ export class EtcdFollower {
       this.#restart = () => end('restart');
       this.#watcher = w;
       w.on('connected', () => {
+        this.#watching = true;
         if (this.#down) this.#log.info({ from: w.request.start_revision }, 'etcd watch connected again');
         else this.#log.info({ from: snapshot.revision + 1 }, 'watching etcd for changes');
         this.#down = false;
@@ -158,6 +166,7 @@ export class EtcdFollower {
         void this.#enqueue(Number(res.header.revision), 'watch');
       });
       w.on('disconnected', (err: Error) => {
+        this.#watching = false;
         if (!this.#down) this.#log.warn({ err: err.message }, 'lost the etcd watch; keeping the current config and reconnecting');
         this.#down = true;
       });
@@ -191,6 +200,8 @@ export interface EtcdSourceOptions {
   /** local settings merged into every config (listeners) */
   local: Record<string, unknown>;
   onConfig: (config: Config) => Promise<void>;
+  /** told of each commit that changed the config or was refused (metrics) */
+  onResult?: (result: 'applied' | 'refused') => void;
   stateDir?: string;
   /** the document already serving (last good) */
   initial?: ConfigDoc | null;
@@ -208,7 +219,7 @@ export class EtcdSource {
 
   constructor(opts: EtcdSourceOptions) {
     const log = opts.logger;
-    this.#committer = new ConfigCommitter({ local: opts.local, policy: opts.policy, onConfig: opts.onConfig, stateDir: opts.stateDir, initial: opts.initial ?? null, logger: log, source: 'etcd' });
+    this.#committer = new ConfigCommitter({ local: opts.local, policy: opts.policy, onConfig: opts.onConfig, onResult: opts.onResult, stateDir: opts.stateDir, initial: opts.initial ?? null, logger: log, source: 'etcd' });
     this.#follower = new EtcdFollower({
       ...opts,
       onRevision: async (kvs, revision, how) => {
@@ -224,6 +235,11 @@ export class EtcdSource {
         if (await this.#committer.commit(doc, { revision, how })) this.#revision = revision;
       },
     });
+  }
+
+  /** Whether the etcd watch is connected now (`hookgate_config_source_connected`). */
+  get connected(): boolean {
+    return this.#follower.watching;
   }
 
   /** The revision of the config in force from etcd (0 before the first read). */

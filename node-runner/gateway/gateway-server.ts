@@ -17,7 +17,8 @@
 
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createH2Server, type Http2Server, type ServerHttp2Session } from 'node:http2';
-import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
+import { accessFields } from '../../src/core/gateway/access-log.ts';
 import type { GatewaySettings } from '../../src/core/config/config.ts';
 import { createGateway } from '../../src/core/gateway/gateway.ts';
 import { isWebSocketUpgrade } from '../../src/core/protocol/headers.ts';
@@ -29,7 +30,7 @@ import { applyClientLimits, ConnectionLimit, headServerOptions, type ClientLimit
 import type { CertStore } from './cert-store.ts';
 import { notReady, redirectHttps } from './listeners.ts';
 import { TlsListener } from './tls-listener.ts';
-import { createHttpPlane } from './http-plane.ts';
+import { createHttpPlane, PlaneResponse } from './http-plane.ts';
 import type { TrafficRecorder } from '../admin/traffic-metrics.ts';
 import type { Upstream } from './upstream.ts';
 import { upgradeHandler, type UpgradeHandler } from './ws-proxy.ts';
@@ -44,8 +45,8 @@ export interface GatewayServerOptions {
   limits: Omit<GatewaySettings, 'listen'>;
   /** where request metrics go (default: nowhere) */
   traffic?: TrafficRecorder;
-  /** whether to log one `access` line per request (read per request: a reload may turn it on or off) */
-  accessLog?: () => boolean;
+  /** whether to log one `access` line per request, and with the query (read per request: a reload may turn it on or off) */
+  accessLog?: () => { access: boolean; access_query?: boolean };
 }
 
 /** One listener to open. */
@@ -60,6 +61,13 @@ export interface ListenSpec {
   /** answer with a redirect to the first TLS listener */
   redirectHttps?: boolean;
 }
+
+/** Where a connection's byte count stood when its previous request ended (what the next one's `bytes_in` starts from). */
+const READ_MARK = Symbol('hookgate.bytesRead');
+type MarkedSocket = Socket & { [READ_MARK]?: number };
+
+/** The node:http servers here make `PlaneResponse`s. */
+type PlaneServer = Server<typeof IncomingMessage, typeof PlaneResponse>;
 
 /** A listener that listens. */
 export interface BoundListener {
@@ -86,16 +94,19 @@ export class GatewayServer {
   #limits: Omit<GatewaySettings, 'listen'>;
   #state: () => GatewayState | null;
   #hooks: HookClient;
-  #handle: (req: IncomingMessage, res: ServerResponse) => void;
+  #handle: (req: IncomingMessage, res: PlaneResponse) => void;
   #upgrade: UpgradeHandler;
   /** every listening server (plain HTTP, and the TCP side of TLS listeners) */
   #servers: NetServer[] = [];
   /** every node:http server (plain listeners, and the HTTP/1.1 side of TLS listeners) */
-  #http: Server[] = [];
+  #http: PlaneServer[] = [];
   #clientLimits: ClientLimits[] = [];
   #tls: TlsListener[] = [];
   #h2Sessions = new Set<ServerHttp2Session>();
   #challenges: string | null;
+  #connections = 0;
+  #traffic: TrafficRecorder | undefined;
+  #access: GatewayServerOptions['accessLog'];
 
   constructor(opts: GatewayServerOptions) {
     this.#log = opts.logger;
@@ -116,30 +127,22 @@ export class GatewayServer {
     });
     // HTTP-01 answers come before routing: the gateway owns the ACME challenge path once gateway.acme is on.
     this.#challenges = challengeDir(opts.limits);
-    const routed = new WeakMap<ServerResponse, { route: string; id: string }>();
-    const traffic = opts.traffic;
-    const access = opts.accessLog;
-    const plane = createHttpPlane({ pipeline, upstream: opts.upstream, logger: opts.logger, onRoute: traffic || access ? (res, route, id) => routed.set(res, { route, id }) : undefined });
-    const handle = (req: IncomingMessage, res: ServerResponse) => {
-      if (traffic || access) {
-        const t0 = performance.now();
-        const sent0 = req.socket.bytesWritten;
-        res.once('close', () => {
-          const r = routed.get(res);
-          const code = res.headersSent ? res.statusCode : 0;
-          const seconds = (performance.now() - t0) / 1000;
-          traffic?.request(r?.route ?? '', req.method ?? '', code, seconds);
-          if (access?.()) {
-            const url = req.url ?? '/';
-            const q = url.indexOf('?');
-            this.#log.info(
-              { request_id: r?.id, route: r?.route ?? null, method: req.method, host: req.headers.host, path: q >= 0 ? url.slice(0, q) : url, status: code, bytes_out: req.socket.bytesWritten - sent0, duration_ms: +(seconds * 1000).toFixed(3), client: req.socket.remoteAddress },
-              'access',
-            );
-          }
-        });
-      }
-      this.#track(req, res, plane);
+    this.#traffic = opts.traffic;
+    this.#access = opts.accessLog;
+    const plane = createHttpPlane({ pipeline, upstream: opts.upstream, logger: opts.logger, traffic: opts.traffic });
+    // One listener for every response (no closure per request); the response carries its own facts.
+    const self = this;
+    const onClose = function (this: PlaneResponse) {
+      self.#done(this);
+    };
+    const handle = (req: IncomingMessage, res: PlaneResponse) => {
+      res.startedAt = performance.now();
+      res.conn = req.socket;
+      res.written0 = req.socket.bytesWritten;
+      this.#inflight++;
+      res.on('close', onClose);
+      if (this.#stopping && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+      plane(req, res);
     };
 
     this.#limits = opts.limits;
@@ -154,11 +157,12 @@ export class GatewayServer {
    * `countClients` false where the TCP connection is counted before it
    * gets here (TLS listeners count their raw connections).
    */
-  #httpServer(countClients: boolean, redirect: (() => number | null) | null): Server {
+  #httpServer(countClients: boolean, redirect: (() => number | null) | null): PlaneServer {
     const limits = countClients ? this.#limits : { ...this.#limits, max_connections_per_client: 0 };
     let clientLimits: ClientLimits | null = null;
-    const server = createServer(
+    const server = createServer<typeof IncomingMessage, typeof PlaneResponse>(
       {
+        ServerResponse: PlaneResponse,
         keepAliveTimeout: 65_000,
         ...headServerOptions(limits),
         // Only WebSocket upgrades on GET are tunnelled; any other Upgrade
@@ -170,9 +174,14 @@ export class GatewayServer {
         if (this.#challenges && serveChallenge(this.#challenges, req, res)) return;
         if (redirect && redirectHttps(req, res, redirect())) return;
         if (!this.#state()) return notReady(res);
-        clientLimits!.serve(req, res, this.#handle);
+        // client-limits passes the response it was given on: ours.
+        clientLimits!.serve(req, res, this.#handle as (req: IncomingMessage, res: ServerResponse) => void);
       },
     );
+    server.on('connection', (socket: Socket) => {
+      this.#connections++;
+      socket.once('close', () => this.#connections--);
+    });
     clientLimits = applyClientLimits(server, limits, this.#log);
     this.#clientLimits.push(clientLimits);
     server.on('upgrade', this.#upgrade);
@@ -188,7 +197,7 @@ export class GatewayServer {
       // (`gateway/h2.ts` handles the heads, drops and the few differences).
       // Streams of one connection run concurrently: one request per
       // connection at a time (`oneAtATime`) is HTTP/1.1's rule.
-      this.#handle(req as unknown as IncomingMessage, res as unknown as ServerResponse);
+      this.#handle(req as unknown as IncomingMessage, res as unknown as PlaneResponse);
     });
     server.on('session', (session) => {
       this.#h2Sessions.add(session);
@@ -249,6 +258,11 @@ export class GatewayServer {
     return this.#inflight;
   }
 
+  /** Client connections open now on the HTTP/1.1 servers (WebSocket sessions included; HTTP/2 sessions are not counted). */
+  get connections(): number {
+    return this.#connections;
+  }
+
   stop(drainMs: number): Promise<void> {
     return (this.#stopping ??= this.#stop(drainMs));
   }
@@ -273,12 +287,45 @@ export class GatewayServer {
     await Promise.all(closed);
   }
 
-  #track(req: IncomingMessage, res: ServerResponse, listener: (req: IncomingMessage, res: ServerResponse) => unknown): void {
-    this.#inflight++;
-    res.on('close', () => {
-      if (--this.#inflight === 0 && this.#drained) this.#drained();
-    });
-    if (this.#stopping && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
-    void listener(req, res);
+  /** A request's answer is done (or cut off): the drain's count, its metrics and its access line. */
+  #done(res: PlaneResponse): void {
+    if (--this.#inflight === 0 && this.#drained) this.#drained();
+    const traffic = this.#traffic;
+    const log = this.#access?.();
+    if (!traffic && !log?.access) return;
+    const req = res.req;
+    const socket = res.conn as MarkedSocket;
+    res.conn = null;
+    const code = res.headersSent ? res.statusCode : 0;
+    const ms = performance.now() - res.startedAt;
+    const out = socket.bytesWritten - res.written0;
+    // From the end of the connection's previous request: this request's head and body (approximate when pipelined).
+    const read = socket.bytesRead;
+    const bytesIn = read - (socket[READ_MARK] ?? 0);
+    socket[READ_MARK] = read;
+    traffic?.request(res.route, req.method ?? '', code, ms / 1000, bytesIn, out);
+    if (!log?.access) return;
+    const fields = accessFields(
+      {
+        requestId: res.requestId,
+        route: res.route,
+        method: req.method ?? '',
+        host: req.headers.host ?? '',
+        target: req.url ?? '/',
+        status: code,
+        bytesIn,
+        bytesOut: out,
+        durationMs: ms,
+        client: socket.remoteAddress ?? '',
+        upstream: res.target,
+        upstreamMs: res.upstreamMs,
+        onRequestMs: res.onRequestMs,
+        onRequestVerdict: res.onRequestVerdict,
+        onResponseMs: res.onResponseMs,
+        onResponseVerdict: res.onResponseVerdict,
+      },
+      log.access_query === true,
+    );
+    this.#log.info(fields as unknown as Record<string, unknown>, 'access');
   }
 }

@@ -24,7 +24,7 @@ import { VerdictCache } from '../../src/core/gateway/verdict-cache.ts';
 import { GatewayServer } from './gateway-server.ts';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { createLogger } from '../log.ts';
-import { cacheEntriesGauge, trafficMetrics } from '../admin/traffic-metrics.ts';
+import { cacheEntriesGauge, openConnectionsGauge, poolConnectionsGauge, trafficMetrics, type TrafficRecorder } from '../admin/traffic-metrics.ts';
 import { HookDispatcher, type HookRoute } from '../plugin/dispatch.ts';
 import type { HookTable } from '../plugin/manager.ts';
 import { SocketPool } from '../plugin/pool.ts';
@@ -35,7 +35,7 @@ import { loadListeners } from './listeners.ts';
 
 /** What the runner sends a worker. */
 export type ToWorker =
-  | { t: 'start'; index: number; workers: number; listeners: WorkerListener[]; ticketKeys: Uint8Array; limits: Omit<GatewaySettings, 'listen'> }
+  | { t: 'start'; index: number; workers: number; listeners: WorkerListener[]; ticketKeys: Uint8Array; limits: Omit<GatewaySettings, 'listen'>; requestMetrics: boolean }
   /** a new config: applied with its hook table and the pushes at once, so no request sees one without the other */
   | { t: 'state'; config: Config; table: HookTable; targets: Record<string, TargetSet>; speed: Record<string, SpeedSet> }
   | { t: 'hooks'; table: HookTable }
@@ -84,6 +84,8 @@ class Worker {
   /** this worker's metrics (its traffic and its process), aggregated by the runner on scrape */
   #registry = new Registry();
   #traffic = trafficMetrics(this.#registry);
+  /** the recorder in use: `#traffic`, or none when the runner says `metrics.requests: false` */
+  #recording: { on: boolean } = { on: true };
 
   constructor(log: Logger, send: (m: FromWorker) => void) {
     this.#log = log;
@@ -95,8 +97,19 @@ class Worker {
       for (const r of routes().values()) for (const b of r.bindings) if (b.cache) out.push({ plugin: b.plugin.name, entries: b.cache.size });
       return out;
     });
+    poolConnectionsGauge(this.#registry, () => [...this.#plugins.values()].flatMap((p) => (p.pool ? [{ plugin: p.name, busy: p.pool.busy, idle: p.pool.idle }] : [])));
+    openConnectionsGauge(this.#registry, () => (this.#server ? [{ listener: 'gateway', count: this.#server.connections }] : []));
+    const recording = this.#recording;
+    const traffic = this.#traffic;
+    // Until `start` says otherwise, hook calls are recorded (none are made before it).
+    const hookTraffic: TrafficRecorder = {
+      request: () => {},
+      upstream: () => {},
+      hook: (p, h, o, s) => recording.on && traffic.hook(p, h, o, s),
+      cache: (p, r) => recording.on && traffic.cache(p, r),
+    };
     this.#dispatch = new HookDispatcher<WorkerPlugin>({
-      traffic: this.#traffic,
+      traffic: hookTraffic,
       route: (id) => this.#routes.get(id),
       unavailable: (p) => new HookgateError('PLUGIN_UNAVAILABLE', `plugin "${p.name}" is not ready`),
       failed: (p, routeId, hook, err) => {
@@ -151,7 +164,8 @@ class Worker {
 
   async #start(m: Extract<ToWorker, { t: 'start' }>): Promise<void> {
     this.#workers = m.workers;
-    this.#server = new GatewayServer({ state: () => this.#state, hooks: this.#dispatch, upstream: this.#upstream, logger: this.#log, limits: m.limits, traffic: this.#traffic, accessLog: () => this.#state?.config.log.access ?? false });
+    this.#recording.on = m.requestMetrics;
+    this.#server = new GatewayServer({ state: () => this.#state, hooks: this.#dispatch, upstream: this.#upstream, logger: this.#log, limits: m.limits, traffic: m.requestMetrics ? this.#traffic : undefined, accessLog: () => this.#state?.config.log ?? { access: false } });
     try {
       const loaded = loadListeners(m.listeners.map((l) => l.settings), m.listeners[0]?.name === 'gateway', this.#log);
       this.#certs = new ListenerCertificates(loaded);

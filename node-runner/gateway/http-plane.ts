@@ -1,7 +1,7 @@
 /**
  * @module http-plane
  * The self-hosted gateway's data plane: the core's pipeline
- * (`src/core/gateway/pipeline.ts`) carried out on `node:http` and undici directly.
+ * (`src/core/pipeline.ts`) carried out on `node:http` and undici directly.
  * The request is read from `IncomingMessage` as it came (raw target, raw
  * header array), the upstream is called through undici's dispatch layer
  * (`upstream.ts`), and the answer is written to `ServerResponse` chunk by
@@ -17,14 +17,17 @@
  * `client-limits.ts`'s; this module only serves one request.
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable, Transform, type Writable } from 'node:stream';
 import { hostHeaders } from '../../src/core/gateway/gateway.ts';
 import type { Logger } from '../../src/core/log.ts';
+import { verdictName } from '../../src/core/gateway/access-log.ts';
 import { MAX_BODY_COPY, type AuthorizeResult, type RequestInfo } from '../../src/core/protocol/protocol.ts';
 import { textAnswer, type Answer, type Facts, type HeaderList, type Pipeline, type ProxyStep } from '../../src/core/gateway/pipeline.ts';
 import type { ActionPlan } from '../../src/core/state/state.ts';
 import type { TokenBucket } from '../../src/core/gateway/throttle.ts';
+import type { TrafficRecorder } from '../admin/traffic-metrics.ts';
 import type { Upstream, UpstreamExchange, UpstreamSink } from './upstream.ts';
 import { clientOf } from './ws-proxy.ts';
 import { dropRequest } from './drop.ts';
@@ -35,15 +38,36 @@ export interface HttpPlaneDeps {
   pipeline: Pipeline;
   upstream: Upstream;
   logger: Logger;
-  /** told which route a request matched and its request id, as soon as they are known (metrics, access log) */
-  onRoute?: (res: ServerResponse, routeId: string, requestId: string) => void;
+  /** where upstream exchange times go (default: nowhere) */
+  traffic?: TrafficRecorder;
+}
+
+/**
+ * The response of one request, carrying what the data plane learned while
+ * serving it (route, request id, upstream target and times, hook times and
+ * verdicts), for the metrics and the access log the listener writes when
+ * it closes. A node:http server makes these (`createServer({ ServerResponse:
+ * PlaneResponse })`), so nothing else is allocated or looked up per request.
+ * Times are ms; -1 (and '') when the step did not happen.
+ */
+export class PlaneResponse extends ServerResponse {
+  requestId = '';
+  route = '';
+  /** the picked target, else the upstream URL */
+  target = '';
+  upstreamMs = -1;
+  onRequestMs = -1;
+  onRequestVerdict = '';
+  onResponseMs = -1;
+  onResponseVerdict = '';
+  /** the listener's: when the request came (performance.now), its connection (`req.socket` is gone by the close) and its bytes written by then */
+  startedAt = 0;
+  conn: Socket | null = null;
+  written0 = 0;
 }
 
 /** A request handler for a node:http server. Never throws; every request gets an answer or a closed connection. */
-export type HttpPlane = (req: IncomingMessage, res: ServerResponse) => void;
-
-/** The request id of each response being answered after routing, for the answers written without the facts at hand. */
-const requestIds = new WeakMap<ServerResponse, string>();
+export type HttpPlane = (req: IncomingMessage, res: PlaneResponse) => void;
 
 /**
  * Writes a pipeline answer, with its Content-Length (none for 204 and 304)
@@ -57,7 +81,7 @@ export function sendAnswer(res: ServerResponse, a: Answer): void {
   if (res.writableEnded) return;
   if (res.headersSent) return void res.destroy();
   const headers = a.headers;
-  const rid = requestIds.get(res);
+  const rid = (res as PlaneResponse).requestId;
   if (rid) headers.push('x-request-id', rid);
   const body = a.body;
   if (a.status !== 204 && a.status !== 304) {
@@ -141,6 +165,7 @@ function peekBody(req: IncomingMessage, limit: number): Promise<[Uint8Array, Rea
 export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
   const p = deps.pipeline;
   const log = deps.logger;
+  const traffic = deps.traffic;
 
   function internalError(res: ServerResponse, err: unknown, url: string | undefined): void {
     log.error({ err: (err as Error).message, stack: (err as Error).stack, url }, 'request failed');
@@ -149,7 +174,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
   }
 
   /** Runs an action: its answer, its fallback, or the upstream exchange. */
-  function run(req: IncomingMessage, res: ServerResponse, f: Facts, action: ActionPlan, verdict: AuthorizeResult | null, info: RequestInfo | null, body: Readable | null, isFallback: boolean): void {
+  function run(req: IncomingMessage, res: PlaneResponse, f: Facts, action: ActionPlan, verdict: AuthorizeResult | null, info: RequestInfo | null, body: Readable | null, isFallback: boolean): void {
     const s = p.step(f, action, verdict, isFallback);
     if (s.kind === 'answer') return sendAnswer(res, s);
     if (s.kind === 'fallback') return run(req, res, f, s.action, verdict, info, body, true);
@@ -158,7 +183,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
     proxy(req, res, f, s, verdict, info, body, isFallback);
   }
 
-  function proxy(req: IncomingMessage, res: ServerResponse, f: Facts, s: ProxyStep, verdict: AuthorizeResult | null, info: RequestInfo | null, body: Readable | null, isFallback: boolean): void {
+  function proxy(req: IncomingMessage, res: PlaneResponse, f: Facts, s: ProxyStep, verdict: AuthorizeResult | null, info: RequestInfo | null, body: Readable | null, isFallback: boolean): void {
     let upBody = body;
     if (upBody && s.upload) {
       const t = throttled(s.upload);
@@ -167,6 +192,13 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
     }
     let exchange: UpstreamExchange | null = null;
     let out: Writable = res;
+    res.target = s.target || s.url;
+    let sentAt = 0;
+    const upstreamAnswered = () => {
+      const ms = performance.now() - sentAt;
+      res.upstreamMs = ms;
+      traffic?.upstream(f.plan.route.id, ms / 1000);
+    };
     let resume: (() => void) | null = null;
     let picked = s.pick !== null;
     /** the pipeline answered instead of the upstream (on_response failed): the exchange's end is no news */
@@ -196,6 +228,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
 
     const sink: UpstreamSink = {
       head(status, upstreamHeaders, resumeUndici) {
+        upstreamAnswered();
         resume = resumeUndici;
         if (res.destroyed || res.headersSent) return true;
         const r = p.respond(f, info, s.target, status, upstreamHeaders);
@@ -211,8 +244,11 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
           return true;
         }
         // on_response decides the head: hold the body until it has.
+        const asked = performance.now();
         r.then(
           (r) => {
+            res.onResponseMs = performance.now() - asked;
+            res.onResponseVerdict = r.kind === 'answer' ? 'error' : 'ok';
             if (res.destroyed || res.headersSent) return;
             if (r.kind === 'answer') {
               answered = true;
@@ -242,6 +278,7 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
       },
       error(err, afterHead) {
         if (answered) return;
+        if (!afterHead) upstreamAnswered();
         if (afterHead) {
           // The answer is under way: all that is left is to cut it short.
           if (!res.writableEnded) res.destroy();
@@ -254,14 +291,21 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
         if (next.kind === 'answer') sendAnswer(res, next);
       },
     };
+    sentAt = performance.now();
     exchange = deps.upstream.exchange({ url: s.url, method: f.method, headers: s.headers, body: upBody, timeoutMs: s.timeoutMs, limits: s.limits, h2: s.h2 }, sink);
   }
 
-  async function authorized(req: IncomingMessage, res: ServerResponse, f: Facts): Promise<void> {
+  async function authorized(req: IncomingMessage, res: PlaneResponse, f: Facts): Promise<void> {
     let body: Readable | null = f.method === 'GET' || f.method === 'HEAD' ? null : req;
     let bd: Uint8Array | null = null;
     if (body && p.wantsBody(f)) [bd, body] = await peekBody(req, MAX_BODY_COPY);
-    const a = await p.authorize(f, bd);
+    // p.authorize's steps, timed for the access log.
+    const info = p.requestInfo(f, bd, '');
+    const asked = performance.now();
+    const verdict = await p.hooks.onRequest(f.plan.route.id, info);
+    res.onRequestMs = performance.now() - asked;
+    res.onRequestVerdict = verdictName(verdict);
+    const a = p.verdict(f, verdict, info);
     if (res.destroyed) return;
     if (a.kind === 'drop') return dropRequest(req);
     if (a.kind === 'answer') return sendAnswer(res, a);
@@ -274,8 +318,8 @@ export function createHttpPlane(deps: HttpPlaneDeps): HttpPlane {
       const client = clientOf(req.socket, req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${req.httpVersion}`);
       const f = p.route(method, { target, hosts: hostHeaders(raw) }, raw, client);
       if (f.kind === 'answer') return sendAnswer(res, f);
-      requestIds.set(res, f.requestId);
-      deps.onRoute?.(res, f.plan.route.id, f.requestId);
+      res.requestId = f.requestId;
+      res.route = f.plan.route.id;
       if (p.callsOnRequest(f)) return void authorized(req, res, f).catch((err) => internalError(res, err, req.url));
       // GET and HEAD carry no body to the upstream.
       run(req, res, f, f.plan.action, null, null, f.method === 'GET' || f.method === 'HEAD' ? null : req, false);

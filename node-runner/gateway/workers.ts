@@ -71,6 +71,10 @@ export interface WorkerSetOptions {
   limits: Omit<GatewaySettings, 'listen'>;
   logger: Logger;
   feed: WorkerFeed;
+  /** the runner's log settings, which the workers log with too */
+  log?: { level: string; format: string };
+  /** whether the workers record request metrics (`metrics.requests`) */
+  requestMetrics?: boolean;
   /** the first restart's delay (doubles up to `backoffMaxMs`) */
   backoffBaseMs?: number;
   backoffMaxMs?: number;
@@ -190,7 +194,9 @@ export class WorkerSet {
 
   /** Starts a worker; resolves once it is ready (listening, state applied), rejects if it fails first. */
   #spawn(slot: Slot): Promise<void> {
-    const child = fork(WORKER_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
+    const log = this.#opts.log;
+    const env = log ? { ...process.env, HOOKGATE_LOG_LEVEL: log.level, HOOKGATE_LOG_FORMAT: log.format } : process.env;
+    const child = fork(WORKER_ENTRY, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced', env });
     slot.child = child;
     slot.pid = child.pid;
     slot.ready = false;
@@ -239,7 +245,7 @@ export class WorkerSet {
         }, delay);
       });
       const o = this.#opts;
-      child.send({ t: 'start', index: slot.index, workers: o.count, listeners: this.#bound, ticketKeys: this.#ticketKeys, limits: o.limits } satisfies ToWorker);
+      child.send({ t: 'start', index: slot.index, workers: o.count, listeners: this.#bound, ticketKeys: this.#ticketKeys, limits: o.limits, requestMetrics: o.requestMetrics !== false } satisfies ToWorker);
       const state = o.feed.current();
       if (state) child.send(state);
     });

@@ -28,7 +28,7 @@ import type { Logger } from '../../src/core/log.ts';
 import { FRAMES_TYPE, hookName, type HookData, type HookName } from '../../src/core/protocol/protocol.ts';
 import type { StateSnapshot } from '../../src/core/state/routing-snapshot.ts';
 import { systemClock, type Clock, type TimerHandle } from '../../src/core/clock.ts';
-import type { KeyRing } from './keys.ts';
+import type { KeyRejection, KeyRing } from './keys.ts';
 
 export { FRAMES_TYPE };
 /** Largest batch body accepted: 16 MiB (each frame is still limited to 1 MiB). */
@@ -46,7 +46,22 @@ export interface HookApiDeps {
   now?: () => number;
   /** the wall clock keys expire by and a link's expiry timer runs on; default `systemClock` (Date.now and Node timers) */
   clock?: Clock;
+  /** where calls and key rejections are counted (default: nowhere) */
+  metrics?: HookApiRecorder;
 }
+
+/** How a hook API request or WebSocket call ended (`hookgate_hook_api_requests_total`). */
+export type HookApiOutcome = 'ok' | 'unauthorized' | 'bad_request' | 'too_large' | 'unavailable' | 'error';
+
+/** What the hook API counts: calls by transport and outcome, key rejections by reason. Cheap, never throws. */
+export interface HookApiRecorder {
+  /** one `POST /v1/hooks` (http), one call on a link (ws), or one link refused at its upgrade (ws) */
+  call(transport: 'http' | 'ws', outcome: HookApiOutcome): void;
+  /** a request or link refused for its key (`GET /v1/state` and link upgrades too) */
+  rejected(reason: KeyRejection): void;
+}
+
+const NO_RECORDER: HookApiRecorder = { call() {}, rejected() {} };
 
 /** A decoded call, ready to run. */
 type Call = () => Promise<Uint8Array>;
@@ -93,6 +108,16 @@ export function createHookApi(deps: HookApiDeps) {
   const log = deps.logger;
   const clock = deps.clock ?? systemClock;
   const now = deps.now ?? (() => clock.now());
+  const metrics = deps.metrics ?? NO_RECORDER;
+  /** the key an Authorization header names, or null (the rejection counted) */
+  const keyOf = (authorization: string | null | undefined) => {
+    const r = deps.keys().check(authorization, now());
+    if ('reason' in r) {
+      metrics.rejected(r.reason);
+      return null;
+    }
+    return r;
+  };
   const version = () => deps.snapshot()?.version ?? 'none';
   const app = new Hono();
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1_048_576 + 8 });
@@ -101,7 +126,7 @@ export function createHookApi(deps: HookApiDeps) {
 
   app.use('*', async (c, next) => {
     c.header('Hookgate-State', version());
-    if (!deps.keys().verify(c.req.header('authorization'), now())) {
+    if (!keyOf(c.req.header('authorization'))) {
       return c.body(null, 401, { 'Hookgate-State': version() });
     }
     await next();
@@ -131,6 +156,7 @@ export function createHookApi(deps: HookApiDeps) {
    */
   async function batch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const reply = (status: number, body?: Uint8Array | string, type?: string) => {
+      metrics.call('http', status === 200 ? 'ok' : status === 401 ? 'unauthorized' : status === 413 ? 'too_large' : status === 503 ? 'unavailable' : status >= 500 ? 'error' : 'bad_request');
       const headers: Record<string, string | number> = { 'hookgate-state': version() };
       if (type) headers['content-type'] = type;
       headers['content-length'] = body === undefined ? 0 : typeof body === 'string' ? Buffer.byteLength(body) : body.length;
@@ -138,7 +164,7 @@ export function createHookApi(deps: HookApiDeps) {
       res.end(body);
     };
     const error = (status: number, message: string) => reply(status, JSON.stringify({ error: message }), 'application/json');
-    if (!deps.keys().verify(req.headers.authorization, now())) {
+    if (!keyOf(req.headers.authorization)) {
       req.resume();
       return reply(401);
     }
@@ -198,9 +224,15 @@ export function createHookApi(deps: HookApiDeps) {
     socket.on('error', () => {});
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/v1/hooks/ws') return reject(socket, 404, 'Not Found');
-    const key = deps.keys().verify(req.headers.authorization, now());
-    if (!key) return reject(socket, 401, 'Unauthorized');
-    if (!deps.snapshot()) return reject(socket, 503, 'Service Unavailable');
+    const key = keyOf(req.headers.authorization);
+    if (!key) {
+      metrics.call('ws', 'unauthorized');
+      return reject(socket, 401, 'Unauthorized');
+    }
+    if (!deps.snapshot()) {
+      metrics.call('ws', 'unavailable');
+      return reject(socket, 503, 'Service Unavailable');
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       links.set(ws, req.headers.authorization ?? '');
       let expiry: TimerHandle | null = null;
@@ -231,7 +263,10 @@ export function createHookApi(deps: HookApiDeps) {
       ws.on('error', () => {});
       notice(ws, { state: version() });
       ws.on('message', (data: Buffer, isBinary: boolean) => {
-        if (!isBinary || data.length < 8) return notice(ws, { error: 'expected a binary message [u32 call id][frame]', id: 0 });
+        if (!isBinary || data.length < 8) {
+          metrics.call('ws', 'bad_request');
+          return notice(ws, { error: 'expected a binary message [u32 call id][frame]', id: 0 });
+        }
         const id = data.readUInt32BE(0);
         let call: Call;
         try {
@@ -239,9 +274,11 @@ export function createHookApi(deps: HookApiDeps) {
           if (payloads.length !== 1) throw new HookgateError('BAD_PAYLOAD', 'expected exactly one frame after the call id');
           call = callOf(deps.hooks, payloads[0]);
         } catch (err) {
+          metrics.call('ws', 'bad_request');
           return notice(ws, { error: (err as Error).message, id });
         }
         void call().then((result) => {
+          metrics.call('ws', 'ok');
           if (ws.readyState !== ws.OPEN) return;
           const msg = Buffer.allocUnsafe(4 + result.length);
           msg.writeUInt32BE(id, 0);
@@ -263,6 +300,7 @@ export function createHookApi(deps: HookApiDeps) {
       if (req.method !== 'POST' || (req.url ?? '').split('?')[0] !== '/v1/hooks') return false;
       batch(req, res).catch((err: Error) => {
         log.error({ err: err.message }, 'hook batch failed');
+        metrics.call('http', 'error');
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json', 'hookgate-state': version() });
         res.end(JSON.stringify({ error: 'internal error' }));
       });

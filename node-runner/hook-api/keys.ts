@@ -16,6 +16,9 @@ export interface Key {
   expiresAt: number | null;
 }
 
+/** Why a key check failed. */
+export type KeyRejection = 'missing' | 'unknown' | 'expired';
+
 interface Entry extends Key {
   digest: Buffer;
 }
@@ -68,14 +71,29 @@ export class KeyRing {
    * digests, constant time), so timing says nothing about which matched.
    */
   verify(authorization: string | null | undefined, now = Date.now()): Key | null {
-    if (!authorization || !authorization.startsWith('Bearer ')) return null;
+    const r = this.check(authorization, now);
+    return 'reason' in r ? null : r;
+  }
+
+  /**
+   * `verify`, saying why a header is refused: `missing` (no
+   * `Authorization: Bearer …`), `unknown` (no key has that secret),
+   * `expired`. Same constant-time comparison.
+   *
+   * @example
+   * const r = ring.check(req.headers.authorization);
+   * if ('reason' in r) rejections.inc({ reason: r.reason });
+   */
+  check(authorization: string | null | undefined, now = Date.now()): Key | { reason: KeyRejection } {
+    if (!authorization || !authorization.startsWith('Bearer ')) return { reason: 'missing' };
     const given = digest(authorization.slice(7).trim());
     let found: Entry | null = null;
     for (const e of this.#entries) {
       if (timingSafeEqual(e.digest, given) && !found) found = e;
     }
+    if (!found) return { reason: 'unknown' };
     // `!(now < t)`: an expiry that is not a number fails closed.
-    if (!found || (found.expiresAt !== null && !(now < found.expiresAt))) return null;
+    if (found.expiresAt !== null && !(now < found.expiresAt)) return { reason: 'expired' };
     return { id: found.id, expiresAt: found.expiresAt };
   }
 }

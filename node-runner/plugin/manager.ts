@@ -171,6 +171,8 @@ export interface PluginStatus {
   restarts: number;
   /** the delay of the pending restart while in `backoff`, else null */
   restartDelayMs: number | null;
+  /** this process's pool to the plugin's socket (null without one): its size and connections now, calls waiting */
+  pool: { size: number; busy: number; idle: number; waiting: number } | null;
 }
 
 
@@ -523,6 +525,7 @@ export class PluginManager {
       lastError: e.proc.lastError,
       restarts: Math.max(0, (this.#starts.get(e.name) ?? 0) - 1),
       restartDelayMs: e.proc instanceof PluginProcess ? e.proc.restartDelay : null,
+      pool: e.pool ? { size: e.pool.size, busy: e.pool.busy, idle: e.pool.idle, waiting: e.pool.waiting } : null,
     }));
   }
 

@@ -105,6 +105,16 @@ export class SocketPool {
     return this.#open;
   }
 
+  /** Connections with a call in flight (or being opened for one). */
+  get busy(): number {
+    return this.#busy.size;
+  }
+
+  /** Open connections waiting for a call. */
+  get idle(): number {
+    return this.#idle.length;
+  }
+
   /** Calls waiting for a connection. */
   get waiting(): number {
     return this.#waiters.length;

@@ -17,8 +17,11 @@
  * - HOOK_TIMEOUT_MS: deadline of one hook call through a runner (default 10000)
  * - RUNNER_DOWN_MS: how long a failing runner is skipped (default 10000)
  * - LOG_LEVEL: debug | info | warn | error (default info)
+ * - ACCESS_LOG: "1" logs one `access` line per request (info level; the
+ *   fields of `core/gateway/access-log.ts`); ACCESS_LOG_QUERY: "1" adds the query
  */
 
+import { accessFields, type AccessFacts } from '../core/gateway/access-log.ts';
 import { HookgateError } from '../core/errors.ts';
 import { createGateway, upstreamDeadline, type ClientInfo, type Gateway, type UpstreamFetch } from '../core/gateway/gateway.ts';
 import { isWebSocketUpgrade } from '../core/protocol/headers.ts';
@@ -40,6 +43,8 @@ export interface Env {
   HOOK_TIMEOUT_MS?: string;
   RUNNER_DOWN_MS?: string;
   LOG_LEVEL?: string;
+  ACCESS_LOG?: string;
+  ACCESS_LOG_QUERY?: string;
   RUNNER_LINK?: LinkNamespace;
 }
 
@@ -90,7 +95,7 @@ const upstream: UpstreamFetch = async (r) => {
 };
 
 function edgeOf(env: Env): Edge {
-  const key = JSON.stringify([env.RUNNER_URL, env.RUNNER_KEY, env.HOOK_TRANSPORT, env.STATE_TTL_MS, env.HOOK_TIMEOUT_MS, env.RUNNER_DOWN_MS, env.LOG_LEVEL]);
+  const key = JSON.stringify([env.RUNNER_URL, env.RUNNER_KEY, env.HOOK_TRANSPORT, env.STATE_TTL_MS, env.HOOK_TIMEOUT_MS, env.RUNNER_DOWN_MS, env.LOG_LEVEL, env.ACCESS_LOG, env.ACCESS_LOG_QUERY]);
   if (edge?.key === key) return edge;
   const level = (['debug', 'info', 'warn', 'error'].includes(env.LOG_LEVEL ?? '') ? env.LOG_LEVEL : 'info') as LogLevel;
   const log = consoleLogger(level, { component: 'hookgate-edge' });
@@ -140,8 +145,14 @@ function edgeOf(env: Env): Edge {
     // A Worker cannot close a connection without answering: a dropped
     // request gets an empty 403 and Connection: close.
     drop: () => new Response(null, { status: 403, headers: { connection: 'close' } }),
+    access: env.ACCESS_LOG === '1' ? accessLine(log, env.ACCESS_LOG_QUERY === '1') : undefined,
   });
   return (edge = { key, log, cache, hooks, verdicts, pruned: '', gateway });
+}
+
+/** Writes access lines (Workers Logs) through the worker's logger. */
+function accessLine(log: Logger, withQuery: boolean): (a: AccessFacts) => void {
+  return (a) => log.info(accessFields(a, withQuery) as unknown as Record<string, unknown>, 'access');
 }
 
 function unavailable(): Response {

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { request, waitFor } from '../helpers/http.ts';
 import { AUTH_TS } from '../helpers/paths.ts';
+import { sample } from '../helpers/metrics.ts';
 import { readyz } from '../helpers/processes.ts';
 import { scope } from '../helpers/scope.ts';
 import { startUpstream } from '../helpers/upstream.ts';
@@ -141,5 +142,14 @@ describe('config stream: applying events', { concurrency: true, timeout: 60_000 
     await r.waitForLog('config applied from the stream', { from: mark });
     assert.equal(await body(r, '/b'), '200 B', 'a later valid patch applies on the same stream');
     assert.equal(src.requests.length, 1, 'refusals did not restart the stream');
+
+    // Each commit that changed the config, and each refusal, is a reload; the source is connected until it goes.
+    const metric = async (name: string, labels: Record<string, string> = {}) => sample((await request(`${r.admin}/metrics`)).text, name, labels);
+    assert.equal(await metric('hookgate_config_reloads_total', { result: 'applied' }), 2);
+    assert.equal(await metric('hookgate_config_reloads_total', { result: 'refused' }), 2);
+    assert.equal(await metric('hookgate_config_source_connected'), 1);
+    src.status = 401;
+    c.close();
+    await waitFor(async () => (await metric('hookgate_config_source_connected')) === 0, { what: 'the source counted disconnected' });
   });
 });

@@ -120,3 +120,35 @@ for (const transport of ['http', 'ws'] as const) {
     });
   });
 }
+
+describe('the access log (ACCESS_LOG = "1")', () => {
+  test('one access line per request through console.log: request id, route, status, bytes, upstream with its time, the hook\'s time and verdict; no query', async () => {
+    const edge = await startEdge(s, { runners: [runner.url], transport: 'http', bindings: { ACCESS_LOG: '1', LOG_LEVEL: 'info' } });
+    const ok = await edge.fetch('/api/log/me?token=secret', { headers: { ...alice, 'x-request-id': 'edge-access-1' } });
+    assert.equal(ok.status, 200, ok.text);
+    const denied = await edge.fetch('/api/log/me', { headers: { 'x-request-id': 'edge-access-2' } });
+    assert.equal(denied.status, 401);
+    assert.equal((await edge.fetch('/health', { headers: { 'x-request-id': 'edge-access-3' } })).status, 200);
+    const line = (id: string) => edge.logs.find((l) => l.msg === 'access' && l.request_id === id);
+    const a = line('edge-access-1');
+    assert.ok(a, JSON.stringify(edge.logs));
+    assert.equal(a.level, 'info');
+    assert.equal(a.route, 'api');
+    assert.equal(a.method, 'GET');
+    assert.equal(a.path, '/api/log/me');
+    assert.equal(a.query, undefined, 'no query unless ACCESS_LOG_QUERY');
+    assert.equal(a.status, 200);
+    assert.equal(a.bytes_out, ok.text.length, 'the body sent, counted');
+    assert.equal(a.upstream, up.url.replace(/\/$/, ''));
+    assert.ok(Number(a.upstream_ms) >= 0 && Number(a.on_request_ms) >= 0 && Number(a.duration_ms) >= 0, JSON.stringify(a));
+    assert.equal(a.on_request_verdict, 'allow');
+    const d = line('edge-access-2');
+    assert.equal(d?.status, 401);
+    assert.equal(d?.on_request_verdict, 'deny');
+    assert.equal(d?.upstream, null);
+    const h = line('edge-access-3');
+    assert.equal(h?.route, 'health');
+    assert.equal(h?.on_request_verdict, null, 'no hook on this route');
+    assert.equal(h?.bytes_out, 'ok\n'.length);
+  });
+});

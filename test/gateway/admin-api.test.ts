@@ -15,24 +15,13 @@ import { parseConfig } from '../../src/core/config/config.ts';
 import { request, waitFor } from '../helpers/http.ts';
 import { VERDICT_PLUGIN } from '../helpers/paths.ts';
 import { baseConfig, isAlive, startGateway, writeConfig } from '../helpers/processes.ts';
+import { sample } from '../helpers/metrics.ts';
 import { scope } from '../helpers/scope.ts';
 
 const json = async (url: string, opts: { method?: string; headers?: Record<string, string> } = {}) => {
   const res = await request(url, opts);
   return { status: res.status, body: res.status === 404 && !res.text.startsWith('{') ? null : (JSON.parse(res.text) as Record<string, any>), headers: res.headers };
 };
-
-/** The value of one sample line of a Prometheus text exposition (null when absent). */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number | null {
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (.+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const got = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_]+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => got[k] === v)) return Number(m[3]);
-  }
-  return null;
-}
 
 const SECRET = 'a-runner-key-secret-0123456789';
 
@@ -121,6 +110,11 @@ describe('admin API and metrics', { concurrency: true, timeout: 90_000 }, () => 
     assert.equal(sample(m, 'hookgate_http_requests_total', { route: 'api', method: 'GET', code: '200' }), 20);
     assert.equal(sample(m, 'hookgate_hook_calls_total', { plugin: 'fx', hook: 'on_request', outcome: 'allow' }), 20);
     assert.equal(sample(m, 'hookgate_plugin_up', { plugin: 'fx' }), 1, 'the runner\'s own gauges are there too');
+    assert.equal(sample(m, 'hookgate_http_request_duration_seconds_count', { route: 'api' }), 20);
+    assert.ok(sample(m, 'hookgate_bandwidth_bytes_total', { route: 'api', direction: 'out' })! >= 20 * 'api\n'.length);
+    // The workers' own pools made the calls: their connections are summed in.
+    assert.ok(sample(m, 'hookgate_hook_pool_connections', { plugin: 'fx', state: 'idle' })! >= 1, m);
+    assert.equal(sample(m, 'hookgate_open_connections', { listener: 'gateway' }), 0, 'every request closed its connection');
   });
 
   test('POST /api/cache/purge empties the verdict caches (one plugin\'s or all); the entries gauge and lookups follow', async (t) => {

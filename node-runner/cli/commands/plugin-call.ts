@@ -61,7 +61,7 @@ to start, to answer in time or answers garbage.
       env[kv.slice(0, i)] = kv.slice(i + 1);
     }
 
-    const log = createLogger({ name: 'plugin-call', level: process.env.HOOKGATE_LOG_LEVEL ?? 'warn' });
+    const log = createLogger({ name: 'plugin-call', level: 'warn' });
     const config: PluginConfig = {
       path: resolve(positionals[0]),
       args: rest,

@@ -10,7 +10,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { isHookgateError } from '../../../src/core/errors.ts';
 import { ConfigError, type Config } from '../../../src/core/config/config.ts';
 import { configInput } from '../../../src/core/config/config-doc.ts';
-import { createLogger } from '../../log.ts';
+import { createLogger, logSettings } from '../../log.ts';
 import { loadConfigFile } from '../../config/config-file.ts';
 import { listenersOf, Runner, type Listeners } from '../../runner.ts';
 import { lockStateDir } from '../../state-dir.ts';
@@ -71,9 +71,11 @@ the endpoints; a compacted revision means a fresh full read. Listeners,
 the plugin allow-list (--plugins-from-stream) and the last good config in
 --state-dir work as with --config-url. SIGHUP reads the whole config again.
 ${ETCD_HELP}
-Logs go to stderr: HOOKGATE_LOG_LEVEL (debug, info, warn, error; default
-info) and HOOKGATE_LOG_FORMAT or --log-format (json, or pretty: one
-human line per record; default pretty on a terminal, else json).
+Logs go to stderr: HOOKGATE_LOG_LEVEL (debug, info, warn, error) over the
+config's log.level (default info), and HOOKGATE_LOG_FORMAT or --log-format
+(json, or pretty: one human line per record) over log.format (default
+pretty on a terminal, else json). With --config-url or --config-etcd, log
+and metrics settings come from the bootstrap file only.
 `;
 
 export default command({
@@ -179,11 +181,25 @@ export default command({
  */
 export async function serveFile(configFile: string, stateDir: string | null, onListening?: (runner: Runner) => void, opts: { watchPlugins?: boolean } = {}): Promise<number> {
   if (stateDir !== null && !(await holdStateDir(stateDir))) return 1;
-  const log = createLogger();
-  const runner = new Runner({ logger: log, configFile, stateDir: stateDir ?? undefined });
+  // The file's own warnings go out before its log settings are known.
+  const warnings: string[] = [];
+  let config: Config;
+  try {
+    config = await loadConfigFile(configFile, (w) => warnings.push(w));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      printConfigError(configFile, err);
+      return 1;
+    }
+    createLogger().error({ err: (err as Error).message }, 'cannot start');
+    return 1;
+  }
+  const logSet = logSettings(config.log);
+  const log = createLogger(logSet);
+  for (const w of warnings) log.warn({ file: configFile }, w);
+  const runner = new Runner({ logger: log, configFile, stateDir: stateDir ?? undefined, log: logSet, requestMetrics: config.metrics.requests });
   exitOnFatal(log, () => runner.stop());
   try {
-    const config = await loadConfigFile(configFile, (w) => log.warn({ file: configFile }, w));
     if (config.runner.plugins_allowed) log.warn({ file: configFile }, 'runner.plugins_allowed only limits configs from a config stream (serve --config-url); a config file is trusted as a whole');
     await runner.start(listenersOf(config), config);
   } catch (err) {
@@ -257,11 +273,11 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
   };
   const readTimeoutMs = envMs('HOOKGATE_STREAM_READ_TIMEOUT_MS');
   if (!(await holdStateDir(opts.stateDir))) return 1;
-  const log = createLogger();
   let bootstrap: Config | null = null;
+  const warnings: string[] = [];
   if (opts.bootstrap) {
     try {
-      bootstrap = await loadConfigFile(opts.bootstrap, (w) => log.warn({ file: opts.bootstrap }, w));
+      bootstrap = await loadConfigFile(opts.bootstrap, (w) => warnings.push(w));
     } catch (err) {
       if (err instanceof ConfigError) {
         printConfigError(opts.bootstrap, err);
@@ -270,6 +286,10 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
       throw err;
     }
   }
+  // Logging and metrics are local: the bootstrap's, never the stream's.
+  const logSet = logSettings(bootstrap?.log);
+  const log = createLogger(logSet);
+  for (const w of warnings) log.warn({ file: opts.bootstrap }, w);
   const listeners: Listeners = bootstrap ? listenersOf(bootstrap) : { gateway: '127.0.0.1:8080', admin: '127.0.0.1:9090' };
   const local: Record<string, unknown> = {
     // The gateway block is local as a whole: its listener and its request-header policy.
@@ -281,6 +301,7 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
     },
     runner: listeners.runner ? { listen: listeners.runner } : {},
     log: bootstrap?.log ?? {},
+    metrics: bootstrap?.metrics ?? {},
   };
   // What the stream may start is this runner's decision, from its own bootstrap file and flags.
   const policy: StreamPolicy = { plugins: opts.plugins, allowed: bootstrap?.runner.plugins_allowed ?? [] };
@@ -308,13 +329,14 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
     }
   }
 
-  const runner = new Runner({ logger: log, stateDir: opts.stateDir, source: 'etcd' in opts.source ? 'etcd' : 'stream' });
+  const runner = new Runner({ logger: log, stateDir: opts.stateDir, source: 'etcd' in opts.source ? 'etcd' : 'stream', log: logSet, requestMetrics: bootstrap?.metrics.requests ?? true });
   const onConfig = async (config: Config) => void (await runner.apply(config));
+  const onResult = (result: 'applied' | 'refused') => runner.metrics.reloads.inc({ result });
   const backoffSet = Object.fromEntries(Object.entries(backoff).filter(([, v]) => v !== undefined));
   const src = opts.source;
   const stream =
     'etcd' in src
-      ? new EtcdSource({ settings: src.etcd, policy, local, onConfig, stateDir: opts.stateDir, initial: persisted?.doc, logger: log.child({ component: 'etcd' }), backoff: backoffSet })
+      ? new EtcdSource({ settings: src.etcd, policy, local, onConfig, onResult, stateDir: opts.stateDir, initial: persisted?.doc, logger: log.child({ component: 'etcd' }), backoff: backoffSet })
       : new ConfigStream({
           url: src.url,
           key: src.key,
@@ -322,12 +344,14 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
           policy,
           local,
           onConfig,
+          onResult,
           stateDir: opts.stateDir,
           initial: persisted,
           logger: log.child({ component: 'config-stream' }),
           readTimeoutMs,
           backoff: backoffSet,
         });
+  runner.metrics.sourceConnected = () => stream.connected;
   exitOnFatal(log, () => stream.stop().then(() => runner.stop()));
   try {
     await runner.start(listeners, initial);

@@ -405,11 +405,27 @@ export const ConfigSchema = v.strictObject({
     ),
     {},
   ),
-  /** local: logging of this process (the environment's HOOKGATE_LOG_LEVEL / HOOKGATE_LOG_FORMAT set the rest) */
+  /**
+   * local: logging of this process, read at start (HOOKGATE_LOG_LEVEL and
+   * HOOKGATE_LOG_FORMAT override level and format); never carried by a
+   * config stream or etcd
+   */
   log: v.optional(
     v.strictObject({
-      /** one JSON line per request (self-hosted gateway) */
+      level: v.optional(v.picklist(['debug', 'info', 'warn', 'error'], 'expected "debug", "info", "warn" or "error"')),
+      format: v.optional(v.picklist(['json', 'pretty'], 'expected "json" or "pretty"')),
+      /** one access line per request (self-hosted gateway); a reload applies it */
       access: v.optional(v.boolean(), false),
+      /** the query string in access lines too (off: it may carry tokens) */
+      access_query: v.optional(v.boolean(), false),
+    }),
+    {},
+  ),
+  /** local: what is recorded for /metrics, read at start */
+  metrics: v.optional(
+    v.strictObject({
+      /** per-request metrics (requests, durations, bytes, upstream and hook call times); off: only the state gauges */
+      requests: v.optional(v.boolean(), true),
     }),
     {},
   ),

@@ -7,7 +7,7 @@
  * (only a plugin binding with `with_body` gets a copy of the first 64 KiB),
  * upstreams are fetched through the injected `UpstreamFetch`, answers become
  * Responses. The Node data plane runs the same pipeline on `node:http` and
- * undici directly (`node-runner/gateway/http-plane.ts`).
+ * undici directly (`node-runner/http-plane.ts`).
  *
  * What differs between data planes is injected: how hooks are called (in
  * process on the runner, over HTTP/WebSocket on the edge), how upstreams are
@@ -18,9 +18,10 @@
  */
 
 import { Hono, type Context, type Env } from 'hono';
+import { accessFactsOf, verdictName, whenSent, type AccessFacts } from './access-log.ts';
 import { admitConnection } from './connect.ts';
 import type { Logger } from '../log.ts';
-import { MAX_BODY_COPY, type AuthorizeResult, type RequestInfo } from '../protocol/protocol.ts';
+import { HOOK_BIT, MAX_BODY_COPY, type AuthorizeResult, type RequestInfo } from '../protocol/protocol.ts';
 import type { GatewayState, ActionPlan } from '../state/state.ts';
 import { throttle } from './throttle.ts';
 import { edgeUnsupportedBody } from '../serve/serve.ts';
@@ -135,6 +136,12 @@ export interface GatewayDeps<E extends Env> {
   now?: () => number;
   /** The pipeline to run (default: one over `state`, `hooks` and `logger`). */
   pipeline?: Pipeline;
+  /**
+   * Told what was measured of each plain request once its answer is done
+   * (its body sent or abandoned), for an access log (`access-log.ts`). Unset:
+   * nothing is measured.
+   */
+  access?: (a: AccessFacts) => void;
 }
 
 /** Splits an absolute URL into its raw (still encoded) path and query. */
@@ -287,25 +294,35 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
   const log = deps.logger;
   const pipeline = deps.pipeline ?? new Pipeline({ state: deps.state, hooks: deps.hooks, logger: deps.logger });
   const app = new Hono<E>();
+  const now = deps.now ?? (() => performance.now());
 
-  async function runAction(req: Request, f: Facts, action: ActionPlan, verdict: AuthorizeResult | null, info: RequestInfo | null, body: ReadableStream<Uint8Array> | null, isFallback: boolean): Promise<Response> {
+  async function runAction(req: Request, f: Facts, action: ActionPlan, verdict: AuthorizeResult | null, info: RequestInfo | null, body: ReadableStream<Uint8Array> | null, isFallback: boolean, rec: AccessFacts | null = null): Promise<Response> {
     const s = pipeline.step(f, action, verdict, isFallback);
     if (s.kind === 'answer') return answerResponse(s);
-    if (s.kind === 'fallback') return runAction(req, f, s.action, verdict, info, body, true);
+    if (s.kind === 'fallback') return runAction(req, f, s.action, verdict, info, body, true, rec);
     // Web Request/Response cannot serve files; a drop route was dropped by `authorize` already.
     if (s.kind === 'serve' || s.kind === 'drop') return answerResponse(textAnswer(501, edgeUnsupportedBody(action.action.type)));
     let upBody = body;
     if (upBody && s.upload) upBody = upBody.pipeThrough(throttle(s.upload));
     let res: Response;
+    const sentAt = rec ? now() : 0;
+    if (rec) rec.upstream = s.target || s.url;
     try {
       res = await deps.upstream({ url: s.url, method: f.method, headers: headersOf(s.headers), body: upBody, timeoutMs: s.timeoutMs, signal: req.signal, limits: s.limits ?? undefined });
     } catch (err) {
+      if (rec) rec.upstreamMs = now() - sentAt;
       const next = pipeline.upstreamFailed(f, s, err, isFallback, req.signal?.aborted ?? false);
       if (next === null) return new Response(null, { status: 499 });
-      if (next.kind === 'fallback') return runAction(req, f, next.action, verdict, info, null, true);
+      if (next.kind === 'fallback') return runAction(req, f, next.action, verdict, info, null, true, rec);
       return answerResponse(next as Answer);
     }
+    if (rec) rec.upstreamMs = now() - sentAt;
+    const asked = rec ? now() : 0;
     const r = await pipeline.respond(f, info, s.target, res.status, listOf(res.headers));
+    if (rec && deps.hooks.hooksOf(f.plan.route.id) & HOOK_BIT.on_response) {
+      rec.onResponseMs = now() - asked;
+      rec.onResponseVerdict = r.kind === 'answer' ? 'error' : 'ok';
+    }
     if (r.kind === 'answer') {
       await res.body?.cancel().catch(() => {});
       s.pick?.release();
@@ -328,30 +345,59 @@ export function createGateway<E extends Env>(deps: GatewayDeps<E>): Gateway<E> {
 
   app.all('*', async (c) => {
     const req = c.req.raw;
-    const f = pipeline.route(req.method, rawOf(c), listOf(req.headers), deps.client(c));
-    if (f.kind === 'answer') return answerResponse(f);
-    const res = await serveRouted(c, req, f);
+    const raw = rawOf(c);
+    const client = deps.client(c);
+    const startedAt = deps.access ? now() : 0;
+    const rec = deps.access ? accessFactsOf(req, raw, client) : null;
+    const f = pipeline.route(req.method, raw, listOf(req.headers), client);
+    if (f.kind === 'answer') return done(rec, startedAt, answerResponse(f));
+    if (rec) {
+      rec.requestId = f.requestId;
+      rec.route = f.plan.route.id;
+    }
+    const res = await serveRouted(c, req, f, rec);
     // Our own Responses are mutable; one that is not (a drop) keeps its headers.
     try {
       res.headers.set('x-request-id', f.requestId);
     } catch {
       // immutable
     }
-    return res;
+    return done(rec, startedAt, res);
   });
 
-  async function serveRouted(c: Context<E>, req: Request, f: Facts): Promise<Response> {
+  /** Reports `rec` once `res` is sent: now when it has no body, else when its body ends or is abandoned. */
+  function done(rec: AccessFacts | null, startedAt: number, res: Response): Response {
+    if (!rec || !deps.access) return res;
+    const report = deps.access;
+    rec.status = res.status;
+    return whenSent(res, (bytes) => {
+      rec.bytesOut = bytes;
+      rec.durationMs = now() - startedAt;
+      report(rec);
+    });
+  }
+
+  async function serveRouted(c: Context<E>, req: Request, f: Facts, rec: AccessFacts | null): Promise<Response> {
     // GET and HEAD carry no body; not touching it spares adapters from building one just to say null.
     let body: ReadableStream<Uint8Array> | null = req.method === 'GET' || req.method === 'HEAD' ? null : req.body;
     let bd: Uint8Array | null = null;
     if (body && pipeline.wantsBody(f)) [bd, body] = await peekBody(body, MAX_BODY_COPY);
-    const a = await pipeline.authorize(f, bd);
+    let a: Awaited<ReturnType<Pipeline['authorize']>>;
+    if (rec && pipeline.callsOnRequest(f)) {
+      // pipeline.authorize's steps, timed for the access log.
+      const info = pipeline.requestInfo(f, bd, '');
+      const asked = now();
+      const verdict = await deps.hooks.onRequest(f.plan.route.id, info);
+      rec.onRequestMs = now() - asked;
+      rec.onRequestVerdict = verdictName(verdict);
+      a = pipeline.verdict(f, verdict, info);
+    } else a = await pipeline.authorize(f, bd);
     if (a.kind === 'drop') {
       await body?.cancel().catch(() => {});
       return deps.drop(c);
     }
     if (a.kind === 'answer') return answerResponse(a);
-    return runAction(req, f, a.action, a.verdict, a.info, body, a.isFallback);
+    return runAction(req, f, a.action, a.verdict, a.info, body, a.isFallback, rec);
   }
 
   app.onError((err, c) => {
