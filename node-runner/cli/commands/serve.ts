@@ -197,6 +197,7 @@ export async function serveFile(configFile: string, stateDir: string | null, onL
   const logSet = logSettings(config.log);
   const log = createLogger(logSet);
   for (const w of warnings) log.warn({ file: configFile }, w);
+  const signals = earlySignals();
   const runner = new Runner({ logger: log, configFile, stateDir: stateDir ?? undefined, log: logSet, requestMetrics: config.metrics.requests });
   exitOnFatal(log, () => runner.stop());
   try {
@@ -229,8 +230,8 @@ export async function serveFile(configFile: string, stateDir: string | null, onL
     if (name === basename(file)) reload();
   });
   watcher.on('error', (err) => log.warn({ err: err.message }, 'cannot watch the config file; SIGHUP still reloads'));
-  process.on('SIGHUP', reload);
-  const signal = await waitForStopSignal();
+  signals.onHup(reload);
+  const signal = await signals.stop;
   log.info({ signal }, 'stopping');
   watcher.close();
   plugins.close();
@@ -329,6 +330,7 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
     }
   }
 
+  const signals = earlySignals();
   const runner = new Runner({ logger: log, stateDir: opts.stateDir, source: 'etcd' in opts.source ? 'etcd' : 'stream', log: logSet, requestMetrics: bootstrap?.metrics.requests ?? true });
   const onConfig = async (config: Config) => void (await runner.apply(config));
   const onResult = (result: 'applied' | 'refused') => runner.metrics.reloads.inc({ result });
@@ -364,13 +366,41 @@ async function serveStream(opts: { source: { url: string; key: string; fetch: ty
     runner.reloadCertificates();
     return 'reread' in stream ? stream.reread() : stream.reconnect();
   };
-  process.on('SIGHUP', onHup);
-  const signal = await waitForStopSignal();
+  signals.onHup(onHup);
+  const signal = await signals.stop;
   log.info({ signal }, 'stopping');
-  process.off('SIGHUP', onHup);
+  signals.onHup(null);
   await stream.stop();
   await runner.stop();
   log.info('stopped');
   return 0;
 }
 
+/**
+ * The stop and reload signals, caught from before the runner starts: a
+ * SIGTERM or SIGHUP that arrives while it starts (its listeners may already
+ * have said so) would otherwise end the process by default, leaving its
+ * plugins to the keeper. A stop received early is acted on once started;
+ * SIGHUPs received early are one reload once `onHup` is given. One SIGHUP
+ * listener for the process's life: removing the last one stops Node's
+ * signal handle, and a signal not yet dispatched would be lost.
+ */
+function earlySignals(): { stop: Promise<NodeJS.Signals>; onHup(fn: (() => unknown) | null): void } {
+  const stop = waitForStopSignal();
+  let handler: (() => unknown) | null = null;
+  let missed = false;
+  process.on('SIGHUP', () => {
+    if (handler) handler();
+    else missed = true;
+  });
+  return {
+    stop,
+    onHup(fn) {
+      handler = fn;
+      if (fn && missed) {
+        missed = false;
+        fn();
+      }
+    },
+  };
+}
