@@ -6,24 +6,9 @@
  * per route and phase fanned out to the route's plugins in order, and the
  * `set_targets` / `set_speed` pushes addressed to routes.
  *
- * Verdict rules, for every data plane (self-hosted and edge), carried out
- * by `dispatch.ts` over this manager's plugins and pools:
- * - on_request: plugins run in binding order; the first verdict that is not
- *   an allow (deny, drop or fallback) short-circuits and is returned as the
- *   plugin gave it. Allowed headers merge by canonical name (a later plugin
- *   overrides an earlier one's value, and the client's), and later plugins
- *   see the headers earlier ones added; `rm` removes request headers for
- *   later plugins and the upstream (a later `h` may set one again); `rp`
- *   and `sp` take the last non-empty value, `cq` is sticky. Header maps
- *   plugins get are canonical whoever called (gateway, hook API).
- * - on_response: plugins run in order, each seeing the status and headers
- *   as earlier plugins left them; the merged result applies all of them.
- * - on_connect: the first refusal wins.
- * - A plugin that is down, restarting, not yet ready, times out, or answers
- *   garbage, a forbidden header (set or removed) or status (on_response
- *   1xx) yields its binding's `on_error` verdict:
- *   `deny` (503, and the verdict's `e` says why) or `allow` (the plugin is
- *   skipped).
+ * Verdict rules (merging, on_error, header rules) are the core's
+ * (`src/core/protocol/verdict.ts`), carried out by `dispatch.ts` over this
+ * manager's plugins and pools.
  *
  * Verdict cache: a binding with `cache` settings (`src/core/gateway/verdict-cache.ts`)
  * has an LRU of its own, keyed on what that plugin is sent (earlier

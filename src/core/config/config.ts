@@ -12,6 +12,7 @@
 
 import * as v from 'valibot';
 import { HookgateError } from '../errors.ts';
+import { DENY_BODY } from '../protocol/verdict.ts';
 import { matchProblems } from '../routing/routing.ts';
 import { DropAction, dropBindingProblems, fileActionProblems, ServeAction } from './config-actions.ts';
 import { ListenerSchema, listenerProblems, passRouteProblems, TlsSchema } from './config-listeners.ts';
@@ -301,7 +302,7 @@ const RouteSchema = v.strictObject({
   edge_on_error: v.optional(
     v.strictObject({
       status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)), 503),
-      body: v.optional(v.string(), 'service unavailable\n'),
+      body: v.optional(v.string(), DENY_BODY),
     }),
     {},
   ),

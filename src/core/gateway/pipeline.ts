@@ -28,6 +28,7 @@ import { LogThrottle, type Logger } from '../log.ts';
 import { HOP_BY_HOP, headerMapOfList, listGet, stripList } from '../protocol/headers.ts';
 import { ENCODED_SLASH_REFUSAL, hasEncodedSlash, matchPathOf, normalizePath, splitTarget } from '../routing/path.ts';
 import { HOOK_BIT, type AuthorizeResult, type ConnInfo, type ConnResult, type DisconnectInfo, type RequestInfo, type ResponseModResult, type ResponsePair } from '../protocol/protocol.ts';
+import { DENY_BODY, failureStatus } from '../protocol/verdict.ts';
 import { isHookgateError } from '../errors.ts';
 import { hostOf, hostProblem, type RouteMatch } from '../routing/routing.ts';
 import type { Pick } from '../routing/balancer.ts';
@@ -150,7 +151,6 @@ export type Step = Answer | ProxyStep | ServeStep | { kind: 'drop' } | { kind: '
 export type Responded = Answer | { kind: 'respond'; status: number; headers: HeaderList };
 
 const TEXT = 'text/plain; charset=utf-8';
-const DENY_BODY = 'service unavailable\n';
 /** A busy upstream frees up within moments: say when to come back. */
 const BUSY_HEADERS = ['retry-after', '1'];
 
@@ -176,7 +176,7 @@ export function textAnswer(status: number, body: string, headers?: HeaderList): 
  * verdictAnswer({ ...verdict, ok: false, s: 401, b: 'who are you?\n' })
  */
 export function verdictAnswer(v: AuthorizeResult): Answer {
-  if (v.e) return textAnswer(v.s >= 200 && v.s <= 599 ? v.s : 503, typeof v.b === 'string' && v.b ? v.b : DENY_BODY);
+  if (v.e) return textAnswer(failureStatus(v.s), typeof v.b === 'string' && v.b ? v.b : DENY_BODY);
   const status = v.s >= 200 && v.s <= 599 ? v.s : 403;
   const headers: HeaderList = [];
   let typed = false;
@@ -540,7 +540,7 @@ export class Pipeline {
     const mod = await this.hooks.onResponse(f.plan.route.id, { req: reqInfo, resp: { s: status, h: headerMapOfList(upstreamHeaders) } });
     // A status a response cannot carry is a failure too (the runner refuses 1xx already).
     if (mod.e || (mod.s !== 0 && !(mod.s >= 200 && mod.s <= 599))) {
-      return textAnswer(mod.e && mod.s >= 200 && mod.s <= 599 ? mod.s : 503, (mod.e && mod.b) || DENY_BODY);
+      return textAnswer(mod.e ? failureStatus(mod.s) : 503, (mod.e && mod.b) || DENY_BODY);
     }
     let out = headers;
     if (mod.rm.length || Object.keys(mod.h).length) {
