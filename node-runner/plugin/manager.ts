@@ -58,6 +58,7 @@ import {
 } from '../../src/core/protocol/protocol.ts';
 import { realClock, type Clock } from '../../src/core/clock.ts';
 import { AttachedPlugin, type AttachedState } from './attached.ts';
+import type { PluginInstance } from './instance.ts';
 import type { KeeperClient, KeptPlugin } from './keeper-client.ts';
 import type { TrafficRecorder } from '../admin/traffic-metrics.ts';
 import { codeFiles, codeFingerprint } from './code.ts';
@@ -98,7 +99,7 @@ interface PluginEntry {
   /** codeFingerprint of its code files when it was created ('' for none) */
   code: string;
   config: PluginConfig;
-  proc: PluginProcess | AttachedPlugin;
+  proc: PluginInstance;
   pool: SocketPool | null;
   /** HOOK_BIT mask from the last ready; ALL_HOOKS until the plugin has said */
   hooks: number;
@@ -274,7 +275,7 @@ export class PluginManager {
         entry = this.#createEntry(name, config.plugins[name]);
         this.#plugins.set(name, entry);
         const kept = recovery?.kept.get(name);
-        if (kept && kept.spec_hash === specHash(entry.key, entry.code) && entry.proc instanceof PluginProcess) {
+        if (kept && kept.spec_hash === specHash(entry.key, entry.code) && entry.proc.adoptable) {
           recovery!.kept.delete(name);
           adopting.push({ entry, kept, params });
           continue;
@@ -360,7 +361,7 @@ export class PluginManager {
       for (const [r, set] of Object.entries(snap.speed)) if (this.#routes.has(r) && !this.pushes.speed(r)) this.pushes.setSpeed([r], set);
     }
     for (const { entry, kept, params } of adopting) {
-      const proc = entry.proc as PluginProcess;
+      const proc = entry.proc;
       const was = snap?.plugins[entry.name];
       const same = was && was.pid === kept.pid && was.start_time === kept.start_time;
       entry.configure = params;
@@ -388,7 +389,7 @@ export class PluginManager {
       const { client, stateDir } = this.#opts.keeper;
       const snap: Snapshot = { format: 1, keeper_pid: client.keeperPid ?? 0, plugins: {}, targets: {}, speed: {} };
       for (const e of this.#plugins.values()) {
-        if (!(e.proc instanceof PluginProcess) || !e.proc.pid) continue;
+        if (!e.proc.adoptable || !e.proc.pid) continue;
         snap.plugins[e.name] = {
           pid: e.proc.pid,
           start_time: client.startTime(e.proc.pid),
@@ -487,10 +488,7 @@ export class PluginManager {
    */
   #isReady(e: PluginEntry): boolean {
     if (e.pool !== null) return true;
-    if (e.proc instanceof AttachedPlugin) return e.proc.state === 'attached' && e.hooks === 0;
-    const p = e.proc;
-    if (p.state === 'backoff' || p.state === 'stopped' || !p.settled) return false;
-    return (e.known && e.hooks === 0) || e.configure.every((c) => c.route_id === '');
+    return e.proc.readyWithoutPool(e.known, e.hooks, e.configure);
   }
 
   #wakeIfReady(entry: PluginEntry): void {
@@ -509,7 +507,7 @@ export class PluginManager {
       failures: e.proc.failures,
       lastError: e.proc.lastError,
       restarts: Math.max(0, (this.#starts.get(e.name) ?? 0) - 1),
-      restartDelayMs: e.proc instanceof PluginProcess ? e.proc.restartDelay : null,
+      restartDelayMs: e.proc.restartDelay,
       pool: e.pool ? { size: e.pool.size, busy: e.pool.busy, idle: e.pool.idle, waiting: e.pool.waiting } : null,
     }));
   }
@@ -590,14 +588,12 @@ export class PluginManager {
 
   /** Why a plugin without a pool cannot take a call. */
   #unavailable(p: PluginEntry): HookgateError {
-    if (p.proc instanceof AttachedPlugin) return new HookgateError('PLUGIN_UNAVAILABLE', `attached plugin is down${p.proc.lastError ? `: ${p.proc.lastError}` : ''}`);
-    const state = p.proc.state === 'backoff' ? 'restarting' : p.proc.state === 'ready' ? 'without a socket' : 'not ready';
-    return new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`);
+    return p.proc.unavailable();
   }
 
   #hookFailed(p: PluginEntry, routeId: string, hook: HookName, err: unknown): void {
     // An attached plugin checks its socket at once when a call could not reach it.
-    if (p.proc instanceof AttachedPlugin && p.pool) p.proc.callFailed(err);
+    if (p.pool) p.proc.callFailed(err);
     const e = err as HookgateError;
     const held = this.#logThrottle.admit(`${p.name} ${routeId} ${hook} ${e.code}`);
     if (held >= 0) this.#log.warn({ plugin: p.name, route: routeId, hook, code: e.code, err: e.message, suppressed: held }, 'hook call failed; applying on_error');

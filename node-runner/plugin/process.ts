@@ -31,6 +31,7 @@ import {
 import { realClock, type Clock, type TimerHandle } from '../../src/core/clock.ts';
 import { LineSplitter } from '../lines.ts';
 import { RateBudget, READ_LIMITS, ReadThrottle, type ReadLimits } from '../gateway/throttle.ts';
+import type { PluginInstance } from './instance.ts';
 import type { Reaper } from './reaper.ts';
 
 /** What `configure` carries for one route. */
@@ -163,7 +164,7 @@ export function pluginEnv(cfg: Pick<PluginConfig, 'env' | 'inherit_env'>, from: 
  * thrown. The owner must call `stop()`; the reaper (when given) kills the
  * process group if the runner dies first.
  */
-export class PluginProcess {
+export class PluginProcess implements PluginInstance {
   readonly name: string;
   readonly config: PluginConfig;
   #opts: PluginProcessOptions;
@@ -227,6 +228,26 @@ export class PluginProcess {
   /** The delay of the restart now pending (state `backoff`), or null. */
   get restartDelay(): number | null {
     return this.#restartDelay;
+  }
+
+  /** Always: a spawned process is one a keeper can hold and hand to the next runner. */
+  get adoptable(): true {
+    return true;
+  }
+
+  /** Why a call cannot be made while the process has no pool. */
+  unavailable(): HookgateError {
+    const state = this.#state === 'backoff' ? 'restarting' : this.#state === 'ready' ? 'without a socket' : 'not ready';
+    return new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`);
+  }
+
+  /** A process's calls fail on their own; nothing to check. */
+  callFailed(_err: unknown): void {}
+
+  /** See PluginInstance: running, settled, and push-only or bound to no route. */
+  readyWithoutPool(known: boolean, hooks: number, configure: readonly ConfigureParams[]): boolean {
+    if (this.#state === 'backoff' || this.#state === 'stopped' || !this.#settled) return false;
+    return (known && hooks === 0) || configure.every((c) => c.route_id === '');
   }
 
   /** The delay before restart number `failures` (1 s, 2 s, 4 s ... capped). */
