@@ -8,7 +8,7 @@
  */
 
 import { createHash } from 'node:crypto';
-import type { PluginConfig, Route } from '../../src/core/config/config.ts';
+import type { Config, PluginConfig, Route } from '../../src/core/config/config.ts';
 import type { Clock } from '../../src/core/clock.ts';
 import type { Logger } from '../../src/core/log.ts';
 import { HOOK_BIT, type HookName } from '../../src/core/protocol/protocol.ts';
@@ -258,4 +258,29 @@ export function hookMask(hooks: readonly HookName[]): number {
 /** The hook names of a HOOK_BIT mask, in protocol order. */
 export function hookNames(mask: number): HookName[] {
   return (Object.keys(HOOK_BIT) as HookName[]).filter((h) => mask & HOOK_BIT[h]);
+}
+
+/**
+ * The plugins a config wants running, each with its `configure` lines:
+ * one per route that binds it (with the route's domain and path), or one
+ * with route '' for an autostart plugin no route binds.
+ */
+export function wantedPlugins(config: Config): Map<string, ConfigureParams[]> {
+  const wanted = new Map<string, ConfigureParams[]>();
+  for (const route of config.routes) {
+    const params: ConfigureParams = { route_id: route.id };
+    const match: ConfigureParams['match'] = {};
+    if (route.match.domain) match.domain = route.match.domain;
+    if (route.match.path) match.path = route.match.path;
+    if (match.domain || match.path) params.match = match;
+    for (const b of route.plugins) {
+      const list = wanted.get(b.plugin) ?? [];
+      if (!list.some((p) => p.route_id === route.id)) list.push(params);
+      wanted.set(b.plugin, list);
+    }
+  }
+  for (const [name, p] of Object.entries(config.plugins)) {
+    if (p.autostart && !wanted.has(name)) wanted.set(name, [{ route_id: '' }]);
+  }
+  return wanted;
 }

@@ -39,7 +39,6 @@
  * HTTP is the gateway's.
  */
 
-import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import type { Config, Route } from '../../src/core/config/config.ts';
 import type { RouteCacheSettings } from '../../src/core/state/routing-snapshot.ts';
@@ -60,13 +59,11 @@ import { realClock, type Clock } from '../../src/core/clock.ts';
 
 export type { ApplyChanges, ApplyOptions, HookTable, ManagerOptions, PluginStatus } from './manager-api.ts';
 
-import { codeOf, createEntry, definitionKey, hookMask, hookNames, specHash, type EntryHost, type HeldCache, type PluginEntry, type RouteEntry } from './entry.ts';
-import type { KeptPlugin } from './keeper-client.ts';
-import { pluginsFileOf, recoverFromKeeper, type Recovery } from './recovery.ts';
+import { codeOf, createEntry, wantedPlugins, definitionKey, hookMask, hookNames, specHash, type EntryHost, type HeldCache, type PluginEntry, type RouteEntry } from './entry.ts';
+import { adoptKept, pluginsFileOf, recoverFromKeeper, type Adopting, type Recovery } from './recovery.ts';
 import type { ApplyChanges, ApplyOptions, HookTable, ManagerOptions, PluginStatus } from './manager-api.ts';
 import { codeFiles } from './code.ts';
 import { HookDispatcher } from './dispatch.ts';
-import type { ConfigureParams } from './process.ts';
 import { PushStore } from './pushes.ts';
 import { PushRoutes } from './push-routes.ts';
 import { removeSnapshot, writeSnapshot } from './plugins-file.ts';
@@ -148,23 +145,7 @@ export class PluginManager {
     if (this.#stopped) throw new HookgateError('STOPPED', 'plugin manager was stopped');
     const recovery = this.#opts.keeper && !this.#recovered ? await this.#recover() : null;
     this.#recovered = true;
-    const wanted = new Map<string, ConfigureParams[]>();
-    for (const route of config.routes) {
-      const params: ConfigureParams = { route_id: route.id };
-      const match: ConfigureParams['match'] = {};
-      if (route.match.domain) match.domain = route.match.domain;
-      if (route.match.path) match.path = route.match.path;
-      if (match.domain || match.path) params.match = match;
-      for (const b of route.plugins) {
-        const list = wanted.get(b.plugin) ?? [];
-        if (!list.some((p) => p.route_id === route.id)) list.push(params);
-        wanted.set(b.plugin, list);
-      }
-    }
-    for (const [name, p] of Object.entries(config.plugins)) {
-      if (p.autostart && !wanted.has(name)) wanted.set(name, [{ route_id: '' }]);
-    }
-
+    const wanted = wantedPlugins(config);
     const changes: ApplyChanges = { started: [], restarted: [], stopped: [], settings: [] };
     const stopping: Promise<void>[] = [];
     for (const [name, entry] of this.#plugins) {
@@ -193,7 +174,7 @@ export class PluginManager {
         if (hooksChanged && next.hooks && !entry.pool) this.#setHooks(entry, hookMask(next.hooks));
       }
     }
-    const adopting: Array<{ entry: PluginEntry; kept: KeptPlugin; params: ConfigureParams[] }> = [];
+    const adopting: Adopting[] = [];
     for (const [name, params] of wanted) {
       let entry = this.#plugins.get(name);
       if (!entry) {
@@ -256,36 +237,16 @@ export class PluginManager {
     return recoverFromKeeper(client, stateDir, this.#log);
   }
 
-  /**
-   * Takes over the kept plugins chosen in `#apply` (routes are in place, so
-   * their replayed pushes reach them), restores the snapshot's targets and
-   * speed limits, re-sends `configure` only where it changed, and stops
-   * what the keeper holds that nobody adopted.
-   */
-  #adopt(recovery: Recovery, adopting: Array<{ entry: PluginEntry; kept: KeptPlugin; params: ConfigureParams[] }>): void {
-    const { client } = this.#opts.keeper!;
-    const snap = recovery.snapshot;
-    if (snap) {
-      for (const [r, set] of Object.entries(snap.targets)) if (this.#routes.get(r)?.route.balancer && !this.pushes.targets(r)) this.pushes.setTargets([r], set);
-      for (const [r, set] of Object.entries(snap.speed)) if (this.#routes.has(r) && !this.pushes.speed(r)) this.pushes.setSpeed([r], set);
-    }
-    for (const { entry, kept, params } of adopting) {
-      const proc = entry.proc;
-      const was = snap?.plugins[entry.name];
-      const same = was && was.pid === kept.pid && was.start_time === kept.start_time;
-      entry.configure = params;
-      proc.configure(params);
-      const lines = [...(kept.last_ready ? [kept.last_ready] : []), ...kept.last_pushes, ...kept.held];
-      if (kept.held_dropped) this.#log.warn({ plugin: entry.name, lines: kept.held_dropped }, 'the keeper dropped stdout lines this plugin wrote while no runner was connected (over its bound)');
-      proc.adopt(client.adopt(kept) as unknown as ChildProcess, lines);
-      // The same process was push-only before the runner restarted: no ready is coming, and no grace either.
-      if (same && was.push_only && !kept.last_ready && !entry.config.hooks) this.#setHooks(entry, 0);
-      if (!same || JSON.stringify(was.configure) !== JSON.stringify(params)) proc.configure(params);
-    }
-    for (const p of [...recovery.kept.values(), ...recovery.extra]) {
-      this.#log.info({ plugin: p.name, pid: p.pid }, 'stopping a kept plugin the config does not adopt');
-      client.stopUnadopted(p.id, this.#opts.process?.stopGraceMs ?? 2000);
-    }
+  /** Takes over the kept plugins chosen in `#apply` (see `adoptKept`). */
+  #adopt(recovery: Recovery, adopting: Adopting[]): void {
+    adoptKept(recovery, adopting, {
+      client: this.#opts.keeper!.client,
+      routes: this.#routes,
+      pushes: this.pushes,
+      log: this.#log,
+      pushOnly: (entry) => this.#setHooks(entry, 0),
+      stopGraceMs: this.#opts.process?.stopGraceMs ?? 2000,
+    });
   }
 
   /** Writes the snapshot soon (once per turn of the event loop). */

@@ -6,8 +6,10 @@
  * Adopting the kept processes, and writing the file, are the manager's.
  */
 
+import type { ChildProcess } from 'node:child_process';
 import type { Logger } from '../../src/core/log.ts';
-import { hookNames, specHash, type PluginEntry } from './entry.ts';
+import { hookNames, specHash, type PluginEntry, type RouteEntry } from './entry.ts';
+import type { ConfigureParams } from './process.ts';
 import type { KeeperClient, KeptPlugin } from './keeper-client.ts';
 import { readSnapshot, type Snapshot } from './plugins-file.ts';
 import type { PushStore } from './pushes.ts';
@@ -76,4 +78,54 @@ export function pluginsFileOf(
     if (sp) snap.speed[r] = sp;
   }
   return snap;
+}
+
+/** A kept plugin the config adopts: the manager's new record for it and its configure lines. */
+export interface Adopting {
+  entry: PluginEntry;
+  kept: KeptPlugin;
+  params: ConfigureParams[];
+}
+
+/**
+ * Takes over the kept plugins chosen at the first apply (routes are in place, so
+ * their replayed pushes reach them), restores the snapshot's targets and
+ * speed limits, re-sends `configure` only where it changed, and stops
+ * what the keeper holds that nobody adopted.
+ */
+export function adoptKept(
+  recovery: Recovery,
+  adopting: Adopting[],
+  { client, routes, pushes, log, pushOnly, stopGraceMs }: {
+    client: KeeperClient;
+    routes: Map<string, RouteEntry>;
+    pushes: PushStore;
+    log: Logger;
+    /** the plugin is push-only (its hooks are none) */
+    pushOnly: (entry: PluginEntry) => void;
+    stopGraceMs: number;
+  },
+): void {
+  const snap = recovery.snapshot;
+  if (snap) {
+    for (const [r, set] of Object.entries(snap.targets)) if (routes.get(r)?.route.balancer && !pushes.targets(r)) pushes.setTargets([r], set);
+    for (const [r, set] of Object.entries(snap.speed)) if (routes.has(r) && !pushes.speed(r)) pushes.setSpeed([r], set);
+  }
+  for (const { entry, kept, params } of adopting) {
+    const proc = entry.proc;
+    const was = snap?.plugins[entry.name];
+    const same = was && was.pid === kept.pid && was.start_time === kept.start_time;
+    entry.configure = params;
+    proc.configure(params);
+    const lines = [...(kept.last_ready ? [kept.last_ready] : []), ...kept.last_pushes, ...kept.held];
+    if (kept.held_dropped) log.warn({ plugin: entry.name, lines: kept.held_dropped }, 'the keeper dropped stdout lines this plugin wrote while no runner was connected (over its bound)');
+    proc.adopt(client.adopt(kept) as unknown as ChildProcess, lines);
+    // The same process was push-only before the runner restarted: no ready is coming, and no grace either.
+    if (same && was.push_only && !kept.last_ready && !entry.config.hooks) pushOnly(entry);
+    if (!same || JSON.stringify(was.configure) !== JSON.stringify(params)) proc.configure(params);
+  }
+  for (const p of [...recovery.kept.values(), ...recovery.extra]) {
+    log.info({ plugin: p.name, pid: p.pid }, 'stopping a kept plugin the config does not adopt');
+    client.stopUnadopted(p.id, stopGraceMs);
+  }
 }
