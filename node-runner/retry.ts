@@ -6,6 +6,7 @@
  * interruptible sleep on the injected clock (a SIGHUP or a stop wakes it).
  */
 
+import { backoffDelay } from '../src/core/backoff.ts';
 import { realClock, type Clock, type TimerHandle } from '../src/core/clock.ts';
 
 export class Retry {
@@ -26,9 +27,7 @@ export class Retry {
 
   /** The delay before the next attempt, counting this failure. */
   nextDelay(): number {
-    const raw = Math.min(this.#maxMs, this.#baseMs * 2 ** Math.min(this.#failures, 30));
-    this.#failures++;
-    return Math.round(Math.min(this.#maxMs, raw * (0.8 + 0.4 * this.#random())));
+    return backoffDelay(this.#failures++, this.#baseMs, this.#maxMs, this.#random);
   }
 
   /** The source works again: the next failure waits `base` again. */

@@ -13,7 +13,7 @@
  */
 
 import { mkdirSync } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { writeFileAtomic } from '../atomic-write.ts';
 import { join } from 'node:path';
 import { canonicalJson, configInput, emptyDoc, KINDS, type ConfigDoc, type Item, type Kind } from '../../src/core/config/config-doc.ts';
 import { ConfigError, parseConfig, type Config } from '../../src/core/config/config.ts';
@@ -122,19 +122,10 @@ export class ConfigCommitter {
     const dir = this.#opts.stateDir;
     if (!dir) return;
     const file = join(dir, LAST_GOOD_FILE);
-    const tmp = `${file}.tmp-${process.pid}`;
     try {
       mkdirSync(dir, { recursive: true });
-      const fh = await open(tmp, 'w', 0o600);
-      try {
-        await fh.writeFile(JSON.stringify(docToJson(doc)) + '\n');
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await rename(tmp, file);
+      await writeFileAtomic(file, JSON.stringify(docToJson(doc)) + '\n');
     } catch (err) {
-      await unlink(tmp).catch(() => {});
       this.#log.error({ file, err: errorText(err) }, 'cannot persist the last good config; a restart while the source is down would not have it');
     }
   }

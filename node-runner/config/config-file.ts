@@ -18,7 +18,7 @@ import { resolveTlsPaths } from '../gateway/cert-store.ts';
 import { ConfigError, parseConfig, type Config } from '../../src/core/config/config.ts';
 import { edgeWarnings } from '../../src/core/config/config-actions.ts';
 import { resolveServePaths, serveProblems } from '../gateway/serve-paths.ts';
-import { sha256File } from '../plugin/process.ts';
+import { sha256File } from '../plugin/spawn-env.ts';
 
 /**
  * Loads and validates a config file, `plugins_dir` discovered afresh on

@@ -55,7 +55,6 @@
 
 import { createHash, X509Certificate } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -65,11 +64,11 @@ import { canonicalJson, itemsOf, KINDS, type Kind } from '../../src/core/config/
 import type { Logger } from '../../src/core/log.ts';
 import { parseWithDiscovery, readConfigInput, resolvePluginPaths } from './config-file.ts';
 import { resolveServePaths } from '../gateway/serve-paths.ts';
-import { isLoopbackHost, spkiSha256 } from './config-tls.ts';
-import { etcdSettings, putOf as putOf_, type EtcdKv, type EtcdSettings } from './etcd.ts';
+import { spkiSha256 } from './config-tls.ts';
+import { putOf as putOf_, type EtcdKv, type EtcdSettings } from './etcd.ts';
 import { KeyRing } from '../hook-api/keys.ts';
-import { createLogger } from '../log.ts';
 import { keyProblems } from './stream-policy.ts';
+import { readPersisted, writePersisted } from './versions-file.ts';
 import { splitListen } from '../runner.ts';
 
 /** The path the stream is served at. */
@@ -117,10 +116,6 @@ interface Held {
 
 type State = Record<Kind, Map<string, Held>>;
 
-interface Persisted {
-  counter: number;
-  items: Record<Kind, Map<string, { version: number; sha256: string }>>;
-}
 
 type ServerEvent = { name: 'patch'; kind: Kind; id: string; version: number; data: Record<string, unknown> } | { name: 'delete'; kind: Kind; id: string; version: number };
 
@@ -429,116 +424,6 @@ async function startEtcdConfigServer(opts: ConfigServerOptions, settings: EtcdSe
   };
 }
 
-/**
- * `hookgate config-server --config FILE --listen HOST:PORT --key-env NAME
- * [--tls-cert FILE --tls-key FILE | --insecure-http]`: serves until
- * SIGTERM/SIGINT, then closes and returns 0. Returns 2 for bad arguments,
- * a missing/short key (under 16 characters), an unreadable certificate or
- * key, or plain HTTP on an address that is not loopback without
- * `--insecure-http`; 1 for an invalid config file or a listener that
- * cannot start; each with a message on stderr. Logs (pino, stderr)
- * `config server listening` with the `url` (and, with TLS, the `pin`).
- *
- * @example
- * process.exitCode = await configServerMain(['--config', 'hookgate.json5', '--listen', '127.0.0.1:9000', '--key-env', 'HOOKGATE_CONFIG_KEY']);
- */
-export async function configServerMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const { default: cmd } = await import('../cli/commands/config-server.ts');
-  const { parseCommandArgs, UsageError, usageLine } = await import('../cli/commands/kit.ts');
-  try {
-    return await configServerRun(parseCommandArgs('config-server', cmd, argv).values, env);
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    process.stderr.write(usageLine('config-server', err.message));
-    return 2;
-  }
-}
-
-/** The options of `hookgate config-server` (see commands/config-server). */
-export interface ConfigServerArgs {
-  config?: string;
-  etcd?: string;
-  'etcd-prefix'?: string;
-  'etcd-cacert'?: string;
-  'etcd-cert'?: string;
-  'etcd-key'?: string;
-  'etcd-user'?: string;
-  'etcd-password-env'?: string;
-  'insecure-etcd'?: boolean;
-  listen?: string;
-  'key-env'?: string;
-  'tls-cert'?: string;
-  'tls-key'?: string;
-  'insecure-http'?: boolean;
-}
-
-/**
- * Runs `hookgate config-server` with parsed options until SIGTERM/SIGINT.
- * Resolves with the exit code: 2 for a usage error (printed as one line),
- * 1 when it cannot start, 0 once stopped.
- */
-export async function configServerRun(values: ConfigServerArgs, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const fail = (code: number, msg: string) => {
-    process.stderr.write(code === 2 ? `hookgate config-server: ${msg} (see "hookgate config-server --help")\n` : `hookgate config-server: ${msg}\n`);
-    return code;
-  };
-  if (!values.config && !values.etcd) return fail(2, '--config <file> or --etcd <endpoints> is required');
-  if (values.config && values.etcd) return fail(2, '--config and --etcd: serve a file or what is in etcd; pick one');
-  let etcd: EtcdSettings | undefined;
-  if (values.etcd) {
-    try {
-      etcd = etcdSettings(values.etcd, '--etcd', values, env);
-    } catch (err) {
-      return fail(2, (err as Error).message);
-    }
-  }
-  if (!values.listen) return fail(2, '--listen <host:port> is required');
-  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(values.listen) || Number(values.listen.slice(values.listen.lastIndexOf(':') + 1)) > 65535) {
-    return fail(2, `--listen "${values.listen}": expected "host:port", e.g. "127.0.0.1:9000"`);
-  }
-  if (!values['key-env']) return fail(2, '--key-env <NAME> is required: the environment variable holding the key runners present');
-  const name = values['key-env'];
-  const key = env[name];
-  if (!key) return fail(2, `the environment variable ${name} (--key-env) is not set; set it to the key runners present (at least ${MIN_KEY_LENGTH} characters)`);
-  if (key.length < MIN_KEY_LENGTH) return fail(2, `the key in ${name} has ${key.length} characters; use at least ${MIN_KEY_LENGTH}`);
-  const certFile = values['tls-cert'];
-  const keyFile = values['tls-key'];
-  if ((certFile === undefined) !== (keyFile === undefined)) return fail(2, '--tls-cert and --tls-key go together');
-  let tls: { cert: string; key: string } | undefined;
-  if (certFile && keyFile) {
-    if (values['insecure-http']) return fail(2, '--insecure-http and --tls-cert/--tls-key exclude each other');
-    try {
-      tls = { cert: await readFile(certFile, 'utf8'), key: await readFile(keyFile, 'utf8') };
-    } catch (err) {
-      return fail(2, `cannot read the TLS certificate or key (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}: ${(err as NodeJS.ErrnoException).path ?? ''})`);
-    }
-  } else if (!isLoopbackHost(splitListen(values.listen).host) && !values['insecure-http']) {
-    return fail(
-      2,
-      `--listen ${values.listen} is not a loopback address: serve TLS with --tls-cert and --tls-key (runners refuse plain http off loopback), or pass --insecure-http to serve plain http anyway`,
-    );
-  }
-
-  const logger = createLogger();
-  let server: ConfigServer;
-  try {
-    server = await startConfigServer({ configFile: values.config, etcd, listen: values.listen, key, logger, tls });
-  } catch (err) {
-    if (err instanceof ConfigError) return fail(1, `${values.config}: invalid config\n${err.problems.map((p) => `  ${p}\n`).join('')}`.trimEnd());
-    return fail(1, `cannot start: ${(err as Error).message}`);
-  }
-  logger.info({ url: server.url, ...(server.pin ? { pin: server.pin } : {}) }, 'config server listening');
-  const onHup = () => void server.reload();
-  process.on('SIGHUP', onHup);
-  const { waitForStopSignal } = await import('../cli/commands/kit.ts');
-  const signal = await waitForStopSignal();
-  process.off('SIGHUP', onHup);
-  logger.info({ signal }, 'stopping');
-  await server.close();
-  logger.info('stopped');
-  return 0;
-}
-
 // ---------------------------------------------------------------------------
 
 function emptyState(): State {
@@ -579,54 +464,4 @@ export async function readItems(file: string, onWarning?: (warning: string) => v
   resolvePluginPaths(input.plugins ?? {}, dirname(file));
   resolveServePaths(input, dirname(file));
   return itemsOf(input);
-}
-
-async function readPersisted(file: string, log: Logger): Promise<Persisted & { missing: boolean }> {
-  const empty = (counter: number, missing: boolean) => ({ counter, missing, items: { routes: new Map(), actions: new Map(), plugins: new Map(), keys: new Map() } }) as Persisted & { missing: boolean };
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return empty(0, true);
-    throw err;
-  }
-  const corrupt = (why: string) => {
-    const counter = Date.now();
-    log.error({ file, why, counter }, 'the config versions file is unusable; starting versions from the clock so none is reused, and rewriting it');
-    return empty(counter, true);
-  };
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    return corrupt(`not JSON: ${(err as Error).message}`);
-  }
-  const isInt = (n: unknown): n is number => typeof n === 'number' && Number.isSafeInteger(n) && n >= 0;
-  const obj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
-  if (!obj(raw) || !isInt(raw.counter) || !obj(raw.items)) return corrupt('expected {"counter": N, "items": {...}}');
-  const out = empty(raw.counter, false);
-  for (const kind of KINDS) {
-    const byId = raw.items[kind] ?? {};
-    if (!obj(byId)) return corrupt(`items.${kind}: expected an object`);
-    for (const [id, v] of Object.entries(byId)) {
-      if (!obj(v) || !isInt(v.version) || typeof v.sha256 !== 'string') return corrupt(`items.${kind}.${id}: expected {"version": N, "sha256": "..."}`);
-      out.items[kind].set(id, { version: v.version, sha256: v.sha256 });
-      out.counter = Math.max(out.counter, v.version);
-    }
-  }
-  return out;
-}
-
-/** Writes the versions file atomically: a temp file in the same folder, then rename over. */
-async function writePersisted(file: string, counter: number, state: State): Promise<void> {
-  const items = {} as Record<Kind, Record<string, { version: number; sha256: string }>>;
-  for (const kind of KINDS) items[kind] = Object.fromEntries([...state[kind]].map(([id, h]) => [id, { version: h.version, sha256: h.sha256 }]));
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
-  try {
-    await writeFile(tmp, `${JSON.stringify({ counter, items }, null, 2)}\n`);
-    await rename(tmp, file);
-  } catch (err) {
-    await unlink(tmp).catch(() => {});
-    throw err;
-  }
 }

@@ -41,7 +41,7 @@
 import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, isAbsolute, join, matchesGlob, resolve } from 'node:path';
 import type { Config, PluginConfig } from '../../src/core/config/config.ts';
-import { pluginEnv } from '../plugin/process.ts';
+import { pluginEnv } from '../plugin/spawn-env.ts';
 
 /** `--plugins-from-stream`: which plugins a streamed config may name. */
 export type PluginsFromStream = 'allowlist' | 'any';

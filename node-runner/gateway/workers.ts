@@ -22,6 +22,7 @@ import type { BoundListener } from './gateway-server.ts';
 import type { GatewaySettings } from '../../src/core/config/config.ts';
 import type { Logger } from '../../src/core/log.ts';
 import type { FromWorker, ToWorker } from './gateway-worker.ts';
+import { backoffDelay } from '../../src/core/backoff.ts';
 
 /**
  * The number of gateway processes `gateway.workers` asks for: "auto" is
@@ -234,8 +235,7 @@ export class WorkerSet {
         if (this.#stopping) return;
         // Fast deaths back off; a worker that ran a while starts over at the base delay.
         if (Date.now() - slot.startedAt > 10_000) slot.failures = 0;
-        const base = this.#opts.backoffBaseMs ?? 100;
-        const delay = Math.min(this.#opts.backoffMaxMs ?? 5000, base * 2 ** slot.failures);
+        const delay = backoffDelay(slot.failures, this.#opts.backoffBaseMs ?? 100, this.#opts.backoffMaxMs ?? 5000);
         slot.failures++;
         this.#log.warn({ worker: slot.pid, code, signal, restart_in_ms: delay }, 'gateway worker exited; starting it again');
         slot.timer = setTimeout(() => {

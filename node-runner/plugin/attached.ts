@@ -21,7 +21,8 @@ import { lstatSync, statSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { PluginConfig } from '../../src/core/config/config.ts';
-import type { HookgateError } from '../../src/core/errors.ts';
+import { HookgateError } from '../../src/core/errors.ts';
+import type { PluginInstance } from './instance.ts';
 import type { Logger } from '../../src/core/log.ts';
 import { HOOK_BIT } from '../../src/core/protocol/protocol.ts';
 import { realClock, type Clock, type TimerHandle } from '../../src/core/clock.ts';
@@ -62,7 +63,7 @@ export interface AttachedPluginOptions {
  * with `onReady`. After `stop()` no callback is made. Not safe to share
  * between owners.
  */
-export class AttachedPlugin {
+export class AttachedPlugin implements PluginInstance {
   /** stopping is final, as for PluginProcess */
   #stoppedForGood = false;
   readonly name: string;
@@ -111,6 +112,31 @@ export class AttachedPlugin {
   /** Why the socket is unreachable, or ''. */
   get lastError(): string {
     return this.#lastError;
+  }
+
+  /** Never: an attached plugin is not restarted by the runner. */
+  get restartDelay(): null {
+    return null;
+  }
+
+  /** Never: a keeper holds only processes the runner spawned. */
+  get adoptable(): false {
+    return false;
+  }
+
+  /** Why calls fail while the socket is unreachable. */
+  unavailable(): HookgateError {
+    return new HookgateError('PLUGIN_UNAVAILABLE', `attached plugin is down${this.#lastError ? `: ${this.#lastError}` : ''}`);
+  }
+
+  /** Ready without a pool only while its socket is reachable and it declared no hooks. */
+  readyWithoutPool(_known: boolean, hooks: number): boolean {
+    return this.#state === 'attached' && hooks === 0;
+  }
+
+  /** Nothing to adopt: the runner does not own the plugin's process. */
+  adopt(): false {
+    return false;
   }
 
   /** Starts health checking, the first check at once. Idempotent. */

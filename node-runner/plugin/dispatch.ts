@@ -1,7 +1,7 @@
 /**
  * @module plugin/dispatch
  * The hook calls of routes to their plugins, with the verdict rules of
- * `manager.ts`'s module doc: one call per route and phase fanned out to the
+ * `src/core/protocol/verdict.ts`: one call per route and phase fanned out to the
  * route's bindings in order, merged, `on_error` applied, and a caching
  * binding's verdict cache consulted (`src/core/gateway/verdict-cache.ts`). The
  * plugins, their pools and the bindings' caches are the host's (the
@@ -10,10 +10,10 @@
  */
 
 import { createHash } from 'node:crypto';
-import { decodeHookResult, encodeHookData, encodeHookFrame } from '../../src/core/protocol/codec.ts';
+import { encodeHookData, encodeHookFrame } from '../../src/core/protocol/codec.ts';
 import { HookgateError, isHookgateError } from '../../src/core/errors.ts';
 import type { HookClient } from '../../src/core/gateway/pipeline.ts';
-import { canonicalHeaderMap, canonicalHeaderName, headerMapProblem, headerProblem, withHeaderChanges } from '../../src/core/protocol/headers.ts';
+import { withHeaderChanges } from '../../src/core/protocol/headers.ts';
 import { LogThrottle, type Logger } from '../../src/core/log.ts';
 import {
   HOOK,
@@ -28,6 +28,20 @@ import {
   type ResponseModResult,
   type ResponsePair,
 } from '../../src/core/protocol/protocol.ts';
+import {
+  allowResult,
+  canonicalPair,
+  canonicalRequest,
+  decodeAuthorize,
+  decodeConnect,
+  decodeResponseMod,
+  denyOnError,
+  failedConnect,
+  failedResponseMod,
+  isEmpty,
+  mergeRequestChanges,
+  mergeResponseChanges,
+} from '../../src/core/protocol/verdict.ts';
 import { cacheKey, type VerdictCache } from '../../src/core/gateway/verdict-cache.ts';
 import type { HookOutcome, TrafficRecorder } from '../admin/traffic-metrics.ts';
 
@@ -78,8 +92,6 @@ export interface HookHost<P extends HookPlugin = HookPlugin> {
   /** where hook-call and cache metrics go (default: nowhere) */
   traffic?: TrafficRecorder;
 }
-
-const DENY_BODY = 'service unavailable\n';
 
 /** The cache key's digest on Node: SHA-256, synchronous. */
 function digest(material: Uint8Array): string {
@@ -207,7 +219,7 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
   /** Runs on_response for a route: one merged modification. Never throws. */
   async onResponse(routeId: string, pair: ResponsePair): Promise<ResponseModResult> {
     const entry = this.#host.route(routeId);
-    if (!entry) return { s: 503, h: {}, rm: [], e: `unknown route "${routeId}"`, b: DENY_BODY };
+    if (!entry) return failedResponseMod(`unknown route "${routeId}"`);
     const merged: ResponseModResult = { s: 0, h: {}, rm: [], e: '', b: '' };
     let cur = canonicalPair(pair);
     // Encoded once per variant (with or without the body copy) until a plugin changes the response.
@@ -225,21 +237,10 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
       } catch (err) {
         this.#host.failed(p, routeId, 'on_response', err);
         if (b.on_error === 'allow') continue;
-        return { s: 503, h: {}, rm: [], e: `plugin "${p.name}": ${(err as Error).message}`, b: DENY_BODY };
+        return failedResponseMod(`plugin "${p.name}": ${(err as Error).message}`);
       }
       if (res.s === 0 && res.rm.length === 0 && isEmpty(res.h)) continue;
-      for (const raw of res.rm) {
-        const name = canonicalHeaderName(raw);
-        delete merged.h[name];
-        if (!merged.rm.includes(name)) merged.rm.push(name);
-      }
-      for (const raw in res.h) {
-        const name = canonicalHeaderName(raw);
-        merged.h[name] = res.h[raw];
-        const i = merged.rm.indexOf(name);
-        if (i >= 0) merged.rm.splice(i, 1);
-      }
-      if (res.s) merged.s = res.s;
+      mergeResponseChanges(merged, res);
       cur = { req: cur.req, resp: { s: res.s || cur.resp.s, h: withHeaderChanges(cur.resp.h, res.h, res.rm) } };
       withBody = noBody = null;
     }
@@ -249,7 +250,7 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
   /** Runs on_connect for a route: refused by the first plugin that refuses. Never throws. */
   async onConnect(routeId: string, info: ConnInfo): Promise<ConnResult> {
     const entry = this.#host.route(routeId);
-    if (!entry) return { ok: false, e: `unknown route "${routeId}"`, s: 503, b: DENY_BODY };
+    if (!entry) return failedConnect(`unknown route "${routeId}"`);
     let bytes: Uint8Array | null = null;
     for (const b of entry.bindings) {
       const p = b.plugin;
@@ -261,7 +262,7 @@ export class HookDispatcher<P extends HookPlugin = HookPlugin> implements HookCl
       } catch (err) {
         this.#host.failed(p, routeId, 'on_connect', err);
         if (b.on_error === 'allow') continue;
-        return { ok: false, e: `plugin "${p.name}": ${(err as Error).message}`, s: 503, b: DENY_BODY };
+        return failedConnect(`plugin "${p.name}": ${(err as Error).message}`);
       }
     }
     return { ok: true, e: '', s: 0, b: '' };
@@ -310,97 +311,8 @@ function verdictOutcome(v: AuthorizeResult): HookOutcome {
   return v.dr ? 'drop' : v.fb ? 'fallback' : v.ok ? 'allow' : 'deny';
 }
 
-function allowResult(): AuthorizeResult {
-  return { ok: true, dr: false, fb: false, s: 0, b: '', h: {}, rm: [], sp: null, cq: false, rp: '', e: '' };
-}
-
-function denyOnError(why: string): AuthorizeResult {
-  return { ok: false, dr: false, fb: false, s: 503, b: DENY_BODY, h: {}, rm: [], sp: null, cq: false, rp: '', e: why };
-}
-
 /** Whether a binding after `i` declared on_request (and so sees the request as earlier plugins changed it). */
 function laterOnRequest(bindings: ReadonlyArray<HookBinding>, i: number): boolean {
   for (let j = i + 1; j < bindings.length; j++) if (bindings[j].plugin.hooks & HOOK_BIT.on_request) return true;
   return false;
-}
-
-function isEmpty(o: object): boolean {
-  for (const _ in o) return false;
-  return true;
-}
-
-/**
- * Adds one allow's header changes to the merged verdict, names canonical:
- * a removal drops what earlier plugins set and is applied to the client's
- * request; a later `h` sets the header again (removals apply before `h`).
- */
-function mergeRequestChanges(merged: AuthorizeResult, res: AuthorizeResult): void {
-  for (const raw of res.rm) {
-    const name = canonicalHeaderName(raw);
-    delete merged.h[name];
-    if (!merged.rm.includes(name)) merged.rm.push(name);
-  }
-  for (const raw in res.h) merged.h[canonicalHeaderName(raw)] = res.h[raw];
-}
-
-/** The request info with canonical header names (a hook API caller or `plugin-call` may send any). */
-function canonicalRequest(info: RequestInfo): RequestInfo {
-  const h = canonicalHeaderMap(info.h);
-  return h === info.h ? info : { ...info, h };
-}
-
-function canonicalPair(pair: ResponsePair): ResponsePair {
-  const req = canonicalRequest(pair.req);
-  const h = canonicalHeaderMap(pair.resp.h);
-  return req === pair.req && h === pair.resp.h ? pair : { req, resp: { s: pair.resp.s, h } };
-}
-
-/** A rewritten path must be an origin-form path: "/" first, no controls, spaces, "?" or "#". */
-const SAFE_PATH = /^\/[^\x00-\x20\x7f?#]*$/;
-
-// A plugin's reply never carries hookgate's failure fields (`e` and what
-// goes with it): those are the runner's to set.
-function decodeAuthorize(payload: Uint8Array): AuthorizeResult {
-  const res = decodeHookResult('on_request', payload);
-  res.e = '';
-  delete res.nc;
-  checkAuthorize(res);
-  return res;
-}
-
-function decodeResponseMod(payload: Uint8Array): ResponseModResult {
-  const res = decodeHookResult('on_response', payload);
-  res.e = res.b = '';
-  checkResponseMod(res);
-  return res;
-}
-
-function decodeConnect(payload: Uint8Array): ConnResult {
-  const res = decodeHookResult('on_connect', payload);
-  res.e = res.b = '';
-  res.s = 0;
-  return res;
-}
-
-function checkAuthorize(res: AuthorizeResult): void {
-  const p = headerMapProblem(res.h);
-  if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
-  // A plugin may remove what it may set: not hop-by-hop headers, Host or Content-Length.
-  for (const name of res.rm) {
-    if (headerProblem(name, '')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove request header ${JSON.stringify(name.slice(0, 100))}`);
-  }
-  if (res.rp && (!SAFE_PATH.test(res.rp) || res.rp.startsWith('//'))) {
-    throw new HookgateError('BAD_VERDICT', `forbidden verdict: rewrite path ${JSON.stringify(res.rp.slice(0, 100))} is not a plain absolute path`);
-  }
-  if (res.s !== 0 && (res.s < 100 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
-}
-
-function checkResponseMod(res: ResponseModResult): void {
-  const p = headerMapProblem(res.h);
-  if (p) throw new HookgateError('BAD_VERDICT', `forbidden verdict: ${p}`);
-  for (const name of res.rm) {
-    if (headerProblem(name, '').startsWith('header name')) throw new HookgateError('BAD_VERDICT', `forbidden verdict: cannot remove ${JSON.stringify(name)}`);
-  }
-  // 1xx is not a final status: the response it would replace cannot be sent with it.
-  if (res.s !== 0 && (res.s < 200 || res.s > 599)) throw new HookgateError('BAD_VERDICT', `forbidden verdict: status ${res.s}`);
 }

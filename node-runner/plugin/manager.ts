@@ -6,24 +6,9 @@
  * per route and phase fanned out to the route's plugins in order, and the
  * `set_targets` / `set_speed` pushes addressed to routes.
  *
- * Verdict rules, for every data plane (self-hosted and edge), carried out
- * by `dispatch.ts` over this manager's plugins and pools:
- * - on_request: plugins run in binding order; the first verdict that is not
- *   an allow (deny, drop or fallback) short-circuits and is returned as the
- *   plugin gave it. Allowed headers merge by canonical name (a later plugin
- *   overrides an earlier one's value, and the client's), and later plugins
- *   see the headers earlier ones added; `rm` removes request headers for
- *   later plugins and the upstream (a later `h` may set one again); `rp`
- *   and `sp` take the last non-empty value, `cq` is sticky. Header maps
- *   plugins get are canonical whoever called (gateway, hook API).
- * - on_response: plugins run in order, each seeing the status and headers
- *   as earlier plugins left them; the merged result applies all of them.
- * - on_connect: the first refusal wins.
- * - A plugin that is down, restarting, not yet ready, times out, or answers
- *   garbage, a forbidden header (set or removed) or status (on_response
- *   1xx) yields its binding's `on_error` verdict:
- *   `deny` (503, and the verdict's `e` says why) or `allow` (the plugin is
- *   skipped).
+ * Verdict rules (merging, on_error, header rules) are the core's
+ * (`src/core/protocol/verdict.ts`), carried out by `dispatch.ts` over this
+ * manager's plugins and pools.
  *
  * Verdict cache: a binding with `cache` settings (`src/core/gateway/verdict-cache.ts`)
  * has an LRU of its own, keyed on what that plugin is sent (earlier
@@ -54,12 +39,11 @@
  * HTTP is the gateway's.
  */
 
-import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import type { CacheSettings, Config, PluginConfig, Route } from '../../src/core/config/config.ts';
+import type { Config, Route } from '../../src/core/config/config.ts';
 import type { RouteCacheSettings } from '../../src/core/state/routing-snapshot.ts';
 import { HookgateError } from '../../src/core/errors.ts';
-import { LogThrottle, silentLogger, type Logger } from '../../src/core/log.ts';
+import { LogThrottle, type Logger } from '../../src/core/log.ts';
 import {
   HOOK_BIT,
   type AuthorizeResult,
@@ -72,109 +56,18 @@ import {
   type ResponsePair,
 } from '../../src/core/protocol/protocol.ts';
 import { realClock, type Clock } from '../../src/core/clock.ts';
-import { AttachedPlugin, type AttachedState } from './attached.ts';
-import type { KeeperClient, KeptPlugin } from './keeper-client.ts';
-import type { TrafficRecorder } from '../admin/traffic-metrics.ts';
-import { codeFiles, codeFingerprint } from './code.ts';
+
+export type { ApplyChanges, ApplyOptions, HookTable, ManagerOptions, PluginStatus } from './manager-api.ts';
+
+import { codeOf, createEntry, wantedPlugins, definitionKey, hookMask, hookNames, specHash, type EntryHost, type HeldCache, type PluginEntry, type RouteEntry } from './entry.ts';
+import { adoptKept, pluginsFileOf, recoverFromKeeper, type Adopting, type Recovery } from './recovery.ts';
+import type { ApplyChanges, ApplyOptions, HookTable, ManagerOptions, PluginStatus } from './manager-api.ts';
+import { codeFiles } from './code.ts';
 import { HookDispatcher } from './dispatch.ts';
-import { SocketPool } from './pool.ts';
-import { PluginProcess, type ConfigureParams, type PluginProcessOptions, type PluginState, type Spawner } from './process.ts';
-import { parseSetSpeed, parseSetTargets, PushStore, type PushAddress, type TargetSet } from './pushes.ts';
-import type { Reaper } from './reaper.ts';
-import { readSnapshot, removeSnapshot, writeSnapshot, type Snapshot } from './plugins-file.ts';
+import { PushStore } from './pushes.ts';
+import { PushRoutes } from './push-routes.ts';
+import { removeSnapshot, writeSnapshot } from './plugins-file.ts';
 import { mergeCacheSettings, VerdictCache } from '../../src/core/gateway/verdict-cache.ts';
-
-/** Every hook bit: what a plugin that has not declared its hooks yet is assumed to have (fail closed). */
-const ALL_HOOKS = HOOK_BIT.on_request | HOOK_BIT.on_response | HOOK_BIT.on_connect | HOOK_BIT.on_disconnect;
-
-export interface ManagerOptions {
-  logger: Logger;
-  /** where hook-call and verdict-cache metrics go (default: nowhere) */
-  traffic?: TrafficRecorder;
-  clock?: Clock;
-  spawn?: Spawner;
-  reaper?: Reaper;
-  /**
-   * The keeper that starts and holds the plugin processes, so they survive
-   * a runner restart (docs/keeper.md). With it, the first `apply` adopts
-   * the plugins it kept whose definition is unchanged, and the snapshot is
-   * kept in `stateDir`. Without it, plugins are spawned directly.
-   */
-  keeper?: { client: KeeperClient; stateDir: string };
-  /** passed to every PluginProcess (tests shorten them) */
-  process?: Pick<PluginProcessOptions, 'stopGraceMs' | 'backoffBaseMs' | 'backoffMaxMs'>;
-}
-
-/** A plugin as the manager tracks it. */
-interface PluginEntry {
-  name: string;
-  /** definitionKey of the running process (or of the attach settings) */
-  key: string;
-  /** codeFingerprint of its code files when it was created ('' for none) */
-  code: string;
-  config: PluginConfig;
-  proc: PluginProcess | AttachedPlugin;
-  pool: SocketPool | null;
-  /** HOOK_BIT mask from the last ready; ALL_HOOKS until the plugin has said */
-  hooks: number;
-  known: boolean;
-  /** every hook a `ready` of this definition ever declared: such a plugin is never taken for push-only */
-  everHooks: number;
-  /** taken for push-only because it acked and sent no ready (not declared by `ready` or the config) */
-  guessedPushOnly: boolean;
-  configure: ConfigureParams[];
-  readyWaiters: Array<() => void>;
-  /** the last `set_targets` per wide address ("*" or an action), by address */
-  widePushes: Map<string, { to: PushAddress; set: TargetSet; seq: number }>;
-}
-
-interface BindingEntry {
-  plugin: PluginEntry;
-  on_error: 'deny' | 'allow';
-  with_body: boolean;
-  /** this binding's verdicts, when it caches */
-  cache: VerdictCache<unknown> | null;
-}
-
-/** A binding's cache and the generation it was made for (see the module doc). */
-interface HeldCache {
-  generation: string;
-  cache: VerdictCache<unknown>;
-}
-
-interface RouteEntry {
-  route: Route;
-  bindings: BindingEntry[];
-  mask: number;
-}
-
-/** The plugins and bindings a gateway worker calls hooks by (see `PluginManager.hookTable`); plain data, sent over IPC. */
-export interface HookTable {
-  plugins: Record<string, { hooks: number; socket: string | null; size: number; queueLimit: number; perWorker: boolean }>;
-  /** each binding with its cache settings (null: it does not cache) and the generation its cache is for */
-  routes: Record<string, { timeout: number; bindings: Array<{ plugin: string; on_error: 'deny' | 'allow'; with_body: boolean; cache: CacheSettings | null; generation: string | null }> }>;
-}
-
-/** Status of one plugin, for health endpoints and tools. */
-export interface PluginStatus {
-  name: string;
-  /** a process's state, or for an attached plugin 'attached' (its socket is reachable), 'down' or 'stopped' */
-  state: PluginState | AttachedState;
-  pid: number | undefined;
-  ready: boolean;
-  hooks: HookName[];
-  socket: string | null;
-  /** consecutive failed starts (for a process, reset once one stayed up 30 s); failed health checks (attached) */
-  failures: number;
-  lastError: string;
-  /** processes started for this name since the runner started, minus the first (restarts and replacements) */
-  restarts: number;
-  /** the delay of the pending restart while in `backoff`, else null */
-  restartDelayMs: number | null;
-  /** this process's pool to the plugin's socket (null without one): its size and connections now, calls waiting */
-  pool: { size: number; busy: number; idle: number; waiting: number } | null;
-}
-
 
 /**
  * The plugin host of one runner.
@@ -199,12 +92,13 @@ export class PluginManager {
   #stopped = false;
   #hookListeners = new Set<() => void>();
   #logThrottle = new LogThrottle();
-  #pushSeq = 0;
   #recovered = false;
   #snapshotQueued = false;
   /** binding caches by `route id \n binding index`, kept across applies while their generation holds */
   #caches = new Map<string, HeldCache>();
   #dispatch: HookDispatcher<PluginEntry>;
+  #entryHost: EntryHost;
+  #pushRoutes = new PushRoutes(this.pushes, () => this.#routes);
 
   constructor(opts: ManagerOptions) {
     this.#opts = opts;
@@ -217,6 +111,20 @@ export class PluginManager {
       traffic: opts.traffic,
     });
     this.#clock = opts.clock ?? realClock;
+    this.#entryHost = {
+      logger: opts.logger,
+      clock: this.#clock,
+      process: opts.process,
+      keeper: opts.keeper,
+      spawn: opts.spawn,
+      reaper: opts.reaper,
+      spawned: (name) => this.#starts.set(name, (this.#starts.get(name) ?? 0) + 1),
+      setHooks: (entry, hooks) => this.#setHooks(entry, hooks),
+      poolsChanged: () => this.#poolsChanged(),
+      changed: () => this.#scheduleSnapshot(),
+      push: (entry, log, method, params) => this.#pushRoutes.push(entry, this.#plugins.get(entry.name) === entry, log, method, params),
+      wakeIfReady: (entry) => this.#wakeIfReady(entry),
+    };
   }
 
   /**
@@ -237,23 +145,7 @@ export class PluginManager {
     if (this.#stopped) throw new HookgateError('STOPPED', 'plugin manager was stopped');
     const recovery = this.#opts.keeper && !this.#recovered ? await this.#recover() : null;
     this.#recovered = true;
-    const wanted = new Map<string, ConfigureParams[]>();
-    for (const route of config.routes) {
-      const params: ConfigureParams = { route_id: route.id };
-      const match: ConfigureParams['match'] = {};
-      if (route.match.domain) match.domain = route.match.domain;
-      if (route.match.path) match.path = route.match.path;
-      if (match.domain || match.path) params.match = match;
-      for (const b of route.plugins) {
-        const list = wanted.get(b.plugin) ?? [];
-        if (!list.some((p) => p.route_id === route.id)) list.push(params);
-        wanted.set(b.plugin, list);
-      }
-    }
-    for (const [name, p] of Object.entries(config.plugins)) {
-      if (p.autostart && !wanted.has(name)) wanted.set(name, [{ route_id: '' }]);
-    }
-
+    const wanted = wantedPlugins(config);
     const changes: ApplyChanges = { started: [], restarted: [], stopped: [], settings: [] };
     const stopping: Promise<void>[] = [];
     for (const [name, entry] of this.#plugins) {
@@ -282,14 +174,14 @@ export class PluginManager {
         if (hooksChanged && next.hooks && !entry.pool) this.#setHooks(entry, hookMask(next.hooks));
       }
     }
-    const adopting: Array<{ entry: PluginEntry; kept: KeptPlugin; params: ConfigureParams[] }> = [];
+    const adopting: Adopting[] = [];
     for (const [name, params] of wanted) {
       let entry = this.#plugins.get(name);
       if (!entry) {
-        entry = this.#createEntry(name, config.plugins[name]);
+        entry = createEntry(name, config.plugins[name], this.#entryHost);
         this.#plugins.set(name, entry);
         const kept = recovery?.kept.get(name);
-        if (kept && kept.spec_hash === specHash(entry.key, entry.code) && entry.proc instanceof PluginProcess) {
+        if (kept && kept.spec_hash === specHash(entry.key, entry.code) && entry.proc.adoptable) {
           recovery!.kept.delete(name);
           adopting.push({ entry, kept, params });
           continue;
@@ -327,7 +219,7 @@ export class PluginManager {
     this.#recomputeMasks();
     this.pushes.retain(new Set(routes.keys()));
     if (recovery) this.#adopt(recovery, adopting);
-    this.#applyWidePushes();
+    this.#pushRoutes.replayWide(this.#plugins.values());
     this.#scheduleSnapshot();
     await Promise.all(stopping);
     return changes;
@@ -342,55 +234,19 @@ export class PluginManager {
    */
   async #recover(): Promise<Recovery> {
     const { client, stateDir } = this.#opts.keeper!;
-    const { snapshot: read, problem } = readSnapshot(stateDir);
-    if (problem) this.#log.warn({ dir: stateDir, problem }, 'cannot read the plugin snapshot; ignoring it (only warm state is lost)');
-    const { keeper_pid, plugins } = await client.list();
-    const kept = new Map<string, KeptPlugin>();
-    const extra: KeptPlugin[] = [];
-    for (const p of plugins) {
-      const other = kept.get(p.name);
-      if (other && other.pid > p.pid) extra.push(p);
-      else {
-        if (other) extra.push(other);
-        kept.set(p.name, p);
-      }
-    }
-    const snapshot = read && read.keeper_pid === keeper_pid ? read : null;
-    if (read && !snapshot) this.#log.info({ dir: stateDir }, 'the plugin snapshot is from a keeper that is gone; starting plugins fresh');
-    if (plugins.length) this.#log.info({ plugins: plugins.map((p) => ({ name: p.name, pid: p.pid })) }, 'the keeper holds plugins from a previous runner');
-    return { kept, extra, snapshot };
+    return recoverFromKeeper(client, stateDir, this.#log);
   }
 
-  /**
-   * Takes over the kept plugins chosen in `#apply` (routes are in place, so
-   * their replayed pushes reach them), restores the snapshot's targets and
-   * speed limits, re-sends `configure` only where it changed, and stops
-   * what the keeper holds that nobody adopted.
-   */
-  #adopt(recovery: Recovery, adopting: Array<{ entry: PluginEntry; kept: KeptPlugin; params: ConfigureParams[] }>): void {
-    const { client } = this.#opts.keeper!;
-    const snap = recovery.snapshot;
-    if (snap) {
-      for (const [r, set] of Object.entries(snap.targets)) if (this.#routes.get(r)?.route.balancer && !this.pushes.targets(r)) this.pushes.setTargets([r], set);
-      for (const [r, set] of Object.entries(snap.speed)) if (this.#routes.has(r) && !this.pushes.speed(r)) this.pushes.setSpeed([r], set);
-    }
-    for (const { entry, kept, params } of adopting) {
-      const proc = entry.proc as PluginProcess;
-      const was = snap?.plugins[entry.name];
-      const same = was && was.pid === kept.pid && was.start_time === kept.start_time;
-      entry.configure = params;
-      proc.configure(params);
-      const lines = [...(kept.last_ready ? [kept.last_ready] : []), ...kept.last_pushes, ...kept.held];
-      if (kept.held_dropped) this.#log.warn({ plugin: entry.name, lines: kept.held_dropped }, 'the keeper dropped stdout lines this plugin wrote while no runner was connected (over its bound)');
-      proc.adopt(client.adopt(kept) as unknown as ChildProcess, lines);
-      // The same process was push-only before the runner restarted: no ready is coming, and no grace either.
-      if (same && was.push_only && !kept.last_ready && !entry.config.hooks) this.#setHooks(entry, 0);
-      if (!same || JSON.stringify(was.configure) !== JSON.stringify(params)) proc.configure(params);
-    }
-    for (const p of [...recovery.kept.values(), ...recovery.extra]) {
-      this.#log.info({ plugin: p.name, pid: p.pid }, 'stopping a kept plugin the config does not adopt');
-      client.stopUnadopted(p.id, this.#opts.process?.stopGraceMs ?? 2000);
-    }
+  /** Takes over the kept plugins chosen in `#apply` (see `adoptKept`). */
+  #adopt(recovery: Recovery, adopting: Adopting[]): void {
+    adoptKept(recovery, adopting, {
+      client: this.#opts.keeper!.client,
+      routes: this.#routes,
+      pushes: this.pushes,
+      log: this.#log,
+      pushOnly: (entry) => this.#setHooks(entry, 0),
+      stopGraceMs: this.#opts.process?.stopGraceMs ?? 2000,
+    });
   }
 
   /** Writes the snapshot soon (once per turn of the event loop). */
@@ -401,25 +257,7 @@ export class PluginManager {
       this.#snapshotQueued = false;
       if (this.#stopped || !this.#opts.keeper) return;
       const { client, stateDir } = this.#opts.keeper;
-      const snap: Snapshot = { format: 1, keeper_pid: client.keeperPid ?? 0, plugins: {}, targets: {}, speed: {} };
-      for (const e of this.#plugins.values()) {
-        if (!(e.proc instanceof PluginProcess) || !e.proc.pid) continue;
-        snap.plugins[e.name] = {
-          pid: e.proc.pid,
-          start_time: client.startTime(e.proc.pid),
-          spec_hash: specHash(e.key, e.code),
-          socket: e.pool?.path ?? null,
-          hooks: e.known ? hookNames(e.hooks) : [],
-          ...(e.known && e.hooks === 0 ? { push_only: true } : {}),
-          configure: e.configure,
-        };
-      }
-      for (const r of this.#routes.keys()) {
-        const t = this.pushes.targets(r);
-        if (t) snap.targets[r] = t;
-        const sp = this.pushes.speed(r);
-        if (sp) snap.speed[r] = sp;
-      }
+      const snap = pluginsFileOf(client.keeperPid ?? 0, (pid) => client.startTime(pid), this.#plugins.values(), this.#routes.keys(), this.pushes);
       try {
         writeSnapshot(stateDir, snap);
       } catch (err) {
@@ -502,10 +340,7 @@ export class PluginManager {
    */
   #isReady(e: PluginEntry): boolean {
     if (e.pool !== null) return true;
-    if (e.proc instanceof AttachedPlugin) return e.proc.state === 'attached' && e.hooks === 0;
-    const p = e.proc;
-    if (p.state === 'backoff' || p.state === 'stopped' || !p.settled) return false;
-    return (e.known && e.hooks === 0) || e.configure.every((c) => c.route_id === '');
+    return e.proc.readyWithoutPool(e.known, e.hooks, e.configure);
   }
 
   #wakeIfReady(entry: PluginEntry): void {
@@ -524,7 +359,7 @@ export class PluginManager {
       failures: e.proc.failures,
       lastError: e.proc.lastError,
       restarts: Math.max(0, (this.#starts.get(e.name) ?? 0) - 1),
-      restartDelayMs: e.proc instanceof PluginProcess ? e.proc.restartDelay : null,
+      restartDelayMs: e.proc.restartDelay,
       pool: e.pool ? { size: e.pool.size, busy: e.pool.busy, idle: e.pool.idle, waiting: e.pool.waiting } : null,
     }));
   }
@@ -605,151 +440,15 @@ export class PluginManager {
 
   /** Why a plugin without a pool cannot take a call. */
   #unavailable(p: PluginEntry): HookgateError {
-    if (p.proc instanceof AttachedPlugin) return new HookgateError('PLUGIN_UNAVAILABLE', `attached plugin is down${p.proc.lastError ? `: ${p.proc.lastError}` : ''}`);
-    const state = p.proc.state === 'backoff' ? 'restarting' : p.proc.state === 'ready' ? 'without a socket' : 'not ready';
-    return new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${state}`);
+    return p.proc.unavailable();
   }
 
   #hookFailed(p: PluginEntry, routeId: string, hook: HookName, err: unknown): void {
     // An attached plugin checks its socket at once when a call could not reach it.
-    if (p.proc instanceof AttachedPlugin && p.pool) p.proc.callFailed(err);
+    if (p.pool) p.proc.callFailed(err);
     const e = err as HookgateError;
     const held = this.#logThrottle.admit(`${p.name} ${routeId} ${hook} ${e.code}`);
     if (held >= 0) this.#log.warn({ plugin: p.name, route: routeId, hook, code: e.code, err: e.message, suppressed: held }, 'hook call failed; applying on_error');
-  }
-
-  #createEntry(name: string, config: PluginConfig): PluginEntry {
-    if (config.attach) return this.#createAttached(name, config);
-    const log = this.#log.child({ plugin: name });
-    // Hooks the config declares are known at once: no fail-closed window for
-    // the others, and no guessing whether a plugin without ready is push-only.
-    const declared = config.hooks ? hookMask(config.hooks) : null;
-    const entry: PluginEntry = {
-      name,
-      key: definitionKey(config),
-      code: codeOf(config),
-      config,
-      proc: null as unknown as PluginProcess,
-      pool: null,
-      hooks: declared ?? ALL_HOOKS,
-      known: declared !== null,
-      everHooks: 0,
-      guessedPushOnly: false,
-      configure: [],
-      readyWaiters: [],
-      widePushes: new Map(),
-    };
-    entry.proc = new PluginProcess(name, config, {
-      ...this.#opts.process,
-      logger: log,
-      clock: this.#clock,
-      spawn: this.#opts.keeper ? this.#opts.keeper.client.spawner(name, specHash(entry.key, entry.code)) : this.#opts.spawn,
-      reaper: this.#opts.keeper ? undefined : this.#opts.reaper,
-      onSpawn: () => {
-        this.#starts.set(name, (this.#starts.get(name) ?? 0) + 1);
-        this.#scheduleSnapshot();
-      },
-      onReady: (socket, hooks) => {
-        if (entry.pool && entry.pool.path !== socket) {
-          entry.pool.close();
-          entry.pool = null;
-        }
-        if (socket && !entry.pool && hooks !== 0) {
-          entry.pool = new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
-        }
-        if (hooks !== 0 && entry.guessedPushOnly) {
-          log.error(
-            { hooks: hookNames(hooks) },
-            'plugin said ready with hooks after it was taken for push-only; its hooks are called from now on, and it is never taken for push-only again. Requests before were served without them: declare its hooks in the config ("hooks": [...]) so its routes fail closed until it is ready',
-          );
-        } else if (hooks !== 0 && entry.config.hooks && hookMask(entry.config.hooks) !== hooks) {
-          log.warn({ hooks: hookNames(hooks), configured: entry.config.hooks }, 'plugin declared other hooks than its config says; calling the ones it declared');
-        }
-        entry.guessedPushOnly = false;
-        entry.everHooks |= hooks;
-        this.#setHooks(entry, hooks);
-        this.#poolsChanged();
-        this.#scheduleSnapshot();
-      },
-      onNoReady: (kind) => {
-        if (entry.config.hooks) {
-          // The config said what it implements; nothing to guess.
-          this.#wakeIfReady(entry);
-          return;
-        }
-        if (kind === 'acked') {
-          if (entry.everHooks !== 0) {
-            log.warn(
-              { hooks: hookNames(entry.everHooks) },
-              'plugin acked its configure and sent no ready; it declared hooks before, so its routes keep failing closed until it says ready',
-            );
-            return;
-          }
-          // prox's SDK: a plugin without hooks acks and never says ready.
-          entry.guessedPushOnly = true;
-          this.#setHooks(entry, 0);
-          this.#scheduleSnapshot();
-          return;
-        }
-        if (entry.configure.some((c) => c.route_id !== '')) {
-          // Bound to routes but silent about its hooks: its routes keep failing closed.
-          log.error(
-            'plugin is bound to routes but sent no ready; their hook calls get on_error verdicts. A push-only plugin should ack its configure, send ready with hooks [], or be declared with "hooks": [] in the config',
-          );
-          return;
-        }
-        this.#setHooks(entry, 0);
-        this.#scheduleSnapshot();
-      },
-      onExit: () => {
-        entry.pool?.close();
-        entry.pool = null;
-        this.#poolsChanged();
-        this.#scheduleSnapshot();
-      },
-      onPush: (method, params) => {
-        this.#onPush(entry, log, method, params);
-        this.#wakeIfReady(entry);
-        this.#scheduleSnapshot();
-      },
-    });
-    return entry;
-  }
-
-  #createAttached(name: string, config: PluginConfig): PluginEntry {
-    const proc = new AttachedPlugin(name, config, {
-      logger: this.#log.child({ plugin: name }),
-      clock: this.#clock,
-      onReady: (socket, hooks) => {
-        entry.pool?.close();
-        entry.pool = hooks === 0 ? null : new SocketPool(socket, { size: entry.config.pool_size, queueLimit: entry.config.queue_limit, clock: this.#clock });
-        for (const w of entry.readyWaiters.splice(0)) w();
-        this.#poolsChanged();
-      },
-      onDown: () => {
-        entry.pool?.close();
-        entry.pool = null;
-        this.#poolsChanged();
-      },
-    });
-    // The hooks are known from the config, so no fail-closed window: until the
-    // socket is reachable there is no pool, and calls get on_error verdicts.
-    const entry: PluginEntry = {
-      name,
-      key: definitionKey(config),
-      code: '',
-      config,
-      proc,
-      pool: null,
-      hooks: proc.hooks,
-      known: true,
-      everHooks: proc.hooks,
-      guessedPushOnly: false,
-      configure: [],
-      readyWaiters: [],
-      widePushes: new Map(),
-    };
-    return entry;
   }
 
   #setHooks(entry: PluginEntry, hooks: number): void {
@@ -796,134 +495,5 @@ export class PluginManager {
     return () => this.#hookListeners.delete(fn);
   }
 
-  #onPush(entry: PluginEntry, log: Logger, method: 'set_targets' | 'set_speed', params: unknown): void {
-    // A replaced plugin's old process may still push while it stops: ignore it.
-    if (this.#plugins.get(entry.name) !== entry) return;
-    try {
-      if (method === 'set_targets') {
-        const { to, set } = parseSetTargets(params);
-        const routes = this.#address(to, true, log, method);
-        this.pushes.setTargets(routes, set);
-        // A push to every route ("*") or to an action's routes also holds for
-        // matching routes a later config adds (see #applyWidePushes).
-        if (!('route_id' in to) || to.route_id === '*') {
-          const key = JSON.stringify(to);
-          entry.widePushes.delete(key);
-          entry.widePushes.set(key, { to, set, seq: ++this.#pushSeq });
-        }
-        log.info({ routes, targets: set.targets.length, groups: set.groups ? Object.keys(set.groups) : undefined }, 'set_targets applied');
-      } else {
-        const { to, set } = parseSetSpeed(params);
-        const routes = this.#address(to, false, log, method);
-        this.pushes.setSpeed(routes, set);
-        log.info({ routes, ...set }, 'set_speed applied');
-      }
-    } catch (err) {
-      log.warn({ err: (err as Error).message }, `${method} ignored`);
-    }
-  }
-
-  /**
-   * Gives balanced routes that have no pushed targets yet what the wide
-   * pushes already said, replayed in the order they arrived (the last one
-   * that addresses a route wins, as it would have live).
-   */
-  #applyWidePushes(): void {
-    const wide = [...this.#plugins.values()].flatMap((e) => [...e.widePushes.values()]).sort((a, b) => a.seq - b.seq);
-    if (!wide.length) return;
-    const fresh = new Set([...this.#routes.values()].filter((r) => r.route.balancer && !this.pushes.targets(r.route.id)).map((r) => r.route.id));
-    const chosen = new Map<string, TargetSet>();
-    for (const { to, set } of wide) {
-      for (const r of this.#address(to, true, silentLogger, 'set_targets')) if (fresh.has(r)) chosen.set(r, set);
-    }
-    for (const [r, set] of chosen) this.pushes.setTargets([r], set);
-  }
-
-  #address(to: PushAddress, needsBalancer: boolean, log: Logger, method: string): string[] {
-    const all = [...this.#routes.values()].map((r) => r.route);
-    const eligible = (r: Route) => !needsBalancer || r.balancer !== undefined;
-    if ('action' in to) {
-      const hits = all.filter((r) => r.actionName === to.action && eligible(r)).map((r) => r.id);
-      if (!hits.length) log.warn({ action: to.action }, `${method}: no route${needsBalancer ? ' with a balancer' : ''} uses this action`);
-      return hits;
-    }
-    if (to.route_id === '*') return all.filter(eligible).map((r) => r.id);
-    const r = this.#routes.get(to.route_id)?.route;
-    if (!r) {
-      log.warn({ route_id: to.route_id }, `${method}: no such route`);
-      return [];
-    }
-    if (!eligible(r)) {
-      log.warn({ route_id: to.route_id }, `${method}: the route has no balancer`);
-      return [];
-    }
-    return [r.id];
-  }
 }
 
-/**
- * What makes a plugin a different process: its program, arguments,
- * environment (`env`, `inherit_env`), working directory and pinned checksum. A change to any of
- * them restarts it; other settings do not. For an attached plugin, its
- * attach settings: a change replaces its health checks and pool.
- */
-function definitionKey(p: PluginConfig): string {
-  if (p.attach) return JSON.stringify(['attach', p.attach]);
-  // inherit_env only when set, so the definitions (and spec hashes) of plugins without it stay as they were.
-  return JSON.stringify([p.path, p.command, p.args, p.env, p.cwd, p.sha256, ...(p.inherit_env ? ['inherit_env'] : [])]);
-}
-
-/**
- * The `spec_hash` the keeper records: the sha256 of a definitionKey, under
- * a generation tag. The tag changed when plugins stopped inheriting the
- * runner's environment, so a process an older runner left with the keeper
- * (holding that environment) is replaced once rather than adopted.
- */
-function specHash(key: string, code: string): string {
-  // Without code files (attached plugins) the hash is what it was before code was part of it.
-  return createHash('sha256').update(`minimal-env\n${key}${code ? `\ncode ${code}` : ''}`).digest('hex');
-}
-
-/** The fingerprint of a plugin's code files (see code.ts); '' for an attached plugin. */
-function codeOf(p: PluginConfig): string {
-  return codeFingerprint(codeFiles(p));
-}
-
-export interface ApplyOptions {
-  /** compare the code of only these plugins (those a watch saw change); default: every plugin's */
-  code?: ReadonlySet<string>;
-  /** restart these plugins whatever changed (the admin API's restart) */
-  restart?: ReadonlySet<string>;
-}
-
-/** What an `apply` did to the plugins, for the runner's reload log. */
-export interface ApplyChanges {
-  /** plugins started that were not running */
-  started: string[];
-  /** plugins replaced by a new process, and why ("definition changed", "code changed") */
-  restarted: Array<{ plugin: string; why: string }>;
-  /** plugins stopped: no longer bound or in the config */
-  stopped: string[];
-  /** plugins whose other settings changed, without a restart */
-  settings: string[];
-}
-
-/** What a runner found at its first apply with a keeper (see `#recover`). */
-interface Recovery {
-  /** one kept plugin per name, not yet adopted or stopped */
-  kept: Map<string, KeptPlugin>;
-  /** older processes under a name that has a newer one: stopped */
-  extra: KeptPlugin[];
-  /** the snapshot, when written for the keeper we are connected to */
-  snapshot: Snapshot | null;
-}
-
-/** The HOOK_BIT mask of a list of hook names. */
-function hookMask(hooks: readonly HookName[]): number {
-  return hooks.reduce((mask, h) => mask | HOOK_BIT[h], 0);
-}
-
-/** The hook names of a HOOK_BIT mask, in protocol order. */
-function hookNames(mask: number): HookName[] {
-  return (Object.keys(HOOK_BIT) as HookName[]).filter((h) => mask & HOOK_BIT[h]);
-}

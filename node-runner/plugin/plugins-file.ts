@@ -4,13 +4,14 @@
  * what a restarted runner needs to take over the plugins its keeper kept
  * (which plugin process is which definition, what it was told in
  * `configure`, what it had said and pushed). Read leniently (anything
- * unreadable is null, and the caller logs it), written atomically (write
- * a temporary file, then rename).
+ * unreadable is null, and the caller logs it), written atomically
+ * (`atomic-write.ts`).
  *
  * What to do with it is the manager's business.
  */
 
-import { mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { writeFileAtomicSync } from '../atomic-write.ts';
 import { join } from 'node:path';
 import type { TargetSet } from '../../src/core/routing/balancer.ts';
 import type { SpeedSet } from '../../src/core/state/state.ts';
@@ -70,18 +71,7 @@ export function readSnapshot(dir: string): { snapshot: Snapshot | null; problem?
 export function writeSnapshot(dir: string, snapshot: Snapshot): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, SNAPSHOT_FILE);
-  const tmp = `${file}.tmp-${process.pid}`;
-  try {
-    writeFileSync(tmp, JSON.stringify(snapshot) + '\n', { mode: 0o600 });
-    renameSync(tmp, file);
-  } catch (err) {
-    try {
-      unlinkSync(tmp);
-    } catch {
-      // never written
-    }
-    throw err;
-  }
+  writeFileAtomicSync(file, JSON.stringify(snapshot) + '\n');
 }
 
 /** Removes the snapshot (after a deliberate stop: nothing is left to adopt). Never throws. */

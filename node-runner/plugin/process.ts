@@ -1,151 +1,33 @@
 /**
  * @module plugin/process
- * One plugin child process and its supervision: start (with a minimal
- * environment, the handshake variables and the sha256 pin), the stdin/stdout JSON lines of docs/protocol.md
- * §1, restarts with exponential backoff, the ready deadline, and the stop
- * sequence (close stdin, SIGTERM, SIGKILL).
- *
- * It knows nothing of routes or sockets: it sends the configure lines it is
- * given and reports `ready`, pushes and exits to its owner (the manager).
+ * One plugin child process and its supervision: start (environment and
+ * pin: `spawn-env.ts`), the stdin/stdout JSON lines of docs/protocol.md §1
+ * (read by `stdout-line.ts`, logged by `output.ts`), restarts with
+ * exponential backoff, the ready deadline, and the stop sequence (close
+ * stdin, SIGTERM, SIGKILL). It knows nothing of routes or sockets: it sends
+ * the configure lines it is given and reports `ready`, pushes and exits to
+ * its owner (the manager).
  */
 
-import { spawn as nodeSpawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, mkdtempSync, rmSync } from 'node:fs';
+import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { HookgateError } from '../../src/core/errors.ts';
 import type { Logger, LogLevel } from '../../src/core/log.ts';
 import type { PluginConfig } from '../../src/core/config/config.ts';
-import {
-  HOOK,
-  HOOK_BIT,
-  MAGIC_COOKIE_KEY,
-  MAGIC_COOKIE_VALUE,
-  PROTOCOL_VERSION,
-  PROTOCOL_VERSIONS_KEY,
-  SOCKET_DIR_KEY,
-  SOCKET_DIR_PREFIX,
-  type HookName,
-} from '../../src/core/protocol/protocol.ts';
+import { SOCKET_DIR_KEY, SOCKET_DIR_PREFIX } from '../../src/core/protocol/protocol.ts';
+import { backoffDelay } from '../../src/core/backoff.ts';
 import { realClock, type Clock, type TimerHandle } from '../../src/core/clock.ts';
 import { LineSplitter } from '../lines.ts';
-import { RateBudget, READ_LIMITS, ReadThrottle, type ReadLimits } from '../gateway/throttle.ts';
-import type { Reaper } from './reaper.ts';
+import { READ_LIMITS, ReadThrottle } from '../gateway/throttle.ts';
+import type { PluginInstance } from './instance.ts';
+import { PluginOutput } from './output.ts';
+import type { ConfigureParams, PluginProcessOptions, PluginState } from './process-api.ts';
+import { parseStdoutLine, type ReadyLine } from './stdout-line.ts';
+import { killGroup, pluginEnv, removeSocketDir, sha256File } from './spawn-env.ts';
 
-/** What `configure` carries for one route. */
-export interface ConfigureParams {
-  route_id: string;
-  match?: { domain?: string; path?: string };
-}
-
-export type Spawner = (command: string, args: string[], options: SpawnOptions) => ChildProcess;
-
-export type PluginState = 'stopped' | 'starting' | 'running' | 'ready' | 'backoff';
-
-export interface PluginProcessOptions {
-  logger: Logger;
-  clock?: Clock;
-  spawn?: Spawner;
-  reaper?: Reaper;
-  /** time between closing stdin and SIGTERM, and between SIGTERM and SIGKILL (default 2 s each) */
-  stopGraceMs?: number;
-  /** first restart delay (default 1 s); doubles per failed start */
-  backoffBaseMs?: number;
-  /** longest restart delay (default 30 s) */
-  backoffMaxMs?: number;
-  /**
-   * a process that stays up this long (by the clock) resets the failure
-   * count, so the next crash is retried after `backoffBaseMs` again (default 30 s)
-   */
-  healthyMs?: number;
-  /** called when the plugin says ready; `hooks` is a HOOK_BIT mask */
-  onReady?: (socket: string | null, hooks: number) => void;
-  /** called for `set_targets` and `set_speed` lines */
-  onPush?: (method: 'set_targets' | 'set_speed', params: unknown) => void;
-  /**
-   * called once per process that sends no `ready` although it runs:
-   * `'acked'` when it acknowledged a configure and `pushOnlyGraceMs` passed
-   * (prox's SDK never sends ready for a plugin without hooks), `'talked'`
-   * when it said something else and `ready_timeout` passed
-   */
-  onNoReady?: (kind: 'acked' | 'talked') => void;
-  /** how long after its first configure ack a plugin may take to send `ready` before it counts as push-only (default 1 s) */
-  pushOnlyGraceMs?: number;
-  /** lines and bytes a second read from each of its stdout and stderr before reading pauses for the rest of the second (default READ_LIMITS) */
-  readLimits?: ReadLimits;
-  /** lines a second of its output (stderr, `log`, ignored lines) the runner logs; the excess is counted and summarised once a second (default 100) */
-  logLinesPerSec?: number;
-  /** called when a process has started (not for an adopted one) */
-  onSpawn?: (pid: number | undefined) => void;
-  /** takes each stderr line (without its newline) instead of the log, e.g. plugin-call's own stderr */
-  onStderr?: (line: string) => void;
-  /** called whenever the process exits (before a restart is scheduled) */
-  onExit?: (code: number | null, signal: NodeJS.Signals | null) => void;
-}
-
-const LOG_LEVELS = new Set<LogLevel>(['debug', 'info', 'warn', 'error']);
-
-/** stderr lines that arrive within this long of the first are one log record (a stack trace is one record)... */
-export const STDERR_GROUP_MS = 50;
-/** ... up to this many lines or bytes. */
-export const STDERR_GROUP_LINES = 64;
-export const STDERR_GROUP_BYTES = 16 * 1024;
-
-/** What one attached process's output has cost so far: the log budget, the stderr group, over-long lines. */
-interface OutputState {
-  budget: RateBudget;
-  group: string[];
-  groupBytes: number;
-  groupTimer: TimerHandle | null;
-  overlong: { stdout: number; stderr: number };
-}
-
-/**
- * Computes the sha256 of a file as lower-case hex.
- *
- * @example
- * await sha256File('/usr/local/bin/auth-plugin') // 'e3b0c4...'
- */
-export function sha256File(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256');
-    createReadStream(path)
-      .on('error', reject)
-      .on('data', (c) => hash.update(c))
-      .on('end', () => resolve(hash.digest('hex')));
-  });
-}
-
-/** The runner's variables every plugin gets (besides PATH and LC_*): what programs need to run, nothing secret. */
-const BASE_ENV = ['HOME', 'LANG', 'TZ', 'TMPDIR'];
-
-/**
- * The environment a plugin starts with, on both spawn paths (directly and
- * through the keeper). Minimal unless the plugin says `inherit_env: true`:
- * PATH (the runner's Node first, so `#!/usr/bin/env node` plugins run on
- * the runtime the runner runs on), HOME, LANG, LC_*, TZ and TMPDIR from the
- * runner, then the plugin's own `env`, then the handshake variables. The
- * runner's other variables (its keys, the config stream's credential) stay
- * out of the plugin's reach.
- *
- * @example
- * pluginEnv({ env: { MODE: 'strict' } } as PluginConfig) // { PATH: '/opt/node/bin:/usr/bin', HOME: ..., MODE: 'strict', HOOKGATE_PLUGIN_MAGIC_COOKIE: ..., ... }
- */
-export function pluginEnv(cfg: Pick<PluginConfig, 'env' | 'inherit_env'>, from: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  const base: Record<string, string> = {};
-  for (const [k, v] of Object.entries(from)) {
-    if (v !== undefined && (cfg.inherit_env || BASE_ENV.includes(k) || k.startsWith('LC_'))) base[k] = v;
-  }
-  const inherited = from.PATH ?? '';
-  return {
-    ...base,
-    PATH: dirname(process.execPath) + (inherited ? delimiter + inherited : ''),
-    ...cfg.env,
-    [MAGIC_COOKIE_KEY]: MAGIC_COOKIE_VALUE,
-    [PROTOCOL_VERSIONS_KEY]: PROTOCOL_VERSION,
-  };
-}
+export type { ConfigureParams, PluginProcessOptions, PluginState, Spawner } from './process-api.ts';
 
 /**
  * Supervises one plugin. Created stopped; `start()` launches it and keeps it
@@ -158,12 +40,11 @@ export function pluginEnv(cfg: Pick<PluginConfig, 'env' | 'inherit_env'>, from: 
  * no-ops, and stopping is final: `stop()` before `start()` is not an error
  * and keeps the plugin from ever starting. `configure()` may be called at
  * any time: the lines are sent now when the process runs, and again after
- * every restart. Errors (spawn
- * failure, checksum mismatch) are logged and retried with backoff, never
- * thrown. The owner must call `stop()`; the reaper (when given) kills the
- * process group if the runner dies first.
+ * every restart. Errors (spawn failure, checksum mismatch) are logged and
+ * retried with backoff, never thrown. The owner must call `stop()`; the
+ * reaper (when given) kills the process group if the runner dies first.
  */
-export class PluginProcess {
+export class PluginProcess implements PluginInstance {
   readonly name: string;
   readonly config: PluginConfig;
   #opts: PluginProcessOptions;
@@ -186,7 +67,7 @@ export class PluginProcess {
   #exited: Promise<void> = Promise.resolve();
   #alive = false;
   #lastError = '';
-  #output: OutputState | null = null;
+  #output: PluginOutput | null = null;
 
   constructor(name: string, config: PluginConfig, opts: PluginProcessOptions) {
     this.name = name;
@@ -229,11 +110,28 @@ export class PluginProcess {
     return this.#restartDelay;
   }
 
+  /** Always: a spawned process is one a keeper can hold and hand to the next runner. */
+  get adoptable(): true {
+    return true;
+  }
+
+  /** Why a call cannot be made while the process has no pool. */
+  unavailable(): HookgateError {
+    return new HookgateError('PLUGIN_UNAVAILABLE', `plugin is ${this.#state === 'backoff' ? 'restarting' : this.#state === 'ready' ? 'without a socket' : 'not ready'}`);
+  }
+
+  /** A process's calls fail on their own; nothing to check. */
+  callFailed(_err: unknown): void {}
+
+  /** See PluginInstance: running, settled, and push-only or bound to no route. */
+  readyWithoutPool(known: boolean, hooks: number, configure: readonly ConfigureParams[]): boolean {
+    if (this.#state === 'backoff' || this.#state === 'stopped' || !this.#settled) return false;
+    return (known && hooks === 0) || configure.every((c) => c.route_id === '');
+  }
+
   /** The delay before restart number `failures` (1 s, 2 s, 4 s ... capped). */
   backoffDelay(failures: number): number {
-    const base = this.#opts.backoffBaseMs ?? 1000;
-    const max = this.#opts.backoffMaxMs ?? 30_000;
-    return Math.min(max, base * 2 ** Math.max(0, failures - 1));
+    return backoffDelay(failures - 1, this.#opts.backoffBaseMs ?? 1000, this.#opts.backoffMaxMs ?? 30_000);
   }
 
   /** Starts the plugin and keeps it running. Idempotent. */
@@ -412,7 +310,7 @@ export class PluginProcess {
     });
     child.stdout?.setEncoding('utf8');
     child.stderr?.setEncoding('utf8');
-    const output = this.#newOutput();
+    const output = (this.#output = new PluginOutput(this.#log, this.#clock, this.#opts.logLinesPerSec ?? 100));
     // Reading is bounded per stream: a flood fills the plugin's pipe and
     // blocks the plugin, not the runner (through the keeper, the pause
     // travels back to the keeper, which stops reading that plugin).
@@ -424,21 +322,21 @@ export class PluginProcess {
         outRate?.line(line.length);
         this.#onStdout(line);
       },
-      () => this.#overlong(output, 'stdout'),
+      () => output.overlong('stdout'),
     );
     const errLines = new LineSplitter(
       (line) => {
         errRate?.line(line.length);
         // plugin-call shows the lines as they come; the runner logs them grouped.
         if (this.#opts.onStderr) this.#opts.onStderr(line);
-        else this.#stderrLine(output, line);
+        else output.stderrLine(line);
       },
-      () => this.#overlong(output, 'stderr'),
+      () => output.overlong('stderr'),
     );
     child.stdout?.on('data', (c: string) => out.push(c));
     child.stderr?.on('data', (c: string) => errLines.push(c));
     // A plugin held by the keeper: the keeper splits its lines and reports the over-long ones.
-    child.on('overlong', (stream: unknown) => this.#overlong(output, stream === 'stderr' ? 'stderr' : 'stdout'));
+    child.on('overlong', (stream: unknown) => output.overlong(stream === 'stderr' ? 'stderr' : 'stdout'));
     child.on('exit', () => {
       // 'close' waits for every holder of the pipes; a grandchild that kept
       // stdout open would hide the exit. End the group and our pipe ends now.
@@ -452,7 +350,7 @@ export class PluginProcess {
       errLines.end();
       outRate?.stop();
       errRate?.stop();
-      this.#endOutput(output);
+      output.end();
       removeSocketDir(socketDir);
       this.#clock.clearTimeout(this.#readyTimer);
       this.#clock.clearTimeout(this.#graceTimer);
@@ -551,117 +449,41 @@ export class PluginProcess {
     this.#alive = true;
   }
 
-  #onStdout(line: string): void {
-    if (line.trim() === '') return;
-    let msg: Record<string, unknown>;
-    try {
-      const v: unknown = JSON.parse(line);
-      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
-      msg = v as Record<string, unknown>;
-    } catch {
-      this.#plog('warn', { line: line.slice(0, 200) }, 'ignored a stdout line that is not a JSON object');
-      return;
-    }
-    if (msg.method === undefined) {
-      if (msg.result !== undefined) {
+  #onStdout(text: string): void {
+    const line = parseStdoutLine(text);
+    switch (line.kind) {
+      case 'blank':
+        return;
+      case 'ack':
         this.#succeeded();
         this.#armPushOnlyGrace();
         return;
-      }
-      if (msg.error !== undefined) {
+      case 'rejected':
         this.#alive = true;
-        this.#plog('warn', { error: String(msg.error) }, 'plugin rejected a configure');
-        return;
-      }
-    }
-    const params = (typeof msg.params === 'object' && msg.params !== null ? msg.params : {}) as Record<string, unknown>;
-    switch (msg.method) {
+        return this.#plog('warn', { error: line.error }, 'plugin rejected a configure');
       case 'ready':
-        return this.#onReadyLine(params);
-      case 'set_targets':
-      case 'set_speed':
+        return this.#onReady(line);
+      case 'push':
         this.#succeeded();
         this.#settled = true;
-        this.#opts.onPush?.(msg.method, params);
+        this.#opts.onPush?.(line.method, line.params);
         return;
-      case 'log': {
+      case 'log':
         this.#alive = true;
-        const level = LOG_LEVELS.has(params.level as LogLevel) ? (params.level as LogLevel) : 'info';
-        const fields: Record<string, unknown> = { from: 'plugin' };
-        const args = Array.isArray(params.args) ? params.args : [];
-        for (let i = 0; i + 1 < args.length; i += 2) fields[String(args[i])] = args[i + 1];
-        this.#plog(level, fields, String(params.message ?? ''));
-        return;
-      }
+        return this.#plog(line.level, line.fields, line.message);
       default:
-        this.#plog('warn', { line: line.slice(0, 200) }, 'ignored a stdout line with an unknown method');
+        this.#plog('warn', { line: text.slice(0, 200) }, line.kind === 'not-object' ? 'ignored a stdout line that is not a JSON object' : 'ignored a stdout line with an unknown method');
     }
   }
 
-  #newOutput(): OutputState {
-    const output: OutputState = {
-      budget: new RateBudget(this.#clock, this.#opts.logLinesPerSec ?? 100, (refused) =>
-        this.#log.warn(
-          { not_logged: refused, cap_per_s: this.#opts.logLinesPerSec ?? 100 },
-          'plugin output over the log rate cap; lines not logged in the last second',
-        ),
-      ),
-      group: [],
-      groupBytes: 0,
-      groupTimer: null,
-      overlong: { stdout: 0, stderr: 0 },
-    };
-    this.#output = output;
-    return output;
+  /** Logs what a plugin's output made us say, within its output's budget. */
+  #plog(level: LogLevel, fields: Record<string, unknown>, msg: string): void {
+    if (this.#output) this.#output.log(level, fields, msg);
+    else this.#log[level](fields, msg);
   }
 
-  /** Logs what a plugin's output made us say, within its budget (`lines`: how many of its lines this record holds). */
-  #plog(level: LogLevel, fields: Record<string, unknown>, msg: string, lines = 1, output = this.#output): void {
-    if (output && !output.budget.take(lines)) return;
-    this.#log[level](fields, msg);
-  }
-
-  #stderrLine(output: OutputState, line: string): void {
-    output.group.push(line);
-    output.groupBytes += line.length + 1;
-    if (output.group.length >= STDERR_GROUP_LINES || output.groupBytes >= STDERR_GROUP_BYTES) this.#flushStderr(output);
-    else output.groupTimer ??= this.#clock.setTimeout(() => this.#flushStderr(output), STDERR_GROUP_MS, true);
-  }
-
-  #flushStderr(output: OutputState): void {
-    this.#clock.clearTimeout(output.groupTimer);
-    output.groupTimer = null;
-    const n = output.group.length;
-    if (n === 0) return;
-    const text = output.group.join('\n');
-    output.group = [];
-    output.groupBytes = 0;
-    this.#plog('info', n > 1 ? { stream: 'stderr', lines: n } : { stream: 'stderr' }, text, n, output);
-  }
-
-  #overlong(output: OutputState, stream: 'stdout' | 'stderr'): void {
-    // Warned once per process and stream; the count of the others is logged when it exits.
-    if (output.overlong[stream]++ === 0) {
-      this.#log.warn({ stream }, `plugin wrote a ${stream} line over 1 MiB; it was dropped (later ones are counted, not logged)`);
-    }
-  }
-
-  #endOutput(output: OutputState): void {
-    this.#flushStderr(output);
-    output.budget.flush();
-    for (const stream of ['stdout', 'stderr'] as const) {
-      if (output.overlong[stream] > 1) this.#log.warn({ stream, lines: output.overlong[stream] }, `plugin wrote ${output.overlong[stream]} ${stream} lines over 1 MiB; all were dropped`);
-    }
-  }
-
-  #onReadyLine(params: Record<string, unknown>): void {
-    const socket = typeof params.socket === 'string' && params.socket !== '' ? params.socket : null;
-    let mask = 0;
-    const hooks = Array.isArray(params.hooks) ? params.hooks : [];
-    for (const h of hooks) {
-      if (typeof h === 'string' && h in HOOK) mask |= HOOK_BIT[h as HookName];
-      else this.#plog('warn', { hook: h }, 'plugin declared an unknown hook; ignored');
-    }
+  #onReady({ socket, mask, hooks, unknown }: ReadyLine): void {
+    for (const h of unknown) this.#plog('warn', { hook: h }, 'plugin declared an unknown hook; ignored');
     if (mask !== 0 && socket === null) {
       this.#plog('warn', {}, 'plugin sent ready with hooks but without a socket; ignored');
       return;
@@ -674,28 +496,5 @@ export class PluginProcess {
     this.#state = 'ready';
     this.#log.info({ socket, hooks }, 'plugin ready');
     this.#opts.onReady?.(socket, mask);
-  }
-}
-
-/** Removes a socket folder made for a plugin process (and what it left there). */
-export function removeSocketDir(dir: string | null | undefined): void {
-  if (!dir) return;
-  try {
-    rmSync(dir, { recursive: true, force: true });
-  } catch {
-    // Not ours to worry about beyond this: it is in the temp dir.
-  }
-}
-
-function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  // A plugin held by the keeper is signalled by the keeper, which only
-  // signals children it still holds (never a pid that may have been reused).
-  const kept = child as unknown as { killGroup?: (s: NodeJS.Signals) => void };
-  if (typeof kept.killGroup === 'function') return kept.killGroup(signal);
-  if (!child.pid) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    // ESRCH: the group is already gone.
   }
 }

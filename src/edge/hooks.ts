@@ -11,6 +11,7 @@ import { decodeHookResult, encodeHookFrame } from '../core/protocol/codec.ts';
 import type { HookClient } from '../core/gateway/gateway.ts';
 import { LogThrottle, type Logger } from '../core/log.ts';
 import type { AuthorizeResult, ConnInfo, ConnResult, DisconnectInfo, HookName, RequestInfo, ResponseModResult, ResponsePair } from '../core/protocol/protocol.ts';
+import { DENY_BODY } from '../core/protocol/verdict.ts';
 import type { RunnerPool } from './runners.ts';
 import type { EdgeStateCache } from './state-cache.ts';
 
@@ -43,7 +44,7 @@ export class EdgeHooks implements HookClient {
   /** The route's edge failure verdict: status and body. */
   #edgeError(routeId: string): { status: number; body: string } {
     const r = this.#cache.current?.state.plan(routeId)?.route.edge_on_error;
-    return { status: r?.status ?? 503, body: r?.body ?? 'service unavailable\n' };
+    return { status: r?.status ?? 503, body: r?.body ?? DENY_BODY };
   }
 
   async #call<K extends Exclude<HookName, 'on_disconnect'>>(hook: K, routeId: string, frame: Uint8Array) {

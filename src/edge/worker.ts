@@ -25,6 +25,7 @@ import { accessFields, type AccessFacts } from '../core/gateway/access-log.ts';
 import { HookgateError } from '../core/errors.ts';
 import { createGateway, upstreamDeadline, type ClientInfo, type Gateway, type UpstreamFetch } from '../core/gateway/gateway.ts';
 import { isWebSocketUpgrade } from '../core/protocol/headers.ts';
+import { DENY_BODY } from '../core/protocol/verdict.ts';
 import type { Logger, LogLevel } from '../core/log.ts';
 import { EdgeHooks } from './hooks.ts';
 import { consoleLogger } from './log.ts';
@@ -156,7 +157,7 @@ function accessLine(log: Logger, withQuery: boolean): (a: AccessFacts) => void {
 }
 
 function unavailable(): Response {
-  return new Response('service unavailable\n', { status: 503, headers: { 'content-type': 'text/plain; charset=utf-8' } });
+  return new Response(DENY_BODY, { status: 503, headers: { 'content-type': 'text/plain; charset=utf-8' } });
 }
 
 export default {

@@ -39,7 +39,7 @@ ${ETCD_HELP}`,
     ...ETCD_OPTIONS,
   },
   async run({ values }) {
-    const { configServerRun } = await import('../../config/config-server.ts');
+    const { configServerRun } = await import('../../config/config-server-command.ts');
     return configServerRun(values);
   },
 });

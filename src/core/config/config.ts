@@ -12,113 +12,14 @@
 
 import * as v from 'valibot';
 import { HookgateError } from '../errors.ts';
-import { matchProblems } from '../routing/routing.ts';
-import { DropAction, dropBindingProblems, fileActionProblems, ServeAction } from './config-actions.ts';
-import { ListenerSchema, listenerProblems, passRouteProblems, TlsSchema } from './config-listeners.ts';
+import { DENY_BODY } from '../protocol/verdict.ts';
+import { describe, inFileOrder } from './problems.ts';
+import { referenceProblems } from './references.ts';
+import { DropAction, ServeAction } from './config-actions.ts';
+import { ListenerSchema, TlsSchema } from './config-listeners.ts';
+import { ConnectionCount, Duration, HeaderName, HeaderValues, isLoopbackListen, Listen, Target, Timestamp } from './values.ts';
 
-/**
- * Parses a duration: a number of milliseconds, or a string like `"500ms"`,
- * `"2s"`, `"1m"`, `"1.5s"`. Returns NaN when it is not one.
- *
- * @example
- * parseDuration('2s') // 2000
- */
-export function parseDuration(input: string | number): number {
-  if (typeof input === 'number') return input >= 0 && Number.isFinite(input) ? input : NaN;
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(input);
-  if (!m) return NaN;
-  const n = Number(m[1]);
-  const unit = m[2] ?? 'ms';
-  return Math.round(n * (unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000));
-}
-
-const Duration = v.pipe(
-  v.union([v.string(), v.number()], 'expected a duration such as "2s", "500ms" or a number of milliseconds'),
-  v.transform((x) => parseDuration(x)),
-  v.check((n) => !Number.isNaN(n), 'expected a duration such as "2s", "500ms" or a number of milliseconds'),
-);
-
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:[Zz]|([+-])(\d{2}):(\d{2}))$/;
-
-/**
- * Parses an RFC 3339 timestamp, whose offset (`Z` or `±hh:mm`) is
- * mandatory, into milliseconds since the epoch. Returns NaN for anything
- * else: no offset, a short offset (`+05`), a day the month does not have.
- *
- * @example
- * parseTimestamp('2027-01-01T02:00:00+02:00') // 1798761600000
- * parseTimestamp('2020-01-01T00:00:00+05')    // NaN
- */
-export function parseTimestamp(input: string): number {
-  const m = RFC3339.exec(input);
-  if (!m) return NaN;
-  const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number);
-  const offH = Number(m[9] ?? 0);
-  const offM = Number(m[10] ?? 0);
-  const d = new Date(0);
-  d.setUTCFullYear(year, month - 1, day);
-  if (month < 1 || month > 12 || d.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59 || offH > 23 || offM > 59) return NaN;
-  const ms = m[7] ? Number(`${m[7].slice(1)}00`.slice(0, 3)) : 0;
-  const offset = (m[8] === '-' ? -1 : 1) * (offH * 60 + offM) * 60_000;
-  return d.getTime() + ((hour * 60 + minute) * 60 + second) * 1000 + ms - offset;
-}
-
-const TIMESTAMP_MESSAGE = 'expected an ISO 8601 timestamp with a "Z" or "±hh:mm" offset (RFC 3339), such as "2027-01-01T00:00:00Z"';
-
-/** An RFC 3339 timestamp, parsed to ms since the epoch at validation. */
-const Timestamp = v.pipe(
-  v.string(TIMESTAMP_MESSAGE),
-  v.transform(parseTimestamp),
-  v.check((n) => !Number.isNaN(n), TIMESTAMP_MESSAGE),
-);
-
-const Listen = v.pipe(
-  v.string(),
-  v.regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port", e.g. "127.0.0.1:8080"'),
-  v.check((s) => {
-    const port = Number(s.slice(s.lastIndexOf(':') + 1));
-    return port >= 0 && port <= 65535;
-  }, 'expected a port from 0 to 65535'),
-);
-
-/** Whether a `host:port` listen address is on loopback (127.0.0.0/8, [::1], localhost). */
-export function isLoopbackListen(listen: string): boolean {
-  const host = listen.slice(0, listen.lastIndexOf(':')).replace(/^\[(.*)\]$/, '$1').toLowerCase();
-  return host === 'localhost' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host) || host === '::1' || host === '0:0:0:0:0:0:0:1';
-}
-
-const HOST_PORT = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/;
-
-/**
- * True when `t` is a `host:port` target safe to put into an upstream URL
- * (a host name, IPv4 or bracketed IPv6, and a port 1-65535; nothing else).
- *
- * @example
- * isTarget('10.0.0.1:3000') // true
- * isTarget('evil.com/x:80') // false
- */
-export function isTarget(t: unknown): t is string {
-  if (typeof t !== 'string') return false;
-  const m = HOST_PORT.exec(t);
-  if (!m) return false;
-  const port = Number(m[1]);
-  return port >= 1 && port <= 65535;
-}
-
-const Target = v.pipe(v.string(), v.check((t: string) => isTarget(t), 'expected a "host:port" target'));
-
-/** A number of connections; `min` 0 lets 0 mean "no limit". */
-const ConnectionCount = (min: 0 | 1) =>
-  v.pipe(
-    v.number('expected a number of connections'),
-    v.integer('expected a whole number of connections'),
-    v.minValue(min, min === 0 ? 'expected 0 (no limit) or more' : 'expected at least 1'),
-  );
-
-const HeaderValues = v.record(v.string(), v.string());
-
-/** A header name (an HTTP token), as `strip_request_headers` lists them. */
-const HeaderName = v.pipe(v.string(), v.regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'expected a header name (an HTTP token such as "X-User")'));
+export { isLoopbackListen, isTarget, parseDuration, parseTimestamp } from './values.ts';
 
 const OnError = v.picklist(['deny', 'allow'], 'expected "deny" or "allow"');
 
@@ -301,7 +202,7 @@ const RouteSchema = v.strictObject({
   edge_on_error: v.optional(
     v.strictObject({
       status: v.optional(v.pipe(v.number(), v.integer(), v.minValue(100), v.maxValue(599)), 503),
-      body: v.optional(v.string(), 'service unavailable\n'),
+      body: v.optional(v.string(), DENY_BODY),
     }),
     {},
   ),
@@ -509,83 +410,6 @@ export interface Config extends Omit<Parsed, 'routes'> {
   routes: Route[];
 }
 
-type PathItem = { key: unknown };
-
-function pathText(path: readonly PathItem[]): string {
-  let out = '';
-  for (const { key } of path) out += typeof key === 'number' ? `[${key}]` : out ? `.${String(key)}` : String(key);
-  return out || '(config)';
-}
-
-/**
- * A union reports one issue per branch, with paths relative to the union;
- * the branch that got furthest into the input is the one the author meant
- * (the object with a bad field, not the string it also could have been).
- */
-function deepest(issue: v.BaseIssue<unknown>, base: readonly PathItem[]): { issue: v.BaseIssue<unknown>; path: PathItem[] } {
-  let best = { issue, path: [...base, ...((issue.path ?? []) as PathItem[])] };
-  for (const sub of issue.issues ?? []) {
-    const d = deepest(sub, best.path);
-    if (d.path.length > best.path.length) best = d;
-  }
-  return best;
-}
-
-function describe(issue: v.BaseIssue<unknown>): string {
-  const d = deepest(issue, []);
-  const i = d.issue;
-  const msg =
-    i.kind === 'schema' && i.expected === 'never'
-      ? 'unknown field'
-      : i.kind === 'schema' && i.received === 'undefined'
-        ? 'required field is missing'
-        : i.kind === 'schema' && i.message.startsWith('Invalid ')
-          ? `expected ${expectedText(i.expected)}, got ${i.received}`
-          : i.message;
-  return `${pathText(d.path)}: ${msg}`;
-}
-
-/** The validator's name for an expected type, in words ("string" → "a string"). */
-function expectedText(expected: string | null): string {
-  const words: Record<string, string> = { string: 'a string', number: 'a number', boolean: 'true or false', Object: 'an object', object: 'an object', Array: 'a list', array: 'a list' };
-  if (!expected) return 'something else';
-  if (Object.hasOwn(words, expected)) return words[expected];
-  const parts = expected.split(' | ');
-  return parts.length > 1 ? `one of ${parts.map((p) => words[p] ?? p).join(', ')}` : expected;
-}
-
-/**
- * Sorts problems in the order their fields appear in `input` (the order of
- * the file), then by their order of discovery; a problem whose path is not
- * in the input keeps its place after the fields before it.
- */
-function inFileOrder(problems: string[], input: Record<string, unknown>): string[] {
-  const rank = (problem: string): number[] => {
-    const path = problem.slice(0, Math.max(0, problem.indexOf(': ')));
-    const out: number[] = [];
-    let at: unknown = input;
-    for (const m of path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)) {
-      const key = m[1] ?? Number(m[2]);
-      if (typeof at !== 'object' || at === null) break;
-      const keys = Array.isArray(at) ? null : Object.keys(at);
-      const i = keys ? keys.indexOf(String(key)) : Number(key);
-      if (i < 0) {
-        out.push(Number.MAX_SAFE_INTEGER);
-        break;
-      }
-      out.push(i);
-      at = (at as Record<string | number, unknown>)[key];
-    }
-    return out;
-  };
-  const ranked = problems.map((p, i) => ({ p, i, r: rank(p) }));
-  ranked.sort((a, b) => {
-    for (let k = 0; k < Math.min(a.r.length, b.r.length); k++) if (a.r[k] !== b.r[k]) return a.r[k] - b.r[k];
-    return a.r.length !== b.r.length ? a.r.length - b.r.length : a.i - b.i;
-  });
-  return ranked.map((x) => x.p);
-}
-
 /**
  * Validates a config (already parsed from JSON5 or received as JSON) and
  * fills in defaults. Throws `BAD_CONFIG` whose `problems` lists every
@@ -619,104 +443,6 @@ export function parseConfig(input: unknown): Config {
     return { ...r, id: r.id ?? String(index), index, plugins, actionName };
   });
   return { ...raw, routes };
-}
-
-/** Cross-references (names that must exist, ids that must be unique), checked defensively on raw input. */
-function referenceProblems(input: Record<string, unknown>): string[] {
-  const problems: string[] = [];
-  const obj = (x: unknown): Record<string, unknown> =>
-    typeof x === 'object' && x !== null && !Array.isArray(x) ? (x as Record<string, unknown>) : {};
-  const actions = obj(input.actions);
-  const plugins = obj(input.plugins);
-  const fallbackProblem = (where: string, action: Record<string, unknown>) => {
-    if (action.type !== 'proxy' || typeof action.fallback !== 'string') return;
-    const fb = actions[action.fallback];
-    if (fb === undefined) problems.push(`${where}.fallback: no action named "${action.fallback}" in actions`);
-    else if (typeof obj(fb).type === 'string' && obj(fb).type !== 'static' && obj(fb).type !== 'redirect') problems.push(`${where}.fallback: "${action.fallback}" is a ${String(obj(fb).type)}; a fallback must be static or redirect`);
-  };
-  const ids = new Map<string, number>();
-  const routes = Array.isArray(input.routes) ? input.routes : [];
-  routes.forEach((raw, index) => {
-    const r = obj(raw);
-    const id = typeof r.id === 'string' ? r.id : String(index);
-    const seen = ids.get(id);
-    if (seen !== undefined) problems.push(`routes[${index}].id: "${id}" is already the id of routes[${seen}]`);
-    else ids.set(id, index);
-    if (Array.isArray(r.plugins)) {
-      r.plugins.forEach((b, j) => {
-        const name = typeof b === 'string' ? b : obj(b).plugin;
-        if (typeof name === 'string' && plugins[name] === undefined) problems.push(`routes[${index}].plugins[${j}]: no plugin named "${name}" in plugins`);
-        // "body" in the effective cache key needs the body: binding fields over the plugin's.
-        const p = obj(typeof name === 'string' ? plugins[name] : undefined);
-        const over = typeof b === 'string' ? {} : obj(b);
-        const key = obj(over.cache).key ?? obj(p.cache).key;
-        const withBody = over.with_body ?? p.with_body ?? false;
-        if (Array.isArray(key) && key.includes('body') && withBody !== true) {
-          problems.push(`routes[${index}].plugins[${j}]: the cache key names "body", but this binding sends plugin "${name}" no body (set with_body: true, or take "body" out of the key)`);
-        }
-      });
-    }
-    let action: Record<string, unknown> | undefined;
-    if (typeof r.action === 'string') {
-      if (actions[r.action] === undefined) problems.push(`routes[${index}].action: no action named "${r.action}" in actions`);
-      else action = obj(actions[r.action]);
-    } else if (r.action !== undefined) {
-      action = obj(r.action);
-      fallbackProblem(`routes[${index}].action`, action);
-      problems.push(...fileActionProblems(`routes[${index}].action`, action));
-    }
-    if (action) problems.push(...dropBindingProblems(`routes[${index}]`, action, r.plugins));
-    if (action?.type === 'proxy' && typeof action.upstream === 'string' && action.upstream.includes('{target}') && r.balancer === undefined) {
-      problems.push(`routes[${index}].balancer: the action's upstream uses {target}, so the route needs a balancer`);
-    }
-    const m = obj(r.match);
-    const str = (x: unknown) => (typeof x === 'string' ? x : undefined);
-    if (action && !isExactDomain(str(m.domain))) {
-      const fallback = action.type === 'proxy' && typeof action.fallback === 'string' ? action.fallback : undefined;
-      const checks: Array<[string, Record<string, unknown>, string]> = [
-        [typeof r.action === 'string' ? `routes[${index}].action` : `routes[${index}].action.${action.type === 'redirect' ? 'to' : 'upstream'}`, action, typeof r.action === 'string' ? `action "${r.action}": ` : ''],
-      ];
-      if (fallback) checks.push([`routes[${index}].action.fallback`, obj(actions[fallback]), `action "${fallback}": `]);
-      for (const [at, a, which] of checks) {
-        const tpl = a.type === 'proxy' ? a.upstream : a.type === 'redirect' ? a.to : undefined;
-        if (typeof tpl !== 'string' || !templateAuthority(tpl).includes('{host}')) continue;
-        problems.push(
-          `${at}: ${which}"${tpl}" puts {host} in the URL's host part, so any client could pick where the request goes; ` +
-            'use {host} there only on a route whose match.domain lists exact domains (no "*"), or write the host into the template',
-        );
-      }
-    }
-    for (const p of matchProblems({ domain: str(m.domain), path: str(m.path) })) problems.push(`routes[${index}].match.${p}`);
-    if (action) problems.push(...passRouteProblems(index, r, action, plugins));
-  });
-  problems.push(...listenerProblems(input));
-  for (const [name, a] of Object.entries(actions)) {
-    fallbackProblem(`actions.${name}`, obj(a));
-    problems.push(...fileActionProblems(`actions.${name}`, obj(a)));
-  }
-  return problems;
-}
-
-/**
- * The authority part (host and port) of a URL template: after a literal
- * `scheme:` and the slashes that follow it, or after a leading `//`; a
- * template that starts with neither a scheme nor `/` (e.g. `{host}/x`) is
- * read from its start. It ends at the first `/`, backslash, `?`, `#`,
- * `{path}` or `{query}`. A template that starts with one `/` (a path) has none ('').
- */
-function templateAuthority(tpl: string): string {
-  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[/\\]*/.exec(tpl) ?? /^[/\\]{2,}/.exec(tpl);
-  if (!scheme && /^[/\\]/.test(tpl)) return '';
-  const rest = tpl.slice(scheme?.[0].length ?? 0);
-  const end = rest.search(/[/\\?#]|\{(?:path|query)\}/);
-  return end < 0 ? rest : rest.slice(0, end);
-}
-
-/** True when a route's `match.domain` lists only exact domains: a Host that matches it is one the author wrote. */
-function isExactDomain(domain: string | undefined): boolean {
-  if (domain === undefined) return false;
-  const parts = domain.split(',').map((d) => d.trim());
-  return parts.every((d) => d !== '' && !d.includes('*'));
 }
 
 /** A config that failed validation; `problems` has one line per problem, each naming its field. */

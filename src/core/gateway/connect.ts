@@ -14,6 +14,7 @@ import type { Pick } from '../routing/balancer.ts';
 import type { HookClient } from './pipeline.ts';
 import { textAnswer, type Answer } from './pipeline.ts';
 import { HOOK_BIT, type ConnInfo, type DisconnectInfo } from '../protocol/protocol.ts';
+import { DENY_BODY, failureStatus } from '../protocol/verdict.ts';
 import { compileDomain, type DomainMatch } from '../routing/routing.ts';
 import type { GatewayState, RoutePlan } from '../state/state.ts';
 
@@ -120,7 +121,7 @@ export async function admitConnection(hooks: HookClient, routeId: string, info: 
   if (!(hooks.hooksOf(routeId) & HOOK_BIT.on_connect)) return null;
   const conn = await hooks.onConnect(routeId, info);
   if (conn.ok) return null;
-  return conn.e ? textAnswer(conn.s >= 200 && conn.s <= 599 ? conn.s : 503, conn.b || 'service unavailable\n') : textAnswer(403, 'forbidden\n');
+  return conn.e ? textAnswer(failureStatus(conn.s), conn.b || DENY_BODY) : textAnswer(403, 'forbidden\n');
 }
 
 /**

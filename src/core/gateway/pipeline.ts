@@ -25,14 +25,18 @@
  */
 
 import { LogThrottle, type Logger } from '../log.ts';
-import { HOP_BY_HOP, headerMapOfList, listGet, stripList } from '../protocol/headers.ts';
+import { headerMapOfList, listGet, stripList } from '../protocol/headers.ts';
 import { ENCODED_SLASH_REFUSAL, hasEncodedSlash, matchPathOf, normalizePath, splitTarget } from '../routing/path.ts';
 import { HOOK_BIT, type AuthorizeResult, type ConnInfo, type ConnResult, type DisconnectInfo, type RequestInfo, type ResponseModResult, type ResponsePair } from '../protocol/protocol.ts';
+import { DENY_BODY, failureStatus } from '../protocol/verdict.ts';
 import { isHookgateError } from '../errors.ts';
 import { hostOf, hostProblem, type RouteMatch } from '../routing/routing.ts';
 import type { Pick } from '../routing/balancer.ts';
 import { groupKeyOf, type ActionPlan, type GatewayState, type RoutePlan } from '../state/state.ts';
 import { mbpsToBytes, TokenBucket } from './throttle.ts';
+import { clientHeaderList, forwardHeaderList, requestIdOf } from './forward-headers.ts';
+
+export { clientHeaderList, forwardHeaderList, requestIdOf } from './forward-headers.ts';
 import type { ServeStep } from '../serve/serve.ts';
 
 /** How the gateway reaches plugins. PluginManager (runner) and the runner client (edge) implement it. */
@@ -150,7 +154,6 @@ export type Step = Answer | ProxyStep | ServeStep | { kind: 'drop' } | { kind: '
 export type Responded = Answer | { kind: 'respond'; status: number; headers: HeaderList };
 
 const TEXT = 'text/plain; charset=utf-8';
-const DENY_BODY = 'service unavailable\n';
 /** A busy upstream frees up within moments: say when to come back. */
 const BUSY_HEADERS = ['retry-after', '1'];
 
@@ -176,7 +179,7 @@ export function textAnswer(status: number, body: string, headers?: HeaderList): 
  * verdictAnswer({ ...verdict, ok: false, s: 401, b: 'who are you?\n' })
  */
 export function verdictAnswer(v: AuthorizeResult): Answer {
-  if (v.e) return textAnswer(v.s >= 200 && v.s <= 599 ? v.s : 503, typeof v.b === 'string' && v.b ? v.b : DENY_BODY);
+  if (v.e) return textAnswer(failureStatus(v.s), typeof v.b === 'string' && v.b ? v.b : DENY_BODY);
   const status = v.s >= 200 && v.s <= 599 ? v.s : 403;
   const headers: HeaderList = [];
   let typed = false;
@@ -195,109 +198,6 @@ export function verdictAnswer(v: AuthorizeResult): Answer {
   const body = status === 204 || status === 304 ? null : (v.b ?? '');
   if (body && !typed) headers.push('content-type', TEXT);
   return { kind: 'answer', status, headers, body };
-}
-
-/** The lower-case names a Connection header lists, or null when there is none. */
-function connectionNames(list: HeaderList): Set<string> | null {
-  let out: Set<string> | null = null;
-  for (let i = 0; i < list.length; i += 2) {
-    const n = list[i];
-    if (n.length !== 10 || n.toLowerCase() !== 'connection') continue;
-    for (const name of list[i + 1].split(',')) (out ??= new Set()).add(name.trim().toLowerCase());
-  }
-  return out;
-}
-
-/** What a client's X-Request-Id may be to be kept: 1 to 128 of these characters. */
-const REQUEST_ID = /^[A-Za-z0-9._:+/=@-]{1,128}$/;
-
-/**
- * The request id of a request and its header list carrying it: the
- * client's X-Request-Id when it sent exactly one that is valid (1 to 128
- * letters, digits or `._:+/=@-`), else a new random UUID replacing whatever
- * it sent. Plugins, the upstream and the client's answer all see this id.
- *
- * @example
- * requestIdOf(['Host', 'a', 'X-Request-Id', 'abc-123']).id // 'abc-123'
- */
-export function requestIdOf(list: HeaderList): { id: string; headers: HeaderList } {
-  let at = -1;
-  let count = 0;
-  for (let i = 0; i < list.length; i += 2) {
-    if (list[i].length === 12 && list[i].toLowerCase() === 'x-request-id') {
-      at = i;
-      count++;
-    }
-  }
-  if (count === 1 && REQUEST_ID.test(list[at + 1])) return { id: list[at + 1], headers: list };
-  const id = crypto.randomUUID();
-  const out: HeaderList = [];
-  for (let i = 0; i < list.length; i += 2) if (list[i].toLowerCase() !== 'x-request-id') out.push(list[i], list[i + 1]);
-  out.push('X-Request-Id', id);
-  return { id, headers: out };
-}
-
-/**
- * The headers of an upstream's answer that go to the client: hop-by-hop
- * ones, those its Connection header names, and its X-Request-Id removed.
- *
- * @example
- * clientHeaderList(['Connection', 'close, x-secret', 'X-Secret', '1', 'Content-Type', 'text/plain']) // ['Content-Type', 'text/plain']
- */
-export function clientHeaderList(list: HeaderList): HeaderList {
-  const conn = connectionNames(list);
-  const out: HeaderList = [];
-  for (let i = 0; i < list.length; i += 2) {
-    const l = list[i].toLowerCase();
-    // The client gets the gateway's X-Request-Id (the data plane adds it), never a second one.
-    if (HOP_BY_HOP.has(l) || (conn !== null && conn.has(l)) || l === 'x-request-id') continue;
-    out.push(list[i], list[i + 1]);
-  }
-  return out;
-}
-
-/**
- * The request headers for the upstream: the client's (already stripped by
- * the route's policy) without hop-by-hop ones, those the Connection header
- * names, and Expect; then the verdict's removals and additions; then
- * X-Forwarded-For (the client's chain, unless stripped or removed by a
- * plugin, never a plugin's, plus the client's IP), X-Forwarded-Proto and
- * X-Forwarded-Host.
- *
- * @example
- * forwardHeaderList(['Host', 'a.example', 'Connection', 'close'], null, client, 'a.example')
- * // ['Host', 'a.example', 'x-forwarded-for', '10.0.0.9', 'x-forwarded-proto', 'http', 'x-forwarded-host', 'a.example']
- */
-export function forwardHeaderList(list: HeaderList, verdict: AuthorizeResult | null, client: ClientInfo, host: string): HeaderList {
-  const conn = connectionNames(list);
-  let removed: Set<string> | null = null;
-  if (verdict) {
-    for (const name of verdict.rm) (removed ??= new Set()).add(name.toLowerCase());
-    for (const name in verdict.h) (removed ??= new Set()).add(name.toLowerCase());
-  }
-  const out: HeaderList = [];
-  let xff: string | null = null;
-  for (let i = 0; i < list.length; i += 2) {
-    const l = list[i].toLowerCase();
-    if (HOP_BY_HOP.has(l) || l === 'expect' || (conn !== null && conn.has(l))) continue;
-    if (l === 'x-forwarded-for') {
-      // The chain survives a plugin's set (the plugin's value is never used), not its removal.
-      if (verdict === null || !verdict.rm.some((n) => n.toLowerCase() === l)) xff = xff === null ? list[i + 1] : `${xff}, ${list[i + 1]}`;
-      continue;
-    }
-    if (l === 'x-forwarded-proto' || l === 'x-forwarded-host') continue;
-    if (removed !== null && removed.has(l)) continue;
-    out.push(list[i], list[i + 1]);
-  }
-  if (verdict) {
-    for (const k in verdict.h) {
-      const l = k.toLowerCase();
-      if (l === 'x-forwarded-for' || l === 'x-forwarded-proto' || l === 'x-forwarded-host') continue;
-      out.push(k, verdict.h[k]);
-    }
-  }
-  out.push('x-forwarded-for', xff ? `${xff}, ${client.ip}` : client.ip, 'x-forwarded-proto', client.tls ? 'https' : 'http', 'x-forwarded-host', host);
-  return out;
 }
 
 /** Shared speed-limit buckets by group key (the same key shares one budget). */
@@ -540,7 +440,7 @@ export class Pipeline {
     const mod = await this.hooks.onResponse(f.plan.route.id, { req: reqInfo, resp: { s: status, h: headerMapOfList(upstreamHeaders) } });
     // A status a response cannot carry is a failure too (the runner refuses 1xx already).
     if (mod.e || (mod.s !== 0 && !(mod.s >= 200 && mod.s <= 599))) {
-      return textAnswer(mod.e && mod.s >= 200 && mod.s <= 599 ? mod.s : 503, (mod.e && mod.b) || DENY_BODY);
+      return textAnswer(mod.e ? failureStatus(mod.s) : 503, (mod.e && mod.b) || DENY_BODY);
     }
     let out = headers;
     if (mod.rm.length || Object.keys(mod.h).length) {
