@@ -4,19 +4,11 @@
  */
 
 import assert from 'node:assert/strict';
+import { problemsOf } from '../helpers/config.ts';
 import { describe, test } from 'node:test';
-import { ConfigError, parseConfig } from '../../src/core/config/config.ts';
+import { parseConfig } from '../../src/core/config/config.ts';
 import { gatewayListeners } from '../../src/core/config/config-listeners.ts';
 
-function problemsOf(input: Record<string, unknown>): string[] {
-  try {
-    parseConfig(input);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  assert.fail('expected the config to be refused');
-}
 
 const pass = (extra: Record<string, unknown> = {}) => ({ match: { domain: 'db.example.com' }, action: { type: 'pass', upstream: '10.0.0.1:5432' }, ...extra });
 

@@ -5,21 +5,11 @@
 
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { problemsOf } from '../helpers/config.ts';
 import { ConfigError, parseConfig, parseDuration, type Config } from '../../src/core/config/config.ts';
 import { edgeStateOf, snapshotConfig } from '../../src/core/state/routing-snapshot.ts';
 
 /** Runs parseConfig on a config that must fail and returns its problems. */
-function problemsOf(input: unknown): string[] {
-  try {
-    parseConfig(input);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
-    assert.equal(err.code, 'BAD_CONFIG');
-    assert.equal(err.name, 'HookgateError');
-    return err.problems;
-  }
-  assert.fail('parseConfig accepted an invalid config');
-}
 
 /** Asserts that each pattern matches exactly one problem and that there are no others. */
 function assertProblems(problems: string[], expected: RegExp[]): void {

@@ -6,8 +6,9 @@
  */
 
 import assert from 'node:assert/strict';
+import { problemsOf } from '../helpers/config.ts';
 import { describe, test } from 'node:test';
-import { ConfigError, parseConfig } from '../../src/core/config/config.ts';
+import { parseConfig } from '../../src/core/config/config.ts';
 import { edgeWarnings } from '../../src/core/config/config-actions.ts';
 import { contentTypeOf } from '../../src/core/serve/mime.ts';
 import { normalizePath } from '../../src/core/routing/path.ts';
@@ -16,15 +17,6 @@ import { GatewayState } from '../../src/core/state/state.ts';
 import { dropsBeforeHandshake } from '../../node-runner/gateway/drop.ts';
 import { streamProblems } from '../../node-runner/config/stream-policy.ts';
 
-function problemsOf(input: unknown): string[] {
-  try {
-    parseConfig(input);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return err.problems;
-  }
-  assert.fail('accepted');
-}
 
 describe('servePath: which file a normal path names', () => {
   /** The normal path first, as the pipeline has it. */

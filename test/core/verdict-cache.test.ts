@@ -7,9 +7,10 @@
  */
 
 import assert from 'node:assert/strict';
+import { problemsOf } from '../helpers/config.ts';
 import { createHash } from 'node:crypto';
 import { describe, test } from 'node:test';
-import { ConfigError, parseConfig, type CacheSettings } from '../../src/core/config/config.ts';
+import { parseConfig, type CacheSettings } from '../../src/core/config/config.ts';
 import type { HookClient } from '../../src/core/gateway/gateway.ts';
 import type { AuthorizeResult, RequestInfo } from '../../src/core/protocol/protocol.ts';
 import { decodeHookResult, encodeHookResult } from '../../src/core/protocol/codec.ts';
@@ -19,15 +20,6 @@ import { requestInfo } from '../helpers/protocol.ts';
 
 const STATIC = { type: 'static' };
 
-function problemsOf(input: unknown): string[] {
-  try {
-    parseConfig(input);
-  } catch (err) {
-    assert.ok(err instanceof ConfigError);
-    return err.problems;
-  }
-  assert.fail('parseConfig accepted an invalid config');
-}
 
 function settings(over: Partial<CacheSettings> = {}): CacheSettings {
   return { ttl: 30_000, negative_ttl: 0, stale_if_error: 0, key: null, max_entries: 100, ...over };
